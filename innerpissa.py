@@ -65,13 +65,12 @@ class InputError(ValueError):
 
 
 def run_cli(main):
-    """Run a CLI entry point: an InputError becomes 'error: …' on stderr and exit code 2."""
+    """Run a CLI entry point: an InputError becomes one line 'error: …' on stderr and exit code 2."""
     try:
         main()
-    except InputError as e:
-        sys.exit(f"error: {e}")
-    except KeyboardInterrupt:
-        sys.exit("error: interrupted")
+    except (InputError, KeyboardInterrupt) as e:
+        print(f"error: {e or 'interrupted'}", file=sys.stderr)
+        sys.exit(2)
 
 
 # ----------------------------------------------------------------------------- models
@@ -205,11 +204,17 @@ def tokenize(tokenizer, texts, device=None):
     return {k: v.to(device) for k, v in batch.items()} if device else dict(batch)
 
 
+def target_mask(batch):
+    """[batch, seq-1]: 1 where a real token is predicted from a real token (never from left padding)."""
+    mask = batch["attention_mask"]
+    return mask[:, 1:] * mask[:, :-1]
+
+
 def token_nll(logits, batch):
-    """Per-token NLL of each next token, [batch, seq-1], zero where the target is padding."""
+    """Per-token NLL of each next token, [batch, seq-1], zero outside target_mask."""
     targets = batch["input_ids"][:, 1:]
     nll = F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), targets.flatten(), reduction="none")
-    return nll.view_as(targets) * batch["attention_mask"][:, 1:]
+    return nll.view_as(targets) * target_mask(batch)
 
 
 # ----------------------------------------------------------------------------- Yes/No scoring
@@ -235,11 +240,12 @@ def yes_no_ids(tokenizer):
 
 
 @torch.no_grad()
-def score_yes_no(model, tokenizer, prompts, batch_size=16, progress=False):
+def score_yes_no(model, tokenizer, prompts, batch_size=16, progress=False, nll_last=None):
     """Next-token Yes/No log-ratio, p(yes)+p(no) and the prompt's mean NLL, one forward per batch.
 
-    logratio = logsumexp(logp[yes ids]) − logsumexp(logp[no ids]). Prompts are batched by length
-    (less padding) and returned in the original order.
+    logratio = logsumexp(logp[yes ids]) − logsumexp(logp[no ids]). `nll_last` (one int per prompt)
+    limits the NLL to the last k tokens, so prompts that differ only in a prefix (a system prompt)
+    are compared on the same text. Prompts are batched by length and returned in the original order.
     """
     yes, no = yes_no_ids(tokenizer)
     device = next(model.parameters()).device
@@ -251,7 +257,11 @@ def score_yes_no(model, tokenizer, prompts, batch_size=16, progress=False):
         logits = model(**batch).logits                                   # [b, seq, vocab]
         logp = logits[:, -1].float().log_softmax(-1)                     # [b, vocab]
         lp_yes, lp_no = logp[:, yes].logsumexp(-1), logp[:, no].logsumexp(-1)
-        nll = token_nll(logits, batch).sum(-1) / batch["attention_mask"][:, 1:].sum(-1)
+        mask = target_mask(batch)                                         # [b, seq-1]
+        if nll_last is not None:
+            last = torch.tensor([nll_last[i] for i in idx], device=device)[:, None]
+            mask = mask * (torch.arange(mask.shape[1], 0, -1, device=device) <= last)
+        nll = (token_nll(logits, batch) * mask).sum(-1) / mask.sum(-1)
         for key, value in (("logratio", lp_yes - lp_no), ("pmass", lp_yes.exp() + lp_no.exp()), ("nll", nll)):
             out[key][idx] = value.double().cpu().numpy()
     return out
@@ -550,7 +560,7 @@ def train(model, tokenizer, adapter, pairs, cfg=None, progress=True):
 def train_step(model, tokenizer, adapter, chunk, cfg, basis, direction, scale, opt):
     """One reference pass at c = 0 and a forward+backward at c = +1 and c = −1."""
     batch = tokenize(tokenizer, interleave(chunk), basis.device)
-    mask = batch["attention_mask"][:, 1:]
+    mask = target_mask(batch)
     with torch.no_grad(), adapter.steer(0.0):
         z_ref, nll_ref = readout(model, batch, cfg.layer, basis, cfg.last_n)
     gap_ref = gap(z_ref, direction)

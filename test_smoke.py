@@ -285,12 +285,13 @@ def test_calibrate_sign_follows_the_honest_answer(tiny):
     assert len(probes) >= 16 and {p["honest_answer"] for p in probes} == {"Yes", "No"}
 
 
-def run_main(monkeypatch, tiny, argv):
-    """Run innerpissa's CLI in-process on the tiny model; returns the exit message."""
+def run_main(monkeypatch, capsys, tiny, argv):
+    """Run innerpissa's CLI in-process on the tiny model; returns what it printed on stderr."""
     monkeypatch.setattr(ip, "load_model", lambda name, device=None: tiny)
     with pytest.raises(SystemExit) as exit_info:
         ip.run_cli(lambda: ip.main(argv))
-    return str(exit_info.value.code)
+    assert exit_info.value.code == 2
+    return capsys.readouterr().err.strip()
 
 
 @pytest.mark.parametrize("flags, message", [
@@ -298,9 +299,9 @@ def run_main(monkeypatch, tiny, argv):
     (["--rank", "1000"], "--rank 1000 must be in"),
     (["--layer", "99"], "--layer 99 is out of range"),
 ])
-def test_cli_bad_input_is_one_line_and_writes_nothing(monkeypatch, tiny, tmp_path, flags, message):
+def test_cli_bad_input_is_one_line_and_writes_nothing(monkeypatch, capsys, tiny, tmp_path, flags, message):
     out = tmp_path / "a.safetensors"
-    text = run_main(monkeypatch, tiny, ["--out", str(out), "--steps", "1", *flags])
+    text = run_main(monkeypatch, capsys, tiny, ["--out", str(out), "--steps", "1", *flags])
     assert message in text and "\n" not in text and text.startswith("error:")
     assert list(tmp_path.iterdir()) == []
 
