@@ -462,6 +462,7 @@ class TrainConfig:
     coherence_weight: float = 10.0
     logsigmoid: bool = False     # DPO-style −log σ(·) separation instead of the linear one
     holdout: float = 0.15        # fraction of pairs kept out of training to report Δ on
+    direction_pairs: int = 64    # training pairs that define the preference direction
     seed: int = 0
 
 
@@ -471,10 +472,49 @@ def interleave(pairs):
 
 
 def readout(model, batch, layer, basis, last_n):
-    """z = h U_r at block `layer` for the last n tokens, [2p, n, r], and the per-token NLL, [2p, seq-1]."""
-    out = model(**batch, output_hidden_states=True)
-    h = out.hidden_states[layer + 1][:, -last_n:]                        # [2p, n, d_model]
-    return h.float() @ basis, token_nll(out.logits, batch)
+    """z at block `layer`, [2p, n, r], and the per-token NLL of the whole prompt, [2p, seq-1]."""
+    found, out = block_outputs(model, batch, [layer], stop=False)
+    return project(found[layer], basis, last_n), token_nll(out.logits, batch)
+
+
+def readout_z(model, tokenizer, pairs, cfg, basis):
+    """z for the interleaved pairs, [2p, n, r], without running the blocks after `layer`."""
+    batch = tokenize(tokenizer, interleave(pairs), basis.device)
+    return project(block_outputs(model, batch, [cfg.layer])[0][cfg.layer], basis, cfg.last_n)
+
+
+class _StopForward(Exception):
+    """Raised by a hook once the last block we need has run: the rest of the model is skipped."""
+
+
+def block_outputs(model, batch, layers, stop=True):
+    """({i: output of decoder block i, [batch, seq, d_model]}, model output or None).
+
+    Temporary hooks capture the blocks; with stop=True the forward ends after the last of them, so
+    the later blocks and the vocabulary head are never computed."""
+    found, blocks = {}, decoder_layers(model)
+
+    def keep(i):
+        def hook(module, inputs, output):
+            found[i] = output[0] if isinstance(output, tuple) else output
+            if stop and len(found) == len(layers):
+                raise _StopForward
+        return hook
+    handles = [blocks[i].register_forward_hook(keep(i)) for i in layers]
+    out = None
+    try:
+        out = model(**batch)
+    except _StopForward:
+        pass
+    finally:
+        for handle in handles:
+            handle.remove()
+    return found, out
+
+
+def project(h, basis, last_n):
+    """z = h U_r for the last n tokens, [2p, n, r]."""
+    return h[:, -last_n:].float() @ basis
 
 
 def gap(z, direction):
@@ -492,10 +532,9 @@ def preference_direction(model, tokenizer, pairs, cfg, basis):
     """d = first principal component of z_pos − z_neg on the unsteered model, oriented so mean Δ > 0.
 
     Returns d [r] and |Δ_0| over these pairs, the scale that makes the separation loss unit-free."""
-    device = basis.device
     diffs = []
-    for chunk in batches(pairs, cfg.batch_pairs):
-        z, _ = readout(model, tokenize(tokenizer, interleave(chunk), device), cfg.layer, basis, cfg.last_n)
+    for chunk in batches(pairs[:cfg.direction_pairs], cfg.batch_pairs):
+        z = readout_z(model, tokenizer, chunk, cfg, basis)
         diffs.append((z[0::2] - z[1::2]).flatten(0, 1))                # [p·n, r]
     diffs = torch.cat(diffs)
     direction = torch.linalg.svd(diffs - diffs.mean(0), full_matrices=False).Vh[0]
@@ -515,8 +554,8 @@ def heldout_gaps(model, tokenizer, adapter, pairs, cfg, basis, direction):
     result = {}
     for c in (1.0, 0.0, -1.0):
         with adapter.steer(c):
-            gaps = [gap(readout(model, tokenize(tokenizer, interleave(chunk), basis.device), cfg.layer, basis,
-                                cfg.last_n)[0], direction) * len(chunk) for chunk in batches(pairs, cfg.batch_pairs)]
+            gaps = [gap(readout_z(model, tokenizer, chunk, cfg, basis), direction) * len(chunk)
+                    for chunk in batches(pairs, cfg.batch_pairs)]
         result[c] = float(sum(gaps) / len(pairs))
     return result
 

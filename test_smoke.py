@@ -100,6 +100,12 @@ def trained_adapter(model, rank=8, rotate_u=False, seed=0):
     return adapter
 
 
+def hook_ids(model):
+    """Every forward hook on every module. transformers adds inert hooks of its own the first time
+    output_hidden_states is used, so tests compare snapshots rather than expect none."""
+    return {(name, key) for name, m in model.named_modules() for key in m._forward_hooks}
+
+
 def test_c0_is_bitwise_base_model(tiny):
     model, tok = tiny
     base = logits(model, tok)
@@ -113,14 +119,14 @@ def test_c0_is_bitwise_base_model(tiny):
 def test_detach_restores_model_bitwise(tiny):
     model, tok = tiny
     state = {k: v.clone() for k, v in model.state_dict().items()}
-    base = logits(model, tok)
+    base, hooks = logits(model, tok), hook_ids(model)
     adapter = trained_adapter(model)
     with adapter.steer(1.0):
         logits(model, tok)
     adapter.detach()
     assert all(torch.equal(v, state[k]) for k, v in model.state_dict().items())
     assert set(model.state_dict()) == set(state)
-    assert all(not m._forward_hooks for m in model.modules())
+    assert hook_ids(model) == hooks
     assert torch.equal(logits(model, tok), base)
 
 
@@ -210,7 +216,7 @@ def test_load_onto_a_different_model_fails_cleanly(tiny, tmp_path):
     other = make_model(len(tok), seed=1)                                # same shapes, other weights
     with pytest.raises(ip.InputError, match="differ"):
         ip.InnerPiSSA.load(other, tmp_path / "a.safetensors")
-    assert all(not m._forward_hooks for m in other.modules())
+    assert hook_ids(other) == set()
     shallow = make_model(len(tok), layers=1)                           # lacks the saved layers
     with pytest.raises(ip.InputError, match="matches no nn.Linear"):
         ip.InnerPiSSA.load(shallow, tmp_path / "a.safetensors")
@@ -331,3 +337,16 @@ def test_cli_trains_calibrates_and_saves(monkeypatch, tiny, tmp_path, capsys):
     tensors, meta = ip.load_artifact(tmp_path / "a.safetensors")
     assert meta["kind"] == "innerpissa" and meta["rank"] == 4 and meta["sign"] in (1, -1)
     assert meta["model"] == "tiny-qwen3"
+
+
+def test_block_outputs_match_hidden_states_and_leave_no_hook(tiny):
+    model, tok = tiny
+    batch = ip.tokenize(tok, TEXTS)
+    before = hook_ids(model)
+    with torch.no_grad():
+        found, out = ip.block_outputs(model, batch, [0, 2])
+        hidden = copy.deepcopy(model)(**batch, output_hidden_states=True).hidden_states
+    assert sorted(found) == [0, 2] and out is None                      # stopped after block 2
+    for i in found:
+        assert torch.equal(found[i], hidden[i + 1])
+    assert hook_ids(model) == before
