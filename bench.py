@@ -1,0 +1,97 @@
+"""Benchmark: the costs of InnerPiSSA relative to the plain model, measured in one run.
+
+    hooked / plain forward     forward at c = 1 with every default adapter hooked, vs no hooks  (target ≤ 1.25×)
+    train step / its passes    one train_step vs 1 no-grad forward + 2 forward+backward of the
+                               plain model (backward through activations; weights frozen in both)  (≤ 1.2×)
+    attach                     seconds to SVD and hook every default target
+    scoring                    rows/s of score_yes_no on offline dilemma prompts              (aim ≥ 4)
+    peak memory                max resident set size of this process
+    pipelines (--pipelines)    wall time of `QUICK=1 OFFLINE=1 bash run.sh` and `OFFLINE=1 bash run.sh`
+
+Each timing is the median of a few repeats after a warm-up. Ratios, not absolute times, are
+the targets: they hold on any machine.
+
+Usage: python bench.py [--model embedded] [--pipelines]
+"""
+import argparse
+import resource
+import statistics
+import subprocess
+import time
+
+import torch
+
+import eval_dilemmas as ev
+import innerpissa as ip
+
+
+def timed(fn, repeats=3):
+    """Median wall time of fn() over `repeats` runs, after one warm-up call."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def plain_passes(model, batch):
+    """1 no-grad forward + 2 forward+backward, gradients flowing to the activations only."""
+    with torch.no_grad():
+        model(**batch, output_hidden_states=True)
+    for _ in range(2):
+        embeds = model.get_input_embeddings()(batch["input_ids"]).detach().requires_grad_()
+        out = model(inputs_embeds=embeds, attention_mask=batch["attention_mask"],
+                    position_ids=batch["position_ids"], output_hidden_states=True)
+        out.logits.float().logsumexp(-1).mean().backward()
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--model", default=ip.EMBEDDED, help="model to measure (default embedded)")
+    p.add_argument("--pipelines", action="store_true", help="also time the QUICK=1 and full offline run.sh")
+    args = p.parse_args()
+    model, tok = ip.load_model(args.model)
+    model.requires_grad_(False)
+    cfg = ip.TrainConfig()
+    pairs = ip.make_pairs(tok, n=cfg.batch_pairs)
+    batch = ip.tokenize(tok, ip.interleave(pairs))                     # [2·batch_pairs, seq]
+    results = {}
+
+    plain = timed(lambda: torch.no_grad()(model)(**batch))
+    start = time.perf_counter()
+    adapter = ip.InnerPiSSA.attach(model)
+    results["attach (s)"] = time.perf_counter() - start
+    with adapter.steer(1.0):
+        hooked = timed(lambda: torch.no_grad()(model)(**batch))
+    results["hooked / plain forward"] = hooked / plain
+
+    cfg.layer = ip.default_layer(model)
+    basis = ip.top_svd(ip.decoder_layers(model)[cfg.layer].mlp.down_proj.weight, adapter.rank)[0]
+    direction = torch.nn.functional.normalize(torch.randn(adapter.rank), dim=0)
+    opt = torch.optim.AdamW(adapter.parameters(), lr=0.0)              # lr 0: the weights stay as they are
+    step = timed(lambda: ip.train_step(model, tok, adapter, pairs, cfg, basis, direction, torch.tensor(1.0), opt))
+    adapter.detach()
+    results["train step / its passes"] = step / timed(lambda: plain_passes(model, batch))
+
+    rows = ev.load_dilemmas("data", max_dilemmas=16)
+    prompts = ev.row_prompts(tok, rows)
+    results["scoring (rows/s)"] = len(prompts) / timed(lambda: ip.score_yes_no(model, tok, prompts), repeats=1)
+    results["mean prompt tokens"] = sum(len(tok(x)["input_ids"]) for x in prompts) / len(prompts)
+    results["peak memory (GiB)"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+    if args.pipelines:
+        for name, env in (("QUICK=1 OFFLINE=1 bash run.sh (s)", "QUICK=1 OFFLINE=1"),
+                          ("OFFLINE=1 bash run.sh (s)", "OFFLINE=1")):
+            start = time.perf_counter()
+            subprocess.run(f"{env} bash run.sh", shell=True, check=True, stdout=subprocess.DEVNULL)
+            results[name] = time.perf_counter() - start
+
+    print(f"bench on {args.model}, {torch.get_num_threads()} threads, batch {tuple(batch['input_ids'].shape)}")
+    for name, value in results.items():
+        print(f"{name:36s} {value:8.2f}")
+
+
+if __name__ == "__main__":
+    ip.run_cli(main)

