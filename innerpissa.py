@@ -23,10 +23,13 @@ the top-r output basis U_r of that block's mlp.down_proj, z = h U_r, and a prefe
 direction d is the first principal component of z_pos − z_neg on the unsteered model. With
 Δ_c the mean of (z_pos − z_neg)·d at coefficient c over the last n tokens,
 
-    L = Σ_{c=±1} −c (Δ_c − Δ_0) / |Δ_0|  +  w · mean_tokens relu(NLL_c − NLL_0 − τ)²
+    m_c = c (Δ_c − Δ_0) / |Δ_0|                  how far c moved the gap, in units of the base gap
+    L = Σ_{c=±1} −log σ(m_c)  +  w · mean_tokens relu(NLL_c − NLL_0 − τ)²
 
 pushes the two personas apart at c = +1 and together (past each other) at c = −1, while the
-trust region τ leaves text quality free until it degrades. Training fixes an axis, not which
+trust region τ leaves text quality free until it degrades. The DPO-style −log σ(m) saturates once
+the gap has moved a few base gaps; the linear form −m (TrainConfig.separation = "linear") never
+does, and on SmolLM2 it inflated Δ_{+1} a hundredfold at a large coherence cost. Training fixes an axis, not which
 end is "honest": calibrate_sign scores a probe set of Yes/No questions at c = ±1 and flips
 θ, λ → −θ, −λ (exactly c → −c) when needed, so c = +1 always means more honest.
 
@@ -454,13 +457,13 @@ def load_artifact(path):
 @dataclass
 class TrainConfig:
     steps: int = 60
-    lr: float = 1e-2
-    batch_pairs: int = 8         # pairs per step: 2 × batch_pairs sequences
+    lr: float = 2e-3
+    batch_pairs: int = 4         # pairs per step: 2 × batch_pairs sequences
     layer: int | None = None     # read-out block ℓ; None → default_layer(model)
     last_n: int = 4              # Δ is averaged over the last n tokens of each prompt
     tau: float = 0.5             # coherence trust region, nats per token
     coherence_weight: float = 10.0
-    logsigmoid: bool = False     # DPO-style −log σ(·) separation instead of the linear one
+    separation: str = "logsigmoid"  # −log σ(m_c) (saturates) or "linear": −m_c (unbounded)
     holdout: float = 0.15        # fraction of pairs kept out of training to report Δ on
     direction_pairs: int = 64    # training pairs that define the preference direction
     seed: int = 0
@@ -608,8 +611,8 @@ def train_step(model, tokenizer, adapter, chunk, cfg, basis, direction, scale, o
     for c in (1.0, -1.0):
         with adapter.steer(c):
             z, nll = readout(model, batch, cfg.layer, basis, cfg.last_n)
-        moved = c * (gap(z, direction) - gap_ref) / scale                # > 0 when c pushes the right way
-        separation = -F.logsigmoid(moved) if cfg.logsigmoid else -moved
+        moved = c * (gap(z, direction) - gap_ref) / scale                # m_c > 0: c pushes the right way
+        separation = -F.logsigmoid(moved) if cfg.separation == "logsigmoid" else -moved
         coh = coherence(nll, nll_ref, mask, cfg.tau)
         loss = separation + cfg.coherence_weight * coh
         loss.backward()
@@ -678,7 +681,8 @@ def main(argv=None):
     p.add_argument("--lr", type=float, default=d.lr, help=f"AdamW learning rate (default {d.lr})")
     p.add_argument("--tau", type=float, default=d.tau, help=f"coherence trust region in nats (default {d.tau})")
     p.add_argument("--batch-pairs", type=int, default=d.batch_pairs, help=f"pairs per step (default {d.batch_pairs})")
-    p.add_argument("--logsigmoid", action="store_true", help="DPO-style logsigmoid separation term")
+    p.add_argument("--separation", choices=("logsigmoid", "linear"), default=d.separation,
+                   help=f"separation term: -log sigmoid(m) or the unbounded -m (default {d.separation})")
     p.add_argument("--seed", type=int, default=d.seed, help=f"seed for init and batches (default {d.seed})")
     args = p.parse_args(argv)
     check_writable(args.out)
@@ -687,7 +691,7 @@ def main(argv=None):
     model, tok = load_model(args.model)
     adapter = InnerPiSSA.attach(model, target=args.target, rank=args.rank, rotate_u=args.rotate_u)
     cfg = TrainConfig(steps=args.steps, lr=args.lr, tau=args.tau, layer=args.layer, batch_pairs=args.batch_pairs,
-                      logsigmoid=args.logsigmoid, seed=args.seed)
+                      separation=args.separation, seed=args.seed)
     stats = train(model, tok, adapter, make_pairs(tok, seed=args.seed), cfg)
     adapter.set_sign(calibrate_sign(model, tok, adapter.steer))
     adapter.save(args.out)

@@ -242,15 +242,16 @@ def test_pairs_differ_only_in_persona_and_are_seeded(tiny):
     assert len(ip.read_lines(ip.DATA_DIR / "suffixes.txt")) >= 150
 
 
-def test_training_separates_plus_from_minus(tiny):
+@pytest.mark.parametrize("separation", ["logsigmoid", "linear"])
+def test_training_separates_plus_from_minus(tiny, separation):
     model, tok = tiny
     torch.manual_seed(0)
     adapter = ip.InnerPiSSA.attach(model, rank=8)
     pairs = ip.make_pairs(tok, n=60)
-    cfg = ip.TrainConfig(steps=1, lr=5e-2, batch_pairs=8)
+    cfg = ip.TrainConfig(steps=1, lr=5e-2, batch_pairs=8, separation=separation)
     before = ip.train(model, tok, adapter, pairs, cfg, progress=False)["heldout"]
-    after = ip.train(model, tok, adapter, pairs, ip.TrainConfig(steps=12, lr=5e-2, batch_pairs=8),
-                     progress=False)["heldout"]
+    cfg = ip.TrainConfig(steps=12, lr=5e-2, batch_pairs=8, separation=separation)
+    after = ip.train(model, tok, adapter, pairs, cfg, progress=False)["heldout"]
     assert after[1.0] - after[-1.0] > 3 * (before[1.0] - before[-1.0]) > 0
     assert after[1.0] > after[0.0] > after[-1.0]
     assert all(p.requires_grad for p in model.parameters())            # training restores the flags
