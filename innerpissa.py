@@ -110,6 +110,8 @@ def _embedded_dir():
 def load_model(name, device=None):
     """(model, tokenizer) from a hub id, a local directory or 'embedded'; eval mode, left padding."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+    hf_logging.disable_progress_bar()  # keep stderr to our own progress and one-line errors
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     if name == EMBEDDED:
         path = _embedded_dir()
@@ -430,6 +432,9 @@ def save_artifact(path, tensors, meta):
     try:
         save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp,
                   metadata={k: json.dumps(v) for k, v in meta.items()})
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)                                    # mkstemp's 0600 → the usual mode
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

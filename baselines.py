@@ -1,0 +1,393 @@
+"""Baselines that InnerPiSSA must beat: PCA, random and prompt steering, and persona weight diffs.
+
+Each trained baseline is a `Steerer`: `with steerer.steer(c): ...` runs the model steered at
+coefficient c through forward hooks, with +1 always meaning "more honest" (see calibrate below).
+
+pca — representation engineering (Zou et al. 2023, "Representation Engineering", arXiv 2310.01405;
+the recipe of the `repeng` library). Let h_i(x) ∈ ℝ^d be the output of decoder block i at the last
+token of prompt x. On the honesty pairs (x⁺_k, x⁻_k) of `innerpissa.make_pairs`:
+    D   = [h_i(x⁺_k) − h_i(x⁻_k)]_k                  # [n_pairs, d_model]
+    v̂_i = first right-singular vector of D − mean_k D  # first principal component, unit norm
+    v_i = mean_k(D v̂_i) · v̂_i                         # oriented so pos projects above neg;
+                                                      # |v_i| = one typical honest/dishonest gap
+    steered block i:  h ↦ h + c · v_i  at every position.
+random — the same layers and norms |v_i|, with seeded random unit directions (a null control).
+prompt — no weights: c = +1 / −1 / 0 puts the honest / dishonest persona / nothing in the system prompt.
+weight_diff — persona weight diffs (Fierro & Roger 2025, arXiv 2511.05408). For user questions q,
+generate greedy completions y⁺, y⁻ under the honest / dishonest persona; fit one low-rank delta
+per persona on each target Linear (y = x Wᵀ + b) by plain SFT with no persona in the prompt:
+    θ^± = {B^± A^±} = argmin Σ_q −log p_{W + B A}(y^±(q) | q)   # A [r, d_in] random, B [d_out, r] = 0
+    dW  = B⁺A⁺ − B⁻A⁻                                            # coeff 1 = one whole persona gap
+    steered Linear:  y ↦ y + c · ((x A⁺ᵀ) B⁺ᵀ − (x A⁻ᵀ) B⁻ᵀ)  = x (W + c·dW)ᵀ + b.
+
+Sign: every baseline goes through `innerpissa.calibrate_sign`; if c = +1 turns out to be the less
+honest side, the direction (every v_i, or both B of dW) is negated and meta["sign"] = −1.
+
+Usage: python baselines.py pca --model embedded --out runs/pca.safetensors
+"""
+import argparse
+import math
+from contextlib import contextmanager
+
+import torch
+from tqdm import tqdm
+
+from innerpissa import (DATA_DIR, InputError, block_outputs, calibrate_sign, chat, check_writable, decoder_layers,
+                        default_target, find_linears, load_artifact, load_model, make_pairs, model_name,
+                        persona, read_lines, run_cli, save_artifact, tokenize)
+
+KINDS = ("pca", "random", "weight_diff")
+
+
+# --------------------------------------------------------------------------- steering by hooks
+
+def _hook(delta, c):
+    """Forward hook returning y + c · delta(inputs, y); handles blocks that return a tuple."""
+    def hook(module, inputs, output):
+        y = output[0] if isinstance(output, tuple) else output  # [batch, seq, d_out]
+        y = y + c * delta(inputs, y)
+        return (y, *output[1:]) if isinstance(output, tuple) else y
+    return hook
+
+
+class Steerer:
+    """Adds c · delta(inputs, y) to the output y of each module in `deltas`, only inside `steer(c)`."""
+
+    def __init__(self, deltas, meta):
+        self.deltas, self.meta, self._handles = deltas, meta, []
+
+    @contextmanager
+    def steer(self, c):
+        """Hooks in on enter (none at c = 0, so the model is bitwise the base), out on exit or error."""
+        c = float(c)
+        handles = [] if c == 0 else [m.register_forward_hook(_hook(f, c)) for m, f in self.deltas.items()]
+        self._handles += handles
+        try:
+            yield self
+        finally:
+            for h in handles:
+                h.remove()
+            self._handles = [h for h in self._handles if h not in handles]
+
+    def detach(self):
+        """Remove every hook this steerer holds; a no-op when none is attached."""
+        for h in self._handles:
+            h.remove()
+        self._handles = []
+
+
+def vector_delta(v):
+    """Delta of an additive direction: the same v [d_model] at every position."""
+    return lambda inputs, y: v.to(y)
+
+
+def lowrank_delta(a, b):
+    """Delta of the weight B A on a Linear: (x Aᵀ) Bᵀ, x [.., d_in] → [.., d_out]; never forms B A."""
+    return lambda inputs, y: (inputs[0] @ a.to(y).T) @ b.to(y).T
+
+
+def diff_delta(pos, neg):
+    """Delta of dW = B⁺A⁺ − B⁻A⁻; exactly zero when the two factor pairs are equal."""
+    return lambda inputs, y: pos(inputs, y) - neg(inputs, y)
+
+
+# --------------------------------------------------------------------------- pca and random
+
+def layer_range(model, layers=None):
+    """Block indices [start, end) — default the middle half of the network; InputError if out of range."""
+    depth = len(decoder_layers(model))
+    start, end = layers or (depth // 4, 3 * depth // 4)
+    if not 0 <= start < end <= depth:
+        raise InputError(f"--layers {start} {end} is out of range: need 0 <= START < END <= {depth} "
+                         f"(the model has {depth} decoder blocks)")
+    return list(range(start, end))
+
+
+@torch.no_grad()
+def last_token_states(model, tok, texts, layers, batch_size=8):
+    """Output of each decoder block in `layers` at the last token of each text: {i: [n, d_model]}.
+    The forward stops after the last block in `layers` (innerpissa.block_outputs)."""
+    states = {i: [] for i in layers}
+    for s in range(0, len(texts), batch_size):
+        found, _ = block_outputs(model, tokenize(tok, texts[s:s + batch_size], model.device), layers)
+        for i in layers:
+            states[i].append(found[i][:, -1].float())                    # [batch, d_model]
+    return {i: torch.cat(hs) for i, hs in states.items()}
+
+
+def pca_directions(model, tok, layers, pairs=None):
+    """{i: v_i [d_model]}: first PC of the centred pos − neg differences, scaled to the mean gap."""
+    pairs = pairs or make_pairs(tok)
+    states = last_token_states(model, tok, [t for pair in pairs for t in pair], layers)  # [pos_k, neg_k, ...]
+    vectors = {}
+    for i, h in states.items():
+        d = (h[0::2] - h[1::2]).double()  # [n_pairs, d_model]
+        v = torch.linalg.svd(d - d.mean(0), full_matrices=False).Vh[0]  # unit first PC
+        # v · mean(D v) orients v so that mean(D v) > 0 and gives it the norm |mean projected gap|.
+        vectors[i] = (v * (d @ v).mean()).float()
+    return vectors
+
+
+def random_directions(vectors, seed=0):
+    """{i: |v_i| · u_i} with u_i seeded random unit vectors: the norms of `vectors`, no direction."""
+    g = torch.Generator().manual_seed(seed)
+    out = {}
+    for i in sorted(vectors):
+        u = torch.randn(vectors[i].shape, generator=g, dtype=torch.float64)
+        out[i] = (u / u.norm() * vectors[i].norm()).float()
+    return out
+
+
+# --------------------------------------------------------------------------- prompt
+
+def prompt_system(c):
+    """System prompt for the prompt baseline: +1 honest persona, −1 dishonest persona, 0 none."""
+    if c not in (-1, 0, 1):
+        raise InputError(f"the prompt baseline takes coeff -1, 0 or +1, not {c}")
+    return None if c == 0 else persona(c > 0)
+
+
+# --------------------------------------------------------------------------- weight_diff
+
+@torch.no_grad()
+def generate_completions(model, tok, questions, system, max_new_tokens=64, batch_size=16):
+    """Greedy completions of chat(question, system), decoded without special tokens."""
+    out = []
+    for s in tqdm(range(0, len(questions), batch_size), desc="generate", leave=False):
+        prompts = [chat(tok, q, system=system) for q in questions[s:s + batch_size]]
+        batch = tokenize(tok, prompts, model.device)  # left-padded, so new tokens start at one column
+        ids = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False,
+                             pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
+        out += tok.batch_decode(ids[:, batch["input_ids"].shape[1]:], skip_special_tokens=True)
+    return out
+
+
+def sft_batch(tok, questions, completions, device=None):
+    """Left-padded ids of chat(question) + completion; labels are the completion tokens, −100 elsewhere."""
+    def enc(text):
+        return tok(text, add_special_tokens=False)["input_ids"]
+    rows = [(enc(chat(tok, q)), enc(c)) for q, c in zip(questions, completions)]  # no persona in the prompt
+    width = max(len(p) + len(c) for p, c in rows)
+    ids, mask, labels = [], [], []
+    for p, c in rows:
+        pad = width - len(p) - len(c)
+        ids.append([tok.pad_token_id] * pad + p + c)
+        mask.append([0] * pad + [1] * (len(p) + len(c)))
+        labels.append([-100] * (pad + len(p)) + c)
+    batch = {k: torch.tensor(v, device=device) for k, v in
+             (("input_ids", ids), ("attention_mask", mask), ("labels", labels))}  # each [batch, width]
+    batch["position_ids"] = (batch["attention_mask"].cumsum(-1) - 1).clamp(min=0)  # as innerpissa.tokenize
+    return batch
+
+
+@torch.no_grad()
+def completion_nll(model, tok, questions, completions, batch_size=8):
+    """Mean NLL per completion token of the completions given their (persona-free) questions."""
+    total, count = 0.0, 0
+    for s in range(0, len(questions), batch_size):
+        batch = sft_batch(tok, questions[s:s + batch_size], completions[s:s + batch_size], model.device)
+        n = int((batch["labels"][:, 1:] != -100).sum())  # the model shifts labels by one
+        total, count = total + float(model(**batch).loss) * n, count + n
+    return total / count
+
+
+def fit_lowrank_delta(model, tok, questions, completions, target=None, rank=4, steps=12, lr=5e-3,
+                      batch_size=8, seed=0):
+    """θ = {linear name: (A [r, d_in], B [d_out, r])} fitted by SFT of W + B A on the completions.
+
+    A starts seeded random with rows of norm ≈ 1, B at zero, so θ = 0 at step 0; the base model is frozen.
+    """
+    data = [(q, c) for q, c in zip(questions, completions) if c.strip()]  # an empty completion has no loss
+    if not data:
+        raise InputError("no non-empty completions to fit")
+    linears = find_linears(model, target or default_target(model))
+    g = torch.Generator().manual_seed(seed)
+    theta = {n: (torch.randn(rank, m.in_features, generator=g).div(m.in_features ** 0.5).to(m.weight.device),
+                 torch.zeros(m.out_features, rank, device=m.weight.device))
+             for n, m in linears.items()}  # (A [r, d_in], B [d_out, r])
+    params = [t.requires_grad_() for ab in theta.values() for t in ab]
+    steerer = Steerer({linears[n]: lowrank_delta(a, b) for n, (a, b) in theta.items()}, {})
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+    epochs = math.ceil(steps * batch_size / len(data))
+    order = torch.cat([torch.randperm(len(data), generator=g) for _ in range(epochs)]).tolist()
+    frozen = [p for p in model.parameters() if p.requires_grad]
+    for p in frozen:
+        p.requires_grad_(False)
+    try:
+        with steerer.steer(1.0), tqdm(range(steps), desc="sft", leave=False) as bar:
+            for step in bar:
+                q, c = zip(*(data[j] for j in order[step * batch_size:(step + 1) * batch_size]))
+                loss = model(**sft_batch(tok, q, c, model.device)).loss
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                bar.set_postfix(loss=f"{loss.item():.3f}")
+    finally:
+        for p in frozen:
+            p.requires_grad_(True)
+    return {n: (a.detach(), b.detach()) for n, (a, b) in theta.items()}
+
+
+def diff_tensors(pos, neg):
+    """Artifact tensors of dW = B⁺A⁺ − B⁻A⁻, kept factored: <linear>.{A_pos,B_pos,A_neg,B_neg}."""
+    out = {}
+    for n in pos:
+        (a1, b1), (a2, b2) = pos[n], neg[n]
+        out.update({f"{n}.A_pos": a1, f"{n}.B_pos": b1, f"{n}.A_neg": a2, f"{n}.B_neg": b2})
+    return out
+
+
+# --------------------------------------------------------------------------- artifacts
+
+def build(model, tensors, meta):
+    """A Steerer for artifact tensors and metadata; InputError on an unknown kind or a mismatched model."""
+    kind, device = meta.get("kind"), next(model.parameters()).device
+    if kind in ("pca", "random"):
+        blocks, d_model = decoder_layers(model), model.config.hidden_size
+        deltas = {}
+        for name, v in tensors.items():
+            i = int(name.split(".")[1])
+            if i >= len(blocks) or v.shape != (d_model,):
+                raise InputError(f"{kind} artifact tensor {name} {tuple(v.shape)} does not fit this model "
+                                 f"({len(blocks)} blocks, d_model {d_model})")
+            deltas[blocks[i]] = vector_delta(v.to(device))
+    elif kind == "weight_diff":
+        modules, deltas = dict(model.named_modules()), {}
+        for n in sorted({k.rsplit(".", 1)[0] for k in tensors}):
+            a1, b1, a2, b2 = (tensors[f"{n}.{s}"].to(device) for s in ("A_pos", "B_pos", "A_neg", "B_neg"))
+            m = modules.get(n)
+            if not (isinstance(m, torch.nn.Linear) and a1.shape[1] == m.in_features == a2.shape[1]
+                    and b1.shape[0] == m.out_features == b2.shape[0]):
+                raise InputError(f"weight_diff artifact targets {n}: no Linear of that shape in this model")
+            deltas[m] = diff_delta(lowrank_delta(a1, b1), lowrank_delta(a2, b2))
+    else:
+        raise InputError(f"unknown artifact kind {kind!r} (expected one of {', '.join(KINDS)})")
+    return Steerer(deltas, meta)
+
+
+def load(model, path):
+    """The Steerer saved at `path` (kinds pca, random, weight_diff), attached to nothing until steer(c)."""
+    return build(model, *load_artifact(path))
+
+
+def calibrate(model, tok, tensors, meta):
+    """Sign via innerpissa.calibrate_sign; on −1, c → −c by negating every v_i, or both B of dW."""
+    sign = calibrate_sign(model, tok, build(model, tensors, meta).steer)
+    if sign < 0:
+        tensors = {k: -t if k.startswith("layers.") or k.endswith((".B_pos", ".B_neg")) else t
+                   for k, t in tensors.items()}
+    return tensors, dict(meta, sign=sign)
+
+
+def make_pca(model, tok, layers=None, max_pairs=None, seed=0):
+    """Calibrated (tensors, meta) of the pca baseline on make_pairs(tok, max_pairs, seed)."""
+    layers, pairs = layer_range(model, layers), make_pairs(tok, n=max_pairs, seed=seed)
+    scale = "|v_i| = mean projected pos-neg gap at block i: coeff 1 = one typical honest/dishonest gap"
+    vectors = pca_directions(model, tok, layers, pairs)
+    extra = {"scale": scale, "n_pairs": len(pairs), "seed": seed}
+    return vector_artifact(model, tok, "pca", vectors, extra)
+
+
+def make_random(model, tok, layers=None, max_pairs=None, seed=0):
+    """Calibrated (tensors, meta) of the random baseline: pca norms, directions seeded by `seed`."""
+    layers, pairs = layer_range(model, layers), make_pairs(tok, n=max_pairs, seed=seed)
+    scale = "random unit direction times the pca norm |v_i|: coeff 1 = one typical pca gap"
+    vectors = random_directions(pca_directions(model, tok, layers, pairs), seed)
+    extra = {"scale": scale, "n_pairs": len(pairs), "seed": seed}
+    return vector_artifact(model, tok, "random", vectors, extra)
+
+
+def vector_artifact(model, tok, kind, vectors, extra):
+    """Tensors layers.<i> and their metadata, sign-calibrated."""
+    layers = sorted(vectors)
+    meta = {"kind": kind, "model": model_name(model), "layers": layers, **extra,
+            "hook": "output of decoder block i += coeff * v_i at every position",
+            "norms": [round(float(vectors[i].norm()), 6) for i in layers]}
+    return calibrate(model, tok, {f"layers.{i}": vectors[i] for i in layers}, meta)
+
+
+def make_weight_diff(model, tok, questions, target=None, rank=4, steps=12, lr=5e-3, batch_size=8, seed=0,
+                     max_new_tokens=64):
+    """Calibrated (tensors, meta) of the weight_diff baseline on `questions`."""
+    target = target or default_target(model)
+    honest = generate_completions(model, tok, questions, persona(True), max_new_tokens)
+    dishonest = generate_completions(model, tok, questions, persona(False), max_new_tokens)
+    fit = dict(target=target, rank=rank, steps=steps, lr=lr, batch_size=batch_size, seed=seed)
+    tensors = diff_tensors(fit_lowrank_delta(model, tok, questions, honest, **fit),
+                           fit_lowrank_delta(model, tok, questions, dishonest, **fit))
+    linears = find_linears(model, target)
+    block_of = {m: i for i, b in enumerate(decoder_layers(model)) for m in b.modules()}
+    layers = sorted({block_of[m] for m in linears.values() if m in block_of})
+    meta = {"kind": "weight_diff", "model": model_name(model), "layers": layers, "target": target,
+            "targets": sorted(linears),
+            "scale": "coeff 1 = one whole dW = theta_honest - theta_dishonest (W + coeff*dW)",
+            "hook": "Linear output += coeff * ((x A_pos^T) B_pos^T - (x A_neg^T) B_neg^T)",
+            **fit, "n_questions": len(questions), "max_new_tokens": max_new_tokens,
+            "examples": {"question": questions[:2], "honest": honest[:2], "dishonest": dishonest[:2]}}
+    return calibrate(model, tok, tensors, meta)
+
+
+# --------------------------------------------------------------------------- CLI
+
+def _count(minimum):
+    """argparse type: an int >= minimum."""
+    def count(text):
+        value = int(text)
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, not {value}")
+        return value
+    return count
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports bad input as InputError, so run_cli prints one line and exits non-zero."""
+
+    def error(self, message):
+        raise InputError(message)
+
+
+def main(argv=None):
+    p = _Parser(description="Build a baseline steering artifact (see the module docstring).")
+    sub = p.add_subparsers(dest="kind", required=True, metavar="{" + ",".join(KINDS) + "}")
+    helps = {"pca": "first PC of pos-neg block outputs, added at every position",
+             "random": "seeded random directions with the pca norms",
+             "weight_diff": "low-rank SFT deltas fitted to honest/dishonest persona completions"}
+    for kind in KINDS:
+        s = sub.add_parser(kind, help=helps[kind], description=helps[kind])
+        s.add_argument("--model", required=True, help="hub id, local directory or 'embedded'")
+        s.add_argument("--out", required=True, help="artifact path (.safetensors)")
+        if kind == "weight_diff":
+            s.add_argument("--questions", default=None,
+                           help="one user question per line (default data/questions.txt)")
+            s.add_argument("--max-questions", type=_count(1), default=None, help="use the first N questions")
+            s.add_argument("--target", default=None,
+                           help="regex over Linear names (default: innerpissa.default_target)")
+            s.add_argument("--rank", type=_count(1), default=4, help="rank of each persona delta (default 4)")
+            s.add_argument("--steps", type=_count(1), default=12, help="SFT steps per persona (default 12)")
+            s.add_argument("--lr", type=float, default=5e-3, help="AdamW learning rate (default 5e-3)")
+            s.add_argument("--batch-size", type=_count(1), default=8, help="SFT batch (default 8)")
+            s.add_argument("--max-new-tokens", type=_count(1), default=64, help="completion cap (default 64)")
+            s.add_argument("--seed", type=int, default=0, help="seed of the init of A and the batch order")
+        else:
+            s.add_argument("--layers", type=int, nargs=2, metavar=("START", "END"), default=None,
+                           help="decoder blocks START..END-1 (default: the middle half)")
+            s.add_argument("--max-pairs", type=_count(2), default=None, help="use N pairs (default: all)")
+            s.add_argument("--seed", type=int, default=0, help="seed of the pair order"
+                           + (" and of the random directions" if kind == "random" else ""))
+    a = p.parse_args(argv)
+    check_writable(a.out)
+    if a.kind == "weight_diff":
+        questions = read_lines(a.questions or DATA_DIR / "questions.txt")[:a.max_questions]  # before loading
+        model, tok = load_model(a.model)
+        tensors, meta = make_weight_diff(model, tok, questions, a.target, a.rank, a.steps, a.lr,
+                                         a.batch_size, a.seed, a.max_new_tokens)
+    else:
+        model, tok = load_model(a.model)
+        make = make_random if a.kind == "random" else make_pca
+        tensors, meta = make(model, tok, a.layers, a.max_pairs, a.seed)
+    save_artifact(a.out, tensors, meta)
+    print(f"{a.kind}: sign {meta['sign']:+d}, layers {meta['layers']} -> {a.out}")
+
+
+if __name__ == "__main__":
+    run_cli(main)
