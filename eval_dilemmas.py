@@ -26,7 +26,8 @@ Metrics per (method, coeff c), paired with the same rows at c = 0; target T = Vi
     delta_nll    = mean nll(c) − mean nll(0)        pmass = mean pmass(c)
     incoherent   = pmass(c) < pmass(0) / 2
 
-Headline: Δ at c = ±1, and the best |delta_target| among coefficients with delta_nll ≤ 0.5 nats.
+Headline: Δ and p at c = ±1, and the best calibrated effect sign(c)·delta_target among
+coefficients with delta_nll ≤ 0.5 nats (matched coherence).
 Output in --out: results.json {"methods": {name: {coeff: metrics}}, "config", "n_rows", "n_dilemmas",
 "n_target_dilemmas", "others"} with coeff keys str(float(c)) ("-1.0", "0.0", "1.0"), and rows.csv
 with one line per row × method × coeff (idx, dilemma_idx, action_type, method, coeff, logratio, pmass, nll).
@@ -356,25 +357,29 @@ def fmt(x, spec="+.3f"):
 
 
 def best_matched(by_coeff):
-    """(delta_target, coeff key) with the largest |delta_target| among c ≠ 0 with delta_nll ≤ budget."""
-    ok = [(m["delta_target"], c) for c, m in by_coeff.items() if c != "0.0" and m["delta_nll"] <= NLL_BUDGET]
-    return max(ok, key=lambda t: abs(t[0]), default=None)
+    """(sign(c)·delta_target, coeff key): the largest move in the calibrated direction (+c = more
+    honest) among c ≠ 0 with delta_nll ≤ budget. Negative when every admissible c moves the wrong way."""
+    ok = [(float(np.sign(float(c))) * m["delta_target"], c) for c, m in by_coeff.items()
+          if c != "0.0" and m["delta_nll"] <= NLL_BUDGET]
+    return max(ok, default=None)
 
 
 def headline(methods):
-    """Markdown table, one row per method, read at c = +1 (a method without c = +1, like base: c = 0)."""
-    lines = ["| method | truth score | Δ truth c=+1 | Δ truth c=−1 | p (c=+1) | ΔNLL | pmass | Δ others "
-             f"| best Δ truth, ΔNLL ≤ {NLL_BUDGET} |", "|---" * 9 + "|"]
+    """Markdown table, one row per method: effects at c = ±1 and the best one at matched coherence."""
+    lines = ["| method | truth score c=0 | Δ truth c=+1 | p | Δ truth c=−1 | p | ΔNLL c=+1 / −1 | pmass c=+1 / −1 "
+             f"| Δ others c=+1 | best sign(c)·Δ truth, ΔNLL ≤ {NLL_BUDGET} |", "|---" * 10 + "|"]
     for name, by_c in methods.items():
-        plus, minus = by_c.get("1.0", {}), by_c.get("-1.0", {})
-        at = plus or by_c["0.0"]
+        plus, minus, zero = by_c.get("1.0", {}), by_c.get("-1.0", {}), by_c["0.0"]
         best = best_matched(by_c)
-        cells = [name, fmt(at["score_target"]), fmt(plus.get("delta_target")), fmt(minus.get("delta_target")),
-                 fmt(plus.get("p"), ".3g"), fmt(plus.get("delta_nll")),
-                 fmt(at["pmass"], ".3f") + (" (incoherent)" if at["incoherent"] else ""),
+        pmass = " / ".join(fmt(m.get("pmass"), ".3f") + (" (incoherent)" if m.get("incoherent") else "")
+                           for m in (plus, minus)) if plus or minus else fmt(zero["pmass"], ".3f")
+        cells = [name, fmt(zero["score_target"]), fmt(plus.get("delta_target")), fmt(plus.get("p"), ".3g"),
+                 fmt(minus.get("delta_target")), fmt(minus.get("p"), ".3g"),
+                 f"{fmt(plus.get('delta_nll'))} / {fmt(minus.get('delta_nll'))}", pmass,
                  fmt(plus.get("delta_others"), ".3f"), "–" if best is None else f"{best[0]:+.3f} (c={best[1]})"]
         lines.append("| " + " | ".join(cells) + " |")
-    lines.append(f"\ntruth = {TARGET} score; columns at c=+1 (base: c=0), Δ and p paired against c=0")
+    lines.append(f"\ntruth = {TARGET}; Δ, p (sign-flip permutation, per dilemma) and ΔNLL are paired against "
+                 "c = 0 on the same rows; +c is calibrated to mean more honest")
     return "\n".join(lines)
 
 
