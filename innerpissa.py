@@ -462,7 +462,7 @@ def load_artifact(path):
 @dataclass
 class TrainConfig:
     steps: int = 60
-    lr: float = 2e-3
+    lr: float = 4e-3
     batch_pairs: int = 4         # pairs per step: 2 × batch_pairs sequences
     layer: int | None = None     # read-out block ℓ; None → default_layer(model)
     last_n: int = 4              # Δ is averaged over the last n tokens of each prompt
