@@ -55,7 +55,9 @@ step() {
 experiment() {
   pick_model
   [ "$MODEL" != embedded ] || need_embedded
-  local stamp n=0; stamp=$(date +%Y%m%d-%H%M%S)$([ "${QUICK:-0}" = 1 ] && echo -quick)
+  local stamp n=0 suffix=""
+  [ "${QUICK:-0}" != 1 ] || suffix=-quick
+  stamp=$(date +%Y%m%d-%H%M%S)$suffix
   RUN_DIR=runs/$stamp
   while [ -e "$RUN_DIR" ] || [ -e "$RUN_DIR.partial" ]; do RUN_DIR=runs/$stamp-$((++n)); done
   STAGE=$RUN_DIR.partial  # renamed to $RUN_DIR only when every step has finished
