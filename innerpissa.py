@@ -216,10 +216,14 @@ def target_mask(batch):
 
 
 def token_nll(logits, batch):
-    """Per-token NLL of each next token, [batch, seq-1], zero outside target_mask."""
-    targets = batch["input_ids"][:, 1:]
-    nll = F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), targets.flatten(), reduction="none")
-    return nll.view_as(targets) * target_mask(batch)
+    """Per-token NLL of each next token, [batch, seq-1], zero outside target_mask.
+
+    NLL = logsumexp(logits) − logit[target]: one reduction over the vocabulary, never a full
+    log-softmax tensor (the largest allocation of a forward with a 49k vocabulary)."""
+    logits = logits[:, :-1].float()                                      # [batch, seq-1, vocab]
+    targets = batch["input_ids"][:, 1:, None]                            # [batch, seq-1, 1]
+    nll = logits.logsumexp(-1) - logits.gather(-1, targets).squeeze(-1)
+    return nll * target_mask(batch)
 
 
 # ----------------------------------------------------------------------------- Yes/No scoring
@@ -461,7 +465,7 @@ def load_artifact(path):
 
 @dataclass
 class TrainConfig:
-    steps: int = 60
+    steps: int = 50
     lr: float = 4e-3
     batch_pairs: int = 4         # pairs per step: 2 × batch_pairs sequences
     layer: int | None = None     # read-out block ℓ; None → default_layer(model)
