@@ -463,7 +463,7 @@ def main(argv=None):
     results = {
         "methods": {name: {coeff_key(c): metrics(rows, ref, sc, args.seed) for c, sc in by_c.items()}
                     for name, by_c in raw.items()},
-        "config": {"model": args.model, "artifacts": {k: str(v) for k, v in artifacts.items()},
+        "config": {"model": args.model, "artifacts": {k: Path(v).name for k, v in artifacts.items()},
                    "methods": args.methods, "dilemmas": args.dilemmas, "values": args.values,
                    "max_dilemmas": args.max_dilemmas, "split": args.split, "coeffs": coeffs,
                    "seed": args.seed, "n_perm": N_PERM, "target": TARGET},
