@@ -34,7 +34,7 @@ from tqdm import tqdm
 
 from innerpissa import (DATA_DIR, InputError, block_outputs, calibrate_sign, chat, check_writable, decoder_layers,
                         default_target, find_linears, load_artifact, load_model, make_pairs, model_name,
-                        persona, read_lines, run_cli, save_artifact, tokenize)
+                        persona, position_ids, read_lines, run_cli, save_artifact, tokenize)
 
 KINDS = ("pca", "random", "weight_diff")
 
@@ -176,7 +176,7 @@ def sft_batch(tok, questions, completions, device=None):
         labels.append([-100] * (pad + len(p)) + c)
     batch = {k: torch.tensor(v, device=device) for k, v in
              (("input_ids", ids), ("attention_mask", mask), ("labels", labels))}  # each [batch, width]
-    batch["position_ids"] = (batch["attention_mask"].cumsum(-1) - 1).clamp(min=0)  # as innerpissa.tokenize
+    batch["position_ids"] = position_ids(batch["attention_mask"])
     return batch
 
 

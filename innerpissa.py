@@ -202,10 +202,15 @@ def make_pairs(tokenizer, n=None, seed=0):
             for s in suffixes[:n]]
 
 
+def position_ids(attention_mask):
+    """0, 1, 2, … over the real tokens of a left-padded row (transformers' default counts the padding)."""
+    return (attention_mask.cumsum(-1) - 1).clamp(min=0)
+
+
 def tokenize(tokenizer, texts, device=None):
-    """Left-padded batch with position ids that skip the padding (transformers' default does not)."""
+    """Left-padded batch with position ids that skip the padding."""
     batch = tokenizer(list(texts), return_tensors="pt", padding=True, add_special_tokens=False)
-    batch["position_ids"] = (batch["attention_mask"].cumsum(-1) - 1).clamp(min=0)
+    batch["position_ids"] = position_ids(batch["attention_mask"])
     return {k: v.to(device) for k, v in batch.items()} if device else dict(batch)
 
 
