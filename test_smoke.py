@@ -515,6 +515,33 @@ def test_batched_scores_equal_one_at_a_time(tiny, tmp_path):
     assert np.ptp(batched["logratio"]) > 0                         # prompts really differ
 
 
+def full_forward_scores(model, tok, prompt, last=None):
+    """The reference: one uncached, unpadded forward of the whole prompt."""
+    batch = ip.tokenize(tok, [prompt])
+    logits = model(**batch).logits
+    logp = logits[0, -1].log_softmax(-1)
+    yes, no = ip.yes_no_ids(tok)
+    nll = ip.token_nll(logits, batch)[0][-last if last else 0:]
+    return (logp[yes].logsumexp(-1) - logp[no].logsumexp(-1)).item(), nll.mean().item()
+
+
+@pytest.mark.parametrize("tail", [None, 3, 80])
+def test_prefix_cached_scores_equal_full_forwards(tiny, tmp_path, tail):
+    """The shared prefix runs once and batches continue from its cache: same numbers as full
+    forwards, also under a steering hook and when the NLL window reaches into the prefix."""
+    model, tok = tiny
+    prompts = ev.row_prompts(tok, ev.load_dilemmas(write_fixture(tmp_path, mixed_pairs(3))))
+    tails = None if tail is None else [tail] * len(prompts)
+    adapter = trained_adapter(model)
+    with adapter.steer(1.0), torch.no_grad():
+        got = ev.score_yes_no(model, tok, prompts, batch_size=4, nll_last=tails)
+        want = np.array([full_forward_scores(model, tok, p, tail) for p in prompts])
+    adapter.detach()
+    assert len(ip.shared_prefix([tok(p)["input_ids"] for p in prompts])) > 10
+    np.testing.assert_allclose(got["logratio"], want[:, 0], atol=1e-4, rtol=0)
+    np.testing.assert_allclose(got["nll"], want[:, 1], atol=1e-4, rtol=0)
+
+
 def test_hooks_removed_when_scoring_fails(tiny, tmp_path, monkeypatch):
     model, tok = tiny
     rows = ev.load_dilemmas(write_fixture(tmp_path, mixed_pairs(2)))
