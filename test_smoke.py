@@ -462,6 +462,20 @@ def test_permutation_p_under_no_effect_is_calibrated():
     assert ev.sign_flip_p(rng.normal(size=30) + 1.0) < 0.01   # a real shift is found
 
 
+def test_sweep_extends_each_side_until_past_the_nll_budget():
+    """ΔNLL = 0.01 c² on the + side and 0.1 c² on the − side: doubling from ±2 must stop at the
+    first coefficient past 0.5 nats (+8: 0.64; −4: 1.6), or at the reach."""
+    def fake(c):
+        return {"nll": np.full(4, (0.01 if c > 0 else 0.1) * c * c)}
+    for reach, want in ((16, [-4, -2, -1, 0, 1, 2, 4, 8]), (4, [-4, -2, -1, 0, 1, 2, 4])):
+        by_coeff = {c: fake(c) for c in (-2.0, -1.0, 0.0, 1.0, 2.0)}
+        ev.extend_to_incoherence(by_coeff, fake, reach)
+        assert sorted(by_coeff) == want
+    by_coeff = {c: fake(c) for c in (-1.0, 0.0, 1.0)}
+    ev.extend_to_incoherence(by_coeff, fake, reach=0)
+    assert sorted(by_coeff) == [-1, 0, 1]
+
+
 def test_split_halves_and_max_dilemmas(tmp_path):
     path = write_fixture(tmp_path, mixed_pairs(24))
     tune, test = ev.load_dilemmas(path, split="tune"), ev.load_dilemmas(path, split="test")
@@ -593,14 +607,18 @@ def test_end_to_end_cli_writes_table_and_files(eval_setup, capsys):
     assert list(results["methods"]) == ["base", "prompt", "innerpissa"]
     assert set(results["methods"]["prompt"]) == {"-1.0", "0.0", "1.0"}
     assert results["methods"]["prompt"]["1.0"]["delta_target"] != 0
-    assert set(results["methods"]["innerpissa"]) == {"-1.0", "0.0", "1.0"}
+    swept = results["methods"]["innerpissa"]
+    cs = sorted(float(c) for c in swept)
+    assert {-1.0, 0.0, 1.0} <= set(cs) and results["config"]["reach"] == 16
+    for outer in (cs[0], cs[-1]):                                  # each side ends past the budget or at the reach
+        assert abs(outer) == 16 or swept[str(outer)]["delta_nll"] > ev.NLL_BUDGET
     at0, at1 = results["methods"]["innerpissa"]["0.0"], results["methods"]["innerpissa"]["1.0"]
     assert at0["delta_target"] == 0 and at0["delta_nll"] == 0 and at0["p"] == 1.0
     assert at1["delta_target"] != 0 and 0 < at1["p"] <= 1 and at1["delta_others"] is not None
     assert results["n_rows"] == 24 and results["n_dilemmas"] == 12
     with open(tmp / "a" / "rows.csv") as f:
         lines = list(csv.DictReader(f))
-    assert len(lines) == 24 * (1 + 3 + 3)                          # base at 0; prompt, innerpissa at -1 0 1
+    assert len(lines) == 24 * (1 + 3 + len(cs))                    # base at 0; prompt at -1 0 1; innerpissa
     assert {line["method"] for line in lines} == {"base", "prompt", "innerpissa"}
 
     ev.main(argv + ["--out", str(tmp / "b")])
