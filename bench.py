@@ -4,7 +4,9 @@
     train step / its passes    one train_step vs 1 no-grad forward + 2 forward+backward of the
                                plain model (backward through activations; weights frozen in both)  (≤ 1.2×)
     attach                     seconds to SVD and hook every default target
-    scoring                    rows/s of score_yes_no on offline dilemma prompts              (aim ≥ 4)
+    scoring                    rows/s of score_yes_no on offline dilemma prompts (~115 tokens) and
+                               on ~200-token ones (aim ≥ 4), and its time vs plain uncached forwards
+                               of the same batches (the shared-prefix cache makes it < 1)
     peak memory                max resident set size of this process
     pipelines (--pipelines)    wall time of `QUICK=1 OFFLINE=1 bash run.sh` and `OFFLINE=1 bash run.sh`
 
@@ -47,6 +49,25 @@ def plain_passes(model, batch):
         out.logits.float().logsumexp(-1).mean().backward()
 
 
+def plain_forwards(model, tok, prompts, batch_size=16):
+    """What scoring would cost without the shared-prefix cache: left-padded full forwards."""
+    with torch.no_grad():
+        for start in range(0, len(prompts), batch_size):
+            model(**ip.tokenize(tok, prompts[start:start + batch_size]))
+
+
+def long_prompts(tok, rows, tokens=200):
+    """Dilemma prompts lengthened to about `tokens` tokens by other dilemmas' situations as background."""
+    prompts = []
+    for i, row in enumerate(rows):
+        question, j = ev.row_question(row), i
+        while len(tok(ip.yes_no_prompt(tok, question))["input_ids"]) < tokens:
+            j += 1
+            question = f"Background: {rows[j % len(rows)]['dilemma_situation']}\n{question}"
+        prompts.append(ip.yes_no_prompt(tok, question))
+    return prompts
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--model", default=ip.EMBEDDED, help="model to measure (default embedded)")
@@ -76,9 +97,12 @@ def main():
     results["train step / its passes"] = step / timed(lambda: plain_passes(model, batch))
 
     rows = ev.load_dilemmas("data", max_dilemmas=16)
-    prompts = ev.row_prompts(tok, rows)
-    results["scoring (rows/s)"] = len(prompts) / timed(lambda: ip.score_yes_no(model, tok, prompts), repeats=1)
-    results["mean prompt tokens"] = sum(len(tok(x)["input_ids"]) for x in prompts) / len(prompts)
+    for label, prompts in (("dilemma", ev.row_prompts(tok, rows)), ("~200-token", long_prompts(tok, rows))):
+        seconds = timed(lambda: ip.score_yes_no(model, tok, prompts), repeats=1)
+        results[f"scoring {label} prompts (rows/s)"] = len(prompts) / seconds
+        results[f"  mean tokens of a {label} prompt"] = sum(len(tok(x)["input_ids"]) for x in prompts) / len(prompts)
+        if label == "dilemma":
+            results["  scoring / plain forwards"] = seconds / timed(lambda: plain_forwards(model, tok, prompts), 1)
     results["peak memory (GiB)"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
     if args.pipelines:
