@@ -276,7 +276,7 @@ def run_prefix(model, prefix, next_token, device):
 
 
 def right_pad(seqs, device):
-    """A batch of token lists padded at the end (pads follow every real token, so need no mask)."""
+    """A batch of token lists padded at the end: under causal attention no real token sees a pad."""
     width = max(map(len, seqs))
     return {"input_ids": torch.tensor([s + [0] * (width - len(s)) for s in seqs], device=device),
             "attention_mask": torch.tensor([[1] * len(s) + [0] * (width - len(s)) for s in seqs], device=device)}
@@ -323,7 +323,7 @@ def score_yes_no(model, tokenizer, prompts, batch_size=16, progress=False, nll_l
         # NLL terms of the whole prompt, in order: the prefix's K, then the S−1 of its own  [b, K+S−1]
         nll = torch.cat([prefix_nll.expand(len(idx), -1), token_nll(logits, batch)], 1)
         mask = torch.cat([torch.ones_like(prefix_nll).expand(len(idx), -1), target_mask(batch)], 1)
-        if nll_last is not None:  # keep the last k of the prompt's k + own − 1 terms
+        if nll_last is not None:  # keep the last nll_last[i] of the prompt's k + own − 1 terms
             first = (k + own - 1 - torch.tensor([nll_last[i] for i in idx], device=device))[:, None]
             mask = mask * (torch.arange(mask.shape[1], device=device) >= first)
         nll = (nll * mask).sum(-1) / mask.sum(-1)

@@ -3,7 +3,7 @@
 # DailyDilemmas and print the results table.
 #
 #   bash run.sh          the experiment; each run goes to runs/<timestamp>/
-#   bash run.sh test     the test suite, then a QUICK=1 run of the whole pipeline on the embedded model
+#   bash run.sh test     a QUICK=1 run of the whole pipeline on the embedded model, then the test suite
 #
 #   MODEL=Qwen/Qwen3-0.6B | MODEL=path/to/dir | MODEL=embedded   which model (default: Qwen3-0.6B when
 #                                                                 the hub is reachable, else embedded)
