@@ -660,11 +660,6 @@ QUESTIONS = [
 PROMPTS = ["The capital of France is", "Should you tell the truth? My choice:"]
 
 
-def _logits(model, tok):
-    with torch.no_grad():
-        return model(**tokenize(tok, PROMPTS)).logits  # [2, seq, vocab]
-
-
 def _random_steerer(model, kind):
     """A steerer of `kind` with random (non-zero) tensors, for the hook tests."""
     g = torch.Generator().manual_seed(1)
@@ -717,21 +712,21 @@ def test_random_keeps_pca_norms_and_depends_on_seed(tiny):
 @pytest.mark.parametrize("kind", ["pca", "weight_diff"])
 def test_coeff_zero_is_base_and_exit_removes_every_hook(tiny, kind):
     model, tok = tiny
-    base = _logits(model, tok)
+    base = logits(model, tok, PROMPTS)
     steerer = _random_steerer(model, kind)
     steerer.detach()  # nothing attached: a no-op
     with steerer.steer(0):
         assert len(hook_ids(model)) == 0
-        assert torch.equal(_logits(model, tok), base)
+        assert torch.equal(logits(model, tok, PROMPTS), base)
     with steerer.steer(1.0):
         assert len(hook_ids(model)) > 0
-        assert not torch.allclose(_logits(model, tok), base)
-    assert len(hook_ids(model)) == 0 and torch.equal(_logits(model, tok), base)
+        assert not torch.allclose(logits(model, tok, PROMPTS), base)
+    assert len(hook_ids(model)) == 0 and torch.equal(logits(model, tok, PROMPTS), base)
     with pytest.raises(RuntimeError, match="boom"):
         with steerer.steer(-2.0):
             assert len(hook_ids(model)) > 0
             raise RuntimeError("boom")
-    assert len(hook_ids(model)) == 0 and torch.equal(_logits(model, tok), base)
+    assert len(hook_ids(model)) == 0 and torch.equal(logits(model, tok, PROMPTS), base)
     with steerer.steer(1.0):
         steerer.detach()
         assert len(hook_ids(model)) == 0
@@ -755,11 +750,11 @@ def test_weight_diff_of_identical_data_is_zero(tiny):
     for n in pos:
         (a1, b1), (a2, b2) = pos[n], neg[n]
         assert torch.equal(b1 @ a1 - b2 @ a2, torch.zeros(b1.shape[0], a1.shape[1]))
-    base = _logits(model, tok)
+    base = logits(model, tok, PROMPTS)
     steerer = baselines.build(model, baselines.diff_tensors(pos, neg), {"kind": "weight_diff"})
     for c in (1.0, -5.0):
         with steerer.steer(c):
-            assert torch.equal(_logits(model, tok), base)
+            assert torch.equal(logits(model, tok, PROMPTS), base)
 
 
 def test_honest_delta_fits_honest_completions_better(tiny):
@@ -794,7 +789,7 @@ def test_cli_writes_calibrated_artifacts(cli, tmp_path):
     model, tok = cli
     questions = tmp_path / "questions.txt"
     questions.write_text("\n".join(QUESTIONS) + "\n\n")
-    base = _logits(model, tok)
+    base = logits(model, tok, PROMPTS)
     for kind, extra in [("pca", ["--max-pairs", "24"]), ("random", ["--seed", "3", "--max-pairs", "24"]),
                         ("weight_diff", ["--questions", str(questions), "--max-questions", "4", "--steps", "3",
                                          "--rank", "2", "--max-new-tokens", "6", "--lr", "1e-2"])]:
@@ -806,7 +801,7 @@ def test_cli_writes_calibrated_artifacts(cli, tmp_path):
         assert meta.get("n_pairs", 24) == 24 and meta.get("n_questions", 4) == 4
         steerer = baselines.load(model, out)
         with steerer.steer(1.0):
-            assert not torch.allclose(_logits(model, tok), base)
+            assert not torch.allclose(logits(model, tok, PROMPTS), base)
         assert calibrate_sign(model, tok, steerer.steer) == 1  # after calibration +1 is the honest side
         assert len(hook_ids(model)) == 0
     assert set(load_artifact(tmp_path / "pca.safetensors")[0]) == {"layers.1", "layers.2"}
