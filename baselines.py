@@ -32,9 +32,10 @@ from contextlib import contextmanager
 import torch
 from tqdm import tqdm
 
-from innerpissa import (DATA_DIR, InputError, block_outputs, calibrate_sign, chat, check_writable, decoder_layers,
-                        default_target, find_linears, load_artifact, load_model, make_pairs, model_name,
-                        persona, position_ids, read_lines, run_cli, save_artifact, tokenize)
+from innerpissa import (DATA_DIR, InputError, add_device_map, block_outputs, calibrate_sign, chat, check_writable,
+                        decoder_layers, default_target, find_linears, hidden_size, input_device, load_artifact,
+                        load_model, make_pairs, model_name, persona, position_ids, read_lines, run_cli,
+                        save_artifact, tokenize)
 
 KINDS = ("pca", "random", "weight_diff")
 
@@ -109,7 +110,7 @@ def last_token_states(model, tok, texts, layers, batch_size=8):
     The forward stops after the last block in `layers` (innerpissa.block_outputs)."""
     states = {i: [] for i in layers}
     for s in range(0, len(texts), batch_size):
-        found, _ = block_outputs(model, tokenize(tok, texts[s:s + batch_size], model.device), layers)
+        found, _ = block_outputs(model, tokenize(tok, texts[s:s + batch_size], input_device(model)), layers)
         for i in layers:
             states[i].append(found[i][:, -1].float())                    # [batch, d_model]
     return {i: torch.cat(hs) for i, hs in states.items()}
@@ -134,7 +135,7 @@ def random_directions(vectors, seed=0):
     out = {}
     for i in sorted(vectors):
         u = torch.randn(vectors[i].shape, generator=g, dtype=torch.float64)
-        out[i] = (u / u.norm() * vectors[i].norm()).float()
+        out[i] = (u / u.norm() * float(vectors[i].norm())).float()      # float(): v may sit on a GPU
     return out
 
 
@@ -155,7 +156,7 @@ def generate_completions(model, tok, questions, system, max_new_tokens=64, batch
     out = []
     for s in tqdm(range(0, len(questions), batch_size), desc="generate", leave=False):
         prompts = [chat(tok, q, system=system) for q in questions[s:s + batch_size]]
-        batch = tokenize(tok, prompts, model.device)  # left-padded, so new tokens start at one column
+        batch = tokenize(tok, prompts, input_device(model))  # left-padded, so new tokens start at one column
         ids = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False,
                              pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
         out += tok.batch_decode(ids[:, batch["input_ids"].shape[1]:], skip_special_tokens=True)
@@ -185,7 +186,7 @@ def completion_nll(model, tok, questions, completions, batch_size=8):
     """Mean NLL per completion token of the completions given their (persona-free) questions."""
     total, count = 0.0, 0
     for s in range(0, len(questions), batch_size):
-        batch = sft_batch(tok, questions[s:s + batch_size], completions[s:s + batch_size], model.device)
+        batch = sft_batch(tok, questions[s:s + batch_size], completions[s:s + batch_size], input_device(model))
         n = int((batch["labels"][:, 1:] != -100).sum())  # the model shifts labels by one
         total, count = total + float(model(**batch).loss) * n, count + n
     return total / count
@@ -217,7 +218,7 @@ def fit_lowrank_delta(model, tok, questions, completions, target=None, rank=4, s
         with steerer.steer(1.0), tqdm(range(steps), desc="sft", leave=False) as bar:
             for step in bar:
                 q, c = zip(*(data[j] for j in order[step * batch_size:(step + 1) * batch_size]))
-                loss = model(**sft_batch(tok, q, c, model.device)).loss
+                loss = model(**sft_batch(tok, q, c, input_device(model))).loss
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
@@ -241,24 +242,25 @@ def diff_tensors(pos, neg):
 
 def build(model, tensors, meta):
     """A Steerer for artifact tensors and metadata; InputError on an unknown kind or a mismatched model."""
-    kind, device = meta.get("kind"), next(model.parameters()).device
+    kind = meta.get("kind")
     if kind in ("pca", "random"):
-        blocks, d_model = decoder_layers(model), model.config.hidden_size
+        blocks, d_model = decoder_layers(model), hidden_size(model)
         deltas = {}
         for name, v in tensors.items():
             i = int(name.split(".")[1])
             if i >= len(blocks) or v.shape != (d_model,):
                 raise InputError(f"{kind} artifact tensor {name} {tuple(v.shape)} does not fit this model "
                                  f"({len(blocks)} blocks, d_model {d_model})")
-            deltas[blocks[i]] = vector_delta(v.to(device))
+            deltas[blocks[i]] = vector_delta(v.to(next(blocks[i].parameters()).device))  # the block's GPU
     elif kind == "weight_diff":
         modules, deltas = dict(model.named_modules()), {}
         for n in sorted({k.rsplit(".", 1)[0] for k in tensors}):
-            a1, b1, a2, b2 = (tensors[f"{n}.{s}"].to(device) for s in ("A_pos", "B_pos", "A_neg", "B_neg"))
+            a1, b1, a2, b2 = (tensors[f"{n}.{s}"] for s in ("A_pos", "B_pos", "A_neg", "B_neg"))
             m = modules.get(n)
             if not (isinstance(m, torch.nn.Linear) and a1.shape[1] == m.in_features == a2.shape[1]
                     and b1.shape[0] == m.out_features == b2.shape[0]):
                 raise InputError(f"weight_diff artifact targets {n}: no Linear of that shape in this model")
+            a1, b1, a2, b2 = (t.to(m.weight.device) for t in (a1, b1, a2, b2))
             deltas[m] = diff_delta(lowrank_delta(a1, b1), lowrank_delta(a2, b2))
     else:
         raise InputError(f"unknown artifact kind {kind!r} (expected one of {', '.join(KINDS)})")
@@ -374,15 +376,16 @@ def main(argv=None):
             s.add_argument("--max-pairs", type=_count(2), default=None, help="use N pairs (default: all)")
             s.add_argument("--seed", type=int, default=0, help="seed of the pair order"
                            + (" and of the random directions" if kind == "random" else ""))
+        add_device_map(s)
     a = p.parse_args(argv)
     check_writable(a.out)
     if a.kind == "weight_diff":
         questions = read_lines(a.questions or DATA_DIR / "questions.txt")[:a.max_questions]  # before loading
-        model, tok = load_model(a.model)
+        model, tok = load_model(a.model, device_map=a.device_map)
         tensors, meta = make_weight_diff(model, tok, questions, a.target, a.rank, a.steps, a.lr,
                                          a.batch_size, a.seed, a.max_new_tokens)
     else:
-        model, tok = load_model(a.model)
+        model, tok = load_model(a.model, device_map=a.device_map)
         make = make_random if a.kind == "random" else make_pca
         tensors, meta = make(model, tok, a.layers, a.max_pairs, a.seed)
     save_artifact(a.out, tensors, meta)

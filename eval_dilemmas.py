@@ -49,8 +49,8 @@ from pathlib import Path
 
 import numpy as np
 
-from innerpissa import (DATA_DIR, InnerPiSSA, InputError, load_artifact, load_model, run_cli, score_yes_no,
-                        yes_no_prompt)
+from innerpissa import (DATA_DIR, InnerPiSSA, InputError, add_device_map, load_artifact, load_model, run_cli,
+                        score_yes_no, yes_no_prompt)
 
 TARGET = "Virtue/Truthfulness"
 SYSTEMS = ("Virtue", "MFT", "WVS", "Maslow")             # values.csv columns that name categories
@@ -442,6 +442,7 @@ def write_outputs(out_dir, files):
 def parse_args(argv):
     p = argparse.ArgumentParser(description="Score steering methods on DailyDilemmas (next-token Yes/No).")
     p.add_argument("--model", default="embedded", help="hub id, local directory or 'embedded' (default)")
+    add_device_map(p)
     p.add_argument("--artifacts", nargs="*", default=[], help="steering artifacts (.safetensors) to evaluate")
     p.add_argument("--methods", nargs="*", default=["base", "prompt"], choices=["base", "prompt"],
                    help="artifact-free methods to include (default: base prompt)")
@@ -473,7 +474,7 @@ def main(argv=None):
     if not artifacts and not args.methods:
         raise InputError("nothing to evaluate: give --artifacts and/or --methods")
     coeffs = sorted({float(c) + 0.0 for c in args.coeffs} | {0.0})
-    model, tokenizer = load_model(args.model)
+    model, tokenizer = load_model(args.model, device_map=args.device_map)
 
     start = time.perf_counter()
     raw = sweep(model, tokenizer, rows, args.methods, artifacts, coeffs, args.batch_size, args.reach)

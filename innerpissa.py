@@ -108,12 +108,52 @@ def _embedded_dir():
     return target
 
 
-def load_model(name, device=None):
-    """(model, tokenizer) from a hub id, a local directory or 'embedded'; eval mode, left padding."""
+STRATEGIES = ("auto", "balanced", "balanced_low_0", "sequential")  # accelerate's device-map strategies
+
+
+def parse_device_map(text):
+    """None, an accelerate strategy ('auto', …), or {module name: device} from a JSON string or file."""
+    if text is None or isinstance(text, dict) or text in STRATEGIES:
+        return text
+    try:
+        value = json.loads(text if text.lstrip().startswith("{") else Path(text).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise InputError(f"--device-map {text!r} is neither 'auto', a JSON object nor a JSON file ({e})") from None
+    if not isinstance(value, dict) or not all(isinstance(d, (int, str)) for d in value.values()):
+        raise InputError(f"--device-map {text!r} must map module names to devices, e.g. "
+                         '{"model.embed_tokens": 0, "model.layers": 1, "lm_head": 1}')
+    return value
+
+
+def offloaded(device_map):
+    """Modules a device map offloads: to 'disk' always, to 'cpu' when a GPU takes part too (accelerate
+    then keeps their weights on the meta device and streams them in at every forward)."""
+    devices = {str(d) for d in device_map.values()}
+    return [n for n, d in device_map.items() if d == "disk" or (d == "cpu" and devices - {"cpu", "disk"})]
+
+
+def refuse_offload(device_map):
+    if names := offloaded(device_map):
+        raise InputError(f"--device-map offloads {names[0]} to {device_map[names[0]]}: InnerPiSSA needs every "
+                         "weight resident on a device (it reads them for the SVD); use more GPUs or a smaller model")
+
+
+def load_model(name, device=None, device_map=None):
+    """(model, tokenizer) from a hub id, a local directory or 'embedded'; eval mode, left padding.
+
+    device_map ('auto', a JSON object or a JSON file of {module: device}) spreads the model over
+    several devices through accelerate instead of putting it on `device`; offloading is refused.
+    On CUDA the weights are bf16 (the adapter's SVD and maths stay float32)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
     hf_logging.disable_progress_bar()  # keep stderr to our own progress and one-line errors
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device_map = parse_device_map(device_map)
+    if isinstance(device_map, dict):
+        refuse_offload(device_map)
+        cuda = any(isinstance(d, int) or d.startswith("cuda") for d in device_map.values())
+    else:
+        cuda = torch.cuda.is_available() if device_map else str(device).startswith("cuda")
     if name == EMBEDDED:
         path = _embedded_dir()
     elif os.path.exists(name):
@@ -122,13 +162,15 @@ def load_model(name, device=None):
         raise InputError(f"model path {name!r} does not exist: give a local directory, a hub id or 'embedded'")
     else:
         path = name
-    dtype = torch.bfloat16 if str(device).startswith("cuda") else torch.float32
     try:
         tok = AutoTokenizer.from_pretrained(path)
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(device).eval()
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.bfloat16 if cuda else torch.float32,
+                                                     device_map=device_map)
     except (OSError, ValueError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise InputError(f"cannot load model {name!r} ({first}); offline, use --model embedded") from None
+    refuse_offload(getattr(model, "hf_device_map", {}))       # 'auto' may have offloaded what did not fit
+    model = (model if device_map else model.to(device)).eval()
     tok.padding_side = "left"
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
@@ -136,13 +178,70 @@ def load_model(name, device=None):
     return model, tok
 
 
+def add_device_map(parser):
+    """The --device-map flag every CLI takes."""
+    parser.add_argument("--device-map", default=None,
+                        help="spread the model over GPUs through accelerate: 'auto', or a JSON object or file "
+                             "{module: device} (default: the whole model on one device)")
+
+
 def model_name(model):
     return model.config.name_or_path
 
 
+def input_device(model):
+    """Where token ids go: the device of the input embedding (the first GPU of a device map)."""
+    return model.get_input_embeddings().weight.device
+
+
+def hidden_size(model):
+    """d_model, read from the input embedding (configs nest it differently: Gemma3's text_config)."""
+    return model.get_input_embeddings().weight.shape[-1]
+
+
+def find_blocks(model):
+    """(name, ModuleList) of the decoder blocks: the longest ModuleList beside the input embedding
+    (model.layers in Llama/Qwen/Mistral/Gemma/Phi3, model.language_model.layers in multimodal
+    wrappers, gpt_neox.layers, transformer.h), else the longest anywhere in the model."""
+    lists = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.ModuleList) and len(m)]
+    if not lists:
+        raise InputError(f"{type(model).__name__} has no list of decoder blocks (nn.ModuleList)")
+    parent = {m: n for n, m in model.named_modules()}[model.get_input_embeddings()].rpartition(".")[0]
+    beside = [(n, m) for n, m in lists if n.rpartition(".")[0] == parent]
+    return max(beside or lists, key=lambda item: len(item[1]))
+
+
 def decoder_layers(model):
-    """The list of decoder blocks (Llama/Qwen/Mistral layout: model.model.layers)."""
-    return model.model.layers
+    """The list of decoder blocks (find_blocks)."""
+    return find_blocks(model)[1]
+
+
+def residual_writers(model, i):
+    """{name: nn.Linear} that write block i's output into the residual stream: in each sub-module
+    (attention, MLP) the last Linear whose output is d_model wide — o_proj and down_proj (Llama,
+    Qwen, Mistral, Gemma, Phi3), attention.dense and mlp.dense_4h_to_h (GPT-NeoX). A sub-module
+    whose projections are other layer types (GPT-2's Conv1D) is refused: the adapter hooks nn.Linear."""
+    prefix, blocks = find_blocks(model)
+    d_model, writers = hidden_size(model), {}
+    for child, sub in blocks[i].named_children():
+        projections = [(".".join(filter(None, (prefix, str(i), child, n))), m) for n, m in sub.named_modules()
+                       if isinstance(getattr(m, "weight", None), torch.Tensor) and m.weight.dim() == 2]
+        linear = [(n, m) for n, m in projections if isinstance(m, nn.Linear) and m.out_features == d_model]
+        other = [(n, m) for n, m in projections if not isinstance(m, nn.Linear)]
+        if linear:
+            writers.update(linear[-1:])
+        elif other:
+            name, module = other[-1]
+            raise InputError(f"{name} is a {type(module).__name__}, not nn.Linear: InnerPiSSA needs nn.Linear "
+                             "projections")
+    if not writers:
+        raise InputError(f"block {prefix}.{i} has no nn.Linear with a {d_model}-wide output to steer")
+    return writers
+
+
+def readout_writer(model, i):
+    """The MLP output projection of block i (its last residual writer): the read-out basis of training."""
+    return list(residual_writers(model, i).values())[-1]
 
 
 def default_layer(model):
@@ -152,9 +251,12 @@ def default_layer(model):
 
 
 def default_target(model):
-    """Residual writers (attention o_proj, mlp down_proj) from 1/4 of the depth to the read-out block."""
-    layers = "|".join(str(i) for i in range(len(decoder_layers(model)) // 4, default_layer(model) + 1))
-    return rf"\.layers\.({layers})\.(self_attn\.o_proj|mlp\.down_proj)$"
+    """Residual writers from 1/4 of the depth to the read-out block, as a regex over module names,
+    e.g. ^model\\.layers\\.(1|2)\\.(self_attn\\.o_proj|mlp\\.down_proj)$."""
+    prefix, blocks = find_blocks(model)
+    layers = range(len(blocks) // 4, default_layer(model) + 1)
+    within = dict.fromkeys(n.split(f"{prefix}.{i}.", 1)[1] for i in layers for n in residual_writers(model, i))
+    return rf"^{re.escape(prefix)}\.({'|'.join(map(str, layers))})\.({'|'.join(map(re.escape, within))})$"
 
 
 def find_linears(model, target):
@@ -226,10 +328,10 @@ def token_nll(logits, batch):
 
     NLL = logsumexp(logits) − logit[target]: one reduction over the vocabulary, never a full
     log-softmax tensor (the largest allocation of a forward with a 49k vocabulary)."""
+    ids = batch["input_ids"]
     logits = logits[:, :-1].float()                                      # [batch, seq-1, vocab]
-    targets = batch["input_ids"][:, 1:, None]                            # [batch, seq-1, 1]
-    nll = logits.logsumexp(-1) - logits.gather(-1, targets).squeeze(-1)
-    return nll * target_mask(batch)
+    nll = logits.logsumexp(-1) - logits.gather(-1, ids[:, 1:, None].to(logits.device)).squeeze(-1)
+    return nll.to(ids.device) * target_mask(batch)       # a device map can leave the logits on another GPU
 
 
 # ----------------------------------------------------------------------------- Yes/No scoring
@@ -270,7 +372,7 @@ def run_prefix(model, prefix, next_token, device):
         return None, torch.zeros(0, device=device)
     x = torch.tensor([prefix + [next_token]], device=device)                # [1, K+1]
     out = model(input_ids=x[:, :-1], use_cache=True)
-    logits = out.logits[0].float()                                          # [K, vocab]
+    logits = out.logits[0].float().to(device)                               # [K, vocab]
     nll = logits.logsumexp(-1) - logits.gather(-1, x[0, 1:, None]).squeeze(-1)
     return [(layer.keys, layer.values) for layer in out.past_key_values.layers], nll
 
@@ -306,7 +408,7 @@ def score_yes_no(model, tokenizer, prompts, batch_size=16, progress=False, nll_l
     length. The numbers are those of a full forward per prompt, returned in the original order.
     """
     yes, no = yes_no_ids(tokenizer)
-    device = next(model.parameters()).device
+    device = input_device(model)
     ids = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
     prefix = shared_prefix(ids)
     k = len(prefix)
@@ -316,7 +418,7 @@ def score_yes_no(model, tokenizer, prompts, batch_size=16, progress=False, nll_l
     for start in tqdm(range(0, len(prompts), batch_size), desc="score", disable=not progress, leave=False):
         idx = order[start:start + batch_size]
         batch = right_pad([ids[i][k:] for i in idx], device)
-        logits = continue_from(model, kv, batch)                                        # [b, S, vocab]
+        logits = continue_from(model, kv, batch).to(device)                             # [b, S, vocab]
         own = batch["attention_mask"].sum(-1)                                           # [b] tokens after the prefix
         logp = logits[torch.arange(len(idx)), own - 1].float().log_softmax(-1)          # [b, vocab] at the last token
         lp_yes, lp_no = logp[:, yes].logsumexp(-1), logp[:, no].logsumexp(-1)
@@ -404,9 +506,9 @@ class InnerPiSSA(nn.Module):
         def hook(module, inputs, y):
             if self.c == 0:
                 return None                                              # untouched: bitwise the base model
-            x = inputs[0]                                                # [batch, seq, d_in]
-            delta = ((x.to(layer.V.dtype) @ layer.V) @ layer.delta_core(self.c)) @ layer.U.T
-            return y + delta.to(y.dtype)                                 # [batch, seq, d_out]
+            x = inputs[0].to(layer.V)                                    # [batch, seq, d_in], float32
+            delta = ((x @ layer.V) @ layer.delta_core(self.c)) @ layer.U.T
+            return y + delta.to(y)                                       # [batch, seq, d_out], y's dtype
         return hook
 
     @contextlib.contextmanager
@@ -582,7 +684,7 @@ def block_outputs(model, batch, layers, stop=True):
 
 def project(h, basis, last_n):
     """z = h U_r for the last n tokens, [2p, n, r]."""
-    return h[:, -last_n:].float() @ basis
+    return h[:, -last_n:].to(basis.device).float() @ basis
 
 
 def gap(z, direction):
@@ -638,8 +740,8 @@ def train(model, tokenizer, adapter, pairs, cfg=None, progress=True):
     if len(pairs) - n_hold < cfg.batch_pairs:
         raise InputError(f"{len(pairs)} pairs are too few for batches of {cfg.batch_pairs} plus a held-out slice")
     held, train_pairs = pairs[:n_hold], pairs[n_hold:]
-    writer = decoder_layers(model)[cfg.layer].mlp.down_proj
-    basis = top_svd(writer.weight, adapter.rank)[0]                       # U_r, [d_model, r]
+    writer = readout_writer(model, cfg.layer)
+    basis = top_svd(writer.weight, adapter.rank)[0].to(input_device(model))  # U_r, [d_model, r]
     flags = [p.requires_grad for p in model.parameters()]
     model.requires_grad_(False)                                          # only θ, λ learn: no weight grads
     start, rng = time.time(), random.Random(cfg.seed)
@@ -749,11 +851,12 @@ def main(argv=None):
     p.add_argument("--separation", choices=("logsigmoid", "linear"), default=d.separation,
                    help=f"separation term: -log sigmoid(m) or the unbounded -m (default {d.separation})")
     p.add_argument("--seed", type=int, default=d.seed, help=f"seed for init and batches (default {d.seed})")
+    add_device_map(p)
     args = p.parse_args(argv)
     check_writable(args.out)
     start = time.time()
     torch.manual_seed(args.seed)
-    model, tok = load_model(args.model)
+    model, tok = load_model(args.model, device_map=args.device_map)
     adapter = InnerPiSSA.attach(model, target=args.target, rank=args.rank, rotate_u=args.rotate_u)
     cfg = TrainConfig(steps=args.steps, lr=args.lr, tau=args.tau, layer=args.layer, batch_pairs=args.batch_pairs,
                       separation=args.separation, seed=args.seed)

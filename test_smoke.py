@@ -306,7 +306,7 @@ def test_calibrate_sign_follows_the_honest_answer(tiny):
 
 def run_main(monkeypatch, capsys, tiny, argv):
     """Run innerpissa's CLI in-process on the tiny model; returns what it printed on stderr."""
-    monkeypatch.setattr(ip, "load_model", lambda name, device=None: tiny)
+    monkeypatch.setattr(ip, "load_model", lambda name, **kw: tiny)
     with pytest.raises(SystemExit) as exit_info:
         ip.run_cli(lambda: ip.main(argv))
     assert exit_info.value.code == 2
@@ -340,7 +340,7 @@ def test_cli_unwritable_out_and_missing_model(tmp_path):
 
 def test_cli_trains_calibrates_and_saves(monkeypatch, tiny, tmp_path, capsys):
     model, tok = tiny
-    monkeypatch.setattr(ip, "load_model", lambda name, device=None: (model, tok))
+    monkeypatch.setattr(ip, "load_model", lambda name, **kw: (model, tok))
     ip.main(["--out", str(tmp_path / "a.safetensors"), "--steps", "3", "--rank", "4", "--batch-pairs", "4"])
     summary = capsys.readouterr().out
     assert "held-out" in summary and "sign" in summary
@@ -588,7 +588,7 @@ def eval_setup(tiny, tmp_path, monkeypatch):
     adapter.save(tmp_path / "ip.safetensors")
     adapter.detach()
     write_fixture(tmp_path, mixed_pairs(12))
-    monkeypatch.setattr(ev, "load_model", lambda name: (model, tok))
+    monkeypatch.setattr(ev, "load_model", lambda name, **kw: (model, tok))
     return model, tok, tmp_path
 
 
@@ -781,7 +781,7 @@ def test_prompt_system():
 @pytest.fixture
 def cli(tiny, monkeypatch):
     """baselines.main with load_model returning the tiny model."""
-    monkeypatch.setattr(baselines, "load_model", lambda name: tiny)
+    monkeypatch.setattr(baselines, "load_model", lambda name, **kw: tiny)
     return tiny
 
 
