@@ -23,7 +23,13 @@ per persona on each target Linear (y = x Wᵀ + b) by plain SFT with no persona 
 Sign: every baseline goes through `innerpissa.calibrate_sign`; if c = +1 turns out to be the less
 honest side, the direction (every v_i, or both B of dW) is negated and meta["sign"] = −1.
 
+Export: c·dW is a LoRA of rank 2r, c·dW = B A with A = [A⁺; A⁻] and B = c·[B⁺, −B⁻], so `export`
+writes a weight_diff artifact at a fixed c as a merged checkpoint or a PEFT LoRA. pca and random
+add a vector to the residual stream, which is no weight change: they have no such form.
+
 Usage: python baselines.py pca --model embedded --out runs/pca.safetensors
+       python baselines.py export --model embedded --artifact runs/weight_diff.safetensors --coeff 1
+              --format merged|lora --out runs/weight_diff-merged
 """
 import argparse
 import math
@@ -32,10 +38,10 @@ from contextlib import contextmanager
 import torch
 from tqdm import tqdm
 
-from innerpissa import (DATA_DIR, InputError, add_device_map, block_outputs, calibrate_sign, chat, check_writable,
-                        decoder_layers, default_target, find_linears, hidden_size, input_device, load_artifact,
-                        load_model, make_pairs, model_name, persona, position_ids, read_lines, run_cli,
-                        save_artifact, tokenize)
+from innerpissa import (DATA_DIR, ArgParser, InputError, add_device_map, block_outputs, calibrate_sign, chat,
+                        check_writable, decoder_layers, default_target, export_args, find_linears, hidden_size,
+                        input_device, load_artifact, load_model, make_pairs, model_name, persona,
+                        position_ids, read_lines, run_cli, run_export, save_artifact, tokenize)
 
 KINDS = ("pca", "random", "weight_diff")
 
@@ -238,6 +244,12 @@ def diff_tensors(pos, neg):
     return out
 
 
+def diff_factors(tensors):
+    """{linear name: (A⁺, B⁺, A⁻, B⁻)} of weight_diff artifact tensors."""
+    names = sorted({k.rsplit(".", 1)[0] for k in tensors})
+    return {n: tuple(tensors[f"{n}.{s}"] for s in ("A_pos", "B_pos", "A_neg", "B_neg")) for n in names}
+
+
 # --------------------------------------------------------------------------- artifacts
 
 def build(model, tensors, meta):
@@ -254,8 +266,7 @@ def build(model, tensors, meta):
             deltas[blocks[i]] = vector_delta(v.to(next(blocks[i].parameters()).device))  # the block's GPU
     elif kind == "weight_diff":
         modules, deltas = dict(model.named_modules()), {}
-        for n in sorted({k.rsplit(".", 1)[0] for k in tensors}):
-            a1, b1, a2, b2 = (tensors[f"{n}.{s}"] for s in ("A_pos", "B_pos", "A_neg", "B_neg"))
+        for n, (a1, b1, a2, b2) in diff_factors(tensors).items():
             m = modules.get(n)
             if not (isinstance(m, torch.nn.Linear) and a1.shape[1] == m.in_features == a2.shape[1]
                     and b1.shape[0] == m.out_features == b2.shape[0]):
@@ -270,6 +281,15 @@ def build(model, tensors, meta):
 def load(model, path):
     """The Steerer saved at `path` (kinds pca, random, weight_diff), attached to nothing until steer(c)."""
     return build(model, *load_artifact(path))
+
+
+def weight_diff_factors(model, path, c):
+    """{linear name: (A, B)} with B A = c·dW = c (B⁺A⁺ − B⁻A⁻): A = [A⁺; A⁻] [2r, d_in],
+    B = c·[B⁺, −B⁻] [d_out, 2r]. Loads through build, which refuses a model without these Linears."""
+    tensors, meta = load_artifact(path)
+    build(model, tensors, meta)
+    return {n: (torch.cat([a1, a2]), c * torch.cat([b1, -b2], 1))
+            for n, (a1, b1, a2, b2) in diff_factors(tensors).items()}
 
 
 def calibrate(model, tok, tensors, meta):
@@ -341,16 +361,10 @@ def _count(minimum):
     return count
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse that reports bad input as InputError, so run_cli prints one line and exits non-zero."""
-
-    def error(self, message):
-        raise InputError(message)
-
-
 def main(argv=None):
-    p = _Parser(description="Build a baseline steering artifact (see the module docstring).")
-    sub = p.add_subparsers(dest="kind", required=True, metavar="{" + ",".join(KINDS) + "}")
+    p = ArgParser(description="Build a baseline steering artifact, or export a weight_diff one (see the module "
+                              "docstring).")
+    sub = p.add_subparsers(dest="kind", required=True, metavar="{" + ",".join(KINDS) + ",export}")
     helps = {"pca": "first PC of pos-neg block outputs, added at every position",
              "random": "seeded random directions with the pca norms",
              "weight_diff": "low-rank SFT deltas fitted to honest/dishonest persona completions"}
@@ -377,7 +391,11 @@ def main(argv=None):
             s.add_argument("--seed", type=int, default=0, help="seed of the pair order"
                            + (" and of the random directions" if kind == "random" else ""))
         add_device_map(s)
+    export_args(sub.add_parser("export", help="write a weight_diff artifact at one coeff as a merged or LoRA model",
+                               description="Write W + coeff*dW of a weight_diff artifact."))
     a = p.parse_args(argv)
+    if a.kind == "export":
+        return run_export(a, "weight_diff", weight_diff_factors)
     check_writable(a.out)
     if a.kind == "weight_diff":
         questions = read_lines(a.questions or DATA_DIR / "questions.txt")[:a.max_questions]  # before loading

@@ -33,7 +33,12 @@ does, and on SmolLM2 it inflated Δ_{+1} a hundredfold at a large coherence cost
 end is "honest": calibrate_sign scores a probe set of Yes/No questions at c = ±1 and flips
 θ, λ → −θ, −λ (exactly c → −c) when needed, so c = +1 always means more honest.
 
+At a fixed c the edit is a rank-r weight change, W_c − W = U_r M_cᵀ V_rᵀ = B A with A = V_rᵀ and
+B = U_r M_cᵀ; `export` writes it as a merged checkpoint (W_c in place) or as a PEFT LoRA (A, B).
+
 Usage: python innerpissa.py --model embedded --out runs/x/innerpissa.safetensors
+       python innerpissa.py export --model embedded --artifact runs/x/innerpissa.safetensors --coeff 1
+              --format merged|lora --out runs/x/merged
 """
 import argparse
 import contextlib
@@ -474,9 +479,9 @@ class SVDSteer(nn.Module):
         s_c = self.S * torch.exp(c * self.lam)
         return (r_v * s_c) @ r_u.T - torch.diag(self.S)
 
-    def delta_weight(self, c):
-        """W_c − W = U_r M_cᵀ V_rᵀ, [d_out, d_in]."""
-        return self.U @ self.delta_core(c).T @ self.V.T
+    def factors(self, c):
+        """(A, B) with B A = W_c − W = U_r M_cᵀ V_rᵀ: A = V_rᵀ [r, d_in], B = U_r M_cᵀ [d_out, r]."""
+        return self.V.T, self.U @ self.delta_core(c).T
 
 
 class InnerPiSSA(nn.Module):
@@ -535,10 +540,13 @@ class InnerPiSSA(nn.Module):
         self.sign *= s
 
     @torch.no_grad()
+    def lora_factors(self, c):
+        """{Linear name: (A [r, d_in], B [d_out, r])} with B A = W_c − W: a rank-r LoRA, exact at this c."""
+        return {name: layer.factors(float(c)) for name, layer in zip(self.names, self.layers)}
+
     def merge(self, c):
         """{state-dict key: W_c} to write a plain checkpoint steered at fixed c."""
-        return {f"{name}.weight": (linear.weight.float() + layer.delta_weight(float(c))).to(linear.weight.dtype)
-                for (name, linear), layer in zip(self.hosts.items(), self.layers)}
+        return merged_weights(self.model[0], self.lora_factors(c))
 
     def metadata(self):
         return {"kind": "innerpissa", "model": model_name(self.model[0]), "target": self.target,
@@ -581,6 +589,13 @@ class InnerPiSSA(nn.Module):
 
 # ----------------------------------------------------------------------------- artifacts
 
+def _usual_mode(base):
+    """`base` less the umask: the mode a plain open() or mkdir() would give (mkstemp/mkdtemp give 0600/0700)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return base & ~umask
+
+
 def save_artifact(path, tensors, meta):
     """safetensors with JSON-encoded metadata, written to a temp file and renamed into place."""
     from safetensors.torch import save_file
@@ -594,9 +609,7 @@ def save_artifact(path, tensors, meta):
     try:
         save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp,
                   metadata={k: json.dumps(v) for k, v in meta.items()})
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)                                    # mkstemp's 0600 → the usual mode
+        os.chmod(tmp, _usual_mode(0o666))
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -617,6 +630,73 @@ def load_artifact(path):
     if "kind" not in meta:
         raise InputError(f"{path} has no 'kind' in its metadata: not written by this project")
     return tensors, meta
+
+
+# ----------------------------------------------------------------------------- export
+
+@torch.no_grad()
+def merged_weights(model, factors):
+    """{state-dict key: W + B A} for {Linear name: (A [r, d_in], B [d_out, r])}, summed in float32."""
+    modules = dict(model.named_modules())
+    out = {}
+    for name, (a, b) in factors.items():
+        w = modules[name].weight
+        out[f"{name}.weight"] = (w.float() + b.to(w.device) @ a.to(w.device)).to(w.dtype)
+    return out
+
+
+def check_out_dir(out):
+    """Fail before any expensive work if `out` cannot become a new directory."""
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise InputError(f"--out {out} already exists and is not an empty directory: choose a new --out")
+    parent = next(p for p in out.resolve().parents if p.exists())
+    if not parent.is_dir() or not os.access(parent, os.W_OK):
+        raise InputError(f"{parent} is not writable: choose a writable --out")
+
+
+@contextlib.contextmanager
+def staged_dir(out):
+    """A temporary directory next to `out`, renamed to `out` when the block succeeds, removed when it fails."""
+    out = Path(out)
+    check_out_dir(out)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
+    except OSError as e:
+        raise InputError(f"cannot write to {out.parent} ({e.strerror}): choose a writable --out") from None
+    try:
+        yield tmp
+        tmp.chmod(_usual_mode(0o777))
+        os.replace(tmp, out)                                             # also over an empty directory
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def write_merged(model, tokenizer, weights, note, out):
+    """A save_pretrained directory (config, tokenizer, weights) with `weights` {state-dict key: W} in
+    place of the model's own, and steering.json (`note`). The model itself is left as it was."""
+    state = dict(model.state_dict(), **weights)
+    with staged_dir(out) as tmp:
+        model.save_pretrained(tmp, state_dict=state)
+        tokenizer.save_pretrained(tmp)
+        (tmp / "steering.json").write_text(json.dumps(note, indent=2) + "\n", encoding="utf-8")
+
+
+def write_lora(factors, base_model, note, out):
+    """A PEFT LoRA directory (adapter_config.json, adapter_model.safetensors) for {Linear name: (A, B)}:
+    PEFT adds (lora_alpha / r) · B A = B A to each W. One rank r for all modules; float32 factors."""
+    from safetensors.torch import save_file
+    (rank,) = {a.shape[0] for a, _ in factors.values()}
+    config = {"peft_type": "LORA", "task_type": "CAUSAL_LM", "base_model_name_or_path": base_model,
+              "r": rank, "lora_alpha": rank, "target_modules": sorted(factors), "lora_dropout": 0.0,
+              "bias": "none", "fan_in_fan_out": False, "inference_mode": True}
+    tensors = {f"base_model.model.{name}.lora_{key}.weight": t.detach().float().contiguous().cpu()
+               for name, (a, b) in factors.items() for key, t in (("A", a), ("B", b))}
+    with staged_dir(out) as tmp:
+        save_file(tensors, tmp / "adapter_model.safetensors", metadata={"format": "pt"})
+        (tmp / "adapter_config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+        (tmp / "steering.json").write_text(json.dumps(note, indent=2) + "\n", encoding="utf-8")
 
 
 # ----------------------------------------------------------------------------- contrastive training
@@ -835,9 +915,69 @@ def check_writable(path):
         raise InputError(f"{parent} is not writable: choose a writable --out")
 
 
+EXPORTERS = {"innerpissa": "innerpissa.py", "weight_diff": "baselines.py"}  # the script that exports each kind
+
+
+def export_args(parser):
+    """Arguments of `innerpissa.py export` and `baselines.py export`."""
+    parser.add_argument("--model", required=True, help="the model the artifact was trained on")
+    parser.add_argument("--artifact", required=True, help="steering artifact (.safetensors)")
+    parser.add_argument("--coeff", type=float, required=True, help="the coefficient c to bake in")
+    parser.add_argument("--format", required=True, choices=("merged", "lora"),
+                        help="merged: a save_pretrained directory with W_c; lora: a PEFT LoRA directory of W_c - W")
+    parser.add_argument("--out", required=True, help="new output directory")
+    add_device_map(parser)
+
+
+def run_export(args, kind, factors):
+    """Write the model steered at --coeff by a `kind` artifact; factors(model, path, c) gives its
+    {Linear name: (A, B)} with W_c = W + B A. Bad input fails before anything is written."""
+    if not math.isfinite(args.coeff):
+        raise InputError(f"--coeff {args.coeff} is not a finite number")
+    check_out_dir(args.out)
+    meta = load_artifact(args.artifact)[1]
+    if meta["kind"] in ("pca", "random"):
+        raise InputError(f"{args.artifact} is a {meta['kind']} artifact: it adds a vector to the residual stream, "
+                         "not a change of any weight, so it has no merged or LoRA form (a LoRA has no bias); "
+                         "steer with it through its hooks")
+    if meta["kind"] != kind:
+        raise InputError(f"{args.artifact} is a {meta['kind']} artifact: export it with "
+                         f"`python {EXPORTERS.get(meta['kind'], 'its own script')} export`")
+    model, tokenizer = load_model(args.model, device_map=args.device_map)
+    lora = factors(model, args.artifact, args.coeff)
+    note = {"artifact": Path(args.artifact).name, "kind": kind, "sign": meta.get("sign"), "coeff": args.coeff,
+            "model": model_name(model), "format": args.format, "edit": "W <- W + B A on each module",
+            "modules": sorted(lora)}
+    if args.format == "merged":
+        write_merged(model, tokenizer, merged_weights(model, lora), note, args.out)
+    else:
+        write_lora(lora, model_name(model), note, args.out)
+    print(f"{kind} at c = {args.coeff:g}: {args.format}, {len(lora)} Linears -> {args.out}")
+
+
+def innerpissa_factors(model, path, c):
+    """The rank-r LoRA factors of an InnerPiSSA artifact at c (InnerPiSSA.load checks the model)."""
+    adapter = InnerPiSSA.load(model, path)
+    adapter.detach()
+    return adapter.lora_factors(c)
+
+
+class ArgParser(argparse.ArgumentParser):
+    """argparse that reports bad input as InputError, so run_cli prints one line and exits non-zero."""
+
+    def error(self, message):
+        raise InputError(message)
+
+
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["export"]:
+        parser = ArgParser(prog="innerpissa.py export", description="Write the model steered at one coefficient.")
+        export_args(parser)
+        return run_export(parser.parse_args(argv[1:]), "innerpissa", innerpissa_factors)
     d = TrainConfig()
-    p = argparse.ArgumentParser(description="Train an InnerPiSSA honesty adapter and calibrate its sign.")
+    p = argparse.ArgumentParser(description="Train an InnerPiSSA honesty adapter and calibrate its sign "
+                                            "(`innerpissa.py export -h`: write the model steered at one c).")
     p.add_argument("--model", default=EMBEDDED, help="hub id, local directory or 'embedded' (default)")
     p.add_argument("--out", required=True, help="output .safetensors path")
     p.add_argument("--target", default=None, help="regex over Linear names (default: o_proj/down_proj, middle)")

@@ -7,6 +7,7 @@ token scans, hooks, training, saving) runs exactly as on a real model, in second
 
 Run: python -m pytest -q test_smoke.py
 """
+import ast
 import contextlib
 import copy
 import csv
@@ -18,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import transformers
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast, Qwen3Config, Qwen3ForCausalLM
 
@@ -837,3 +839,131 @@ def test_cli_errors_are_one_line_with_nonzero_exit(tmp_path):
         assert r.returncode != 0
         assert r.stderr.startswith("error: ") and len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert not out.exists()
+
+
+# ----------------------------------------------------------------------------- export, samples, layouts, devices
+
+
+def rel_error(got, want):
+    """max |got − want| relative to the largest |want|."""
+    return float((got - want).abs().max() / want.abs().max())
+
+
+@pytest.fixture
+def exports(tiny, tmp_path, monkeypatch):
+    """Saved innerpissa (sign −1) and weight_diff artifacts of the tiny model, and load_model -> fresh copies."""
+    model, tok = tiny
+    base = copy.deepcopy(model)
+    adapter = trained_adapter(model, rank=3, rotate_u=True)
+    adapter.set_sign(-1)
+    adapter.save(tmp_path / "innerpissa.safetensors")
+    adapter.detach()
+    tensors = baselines.diff_tensors(*(
+        {n: (torch.randn(2, m.in_features) * 0.3, torch.randn(m.out_features, 2) * 0.3)
+         for n, m in find_linears(base, default_target(base)).items()} for _ in range(2)))
+    ip.save_artifact(tmp_path / "weight_diff.safetensors", tensors, {"kind": "weight_diff", "model": "tiny-qwen3",
+                                                                    "sign": 1})
+    monkeypatch.setattr(ip, "load_model", lambda name, **kw: (copy.deepcopy(base), tok))
+    return base, tok, tmp_path
+
+
+def export(kind, path, c, fmt, out):
+    argv = ["export", "--model", "tiny", "--artifact", str(path), "--coeff", str(c), "--format", fmt, "--out", str(out)]
+    (ip.main if kind == "innerpissa" else baselines.main)(argv)
+
+
+def hooked_logits(base, tok, kind, path, c):
+    """Logits of a copy of the base model steered at c through the artifact's own hooks."""
+    model = copy.deepcopy(base)
+    steerer = ev.load_steerer(model, path)
+    with steerer.steer(c):
+        return logits(model, tok)
+
+
+def test_lora_factors_multiply_to_the_steered_weight_change(tiny):
+    model, _ = tiny
+    adapter = trained_adapter(model, rank=8, rotate_u=True)
+    name, layer = adapter.names[0], adapter.layers[0]
+    w = model.get_submodule(name).weight
+    a, b = adapter.lora_factors(0.7)[name]
+    r_u, r_v = ip.cayley(layer.theta_u, 0.7), ip.cayley(layer.theta_v, 0.7)
+    s_c = layer.S * torch.exp(0.7 * layer.lam)
+    want = layer.U @ (r_u @ torch.diag(s_c) @ r_v.T - torch.diag(layer.S)) @ layer.V.T   # W_c − W, design formula
+    assert a.shape == (8, w.shape[1]) and b.shape == (w.shape[0], 8)
+    assert torch.allclose(b @ a, want, atol=1e-5) and want.abs().max() > 1e-2
+    assert torch.equal(adapter.merge(0.7)[f"{name}.weight"], w + b @ a)
+
+
+@pytest.mark.parametrize("kind, fmt", [("innerpissa", "merged"), ("innerpissa", "lora"),
+                                       ("weight_diff", "merged"), ("weight_diff", "lora")])
+def test_export_reproduces_hooked_logits(exports, kind, fmt):
+    base, tok, tmp = exports
+    path = tmp / f"{kind}.safetensors"
+    c = 1.5 if fmt == "merged" else -1.5
+    export(kind, path, c, fmt, tmp / "out")
+    if fmt == "merged":
+        reloaded = transformers.AutoModelForCausalLM.from_pretrained(tmp / "out", dtype=torch.float32)
+    else:
+        from peft import PeftModel                                     # test-only dependency
+        reloaded = PeftModel.from_pretrained(copy.deepcopy(base), tmp / "out")
+        config = json.loads((tmp / "out" / "adapter_config.json").read_text())
+        assert config["lora_alpha"] == config["r"] == (3 if kind == "innerpissa" else 2 * 2)  # weight_diff: 2r
+    want = hooked_logits(base, tok, kind, path, c)
+    assert rel_error(logits(reloaded.eval(), tok), want) <= 1e-5
+    assert rel_error(logits(base, tok), want) > 1e-3                    # the edit is visible
+    note = json.loads((tmp / "out" / "steering.json").read_text())
+    assert note["coeff"] == c and note["kind"] == kind and note["artifact"] == path.name and note["format"] == fmt
+    assert note["sign"] == (-1 if kind == "innerpissa" else 1)
+    assert sorted(p.name for p in tmp.iterdir()) == ["innerpissa.safetensors", "out", "weight_diff.safetensors"]
+
+
+@pytest.mark.parametrize("kind", ["innerpissa", "weight_diff"])
+def test_merged_export_at_c0_is_the_base_model(exports, kind):
+    base, tok, tmp = exports
+    export(kind, tmp / f"{kind}.safetensors", 0.0, "merged", tmp / "zero")
+    reloaded = transformers.AutoModelForCausalLM.from_pretrained(tmp / "zero", dtype=torch.float32)
+    assert all(torch.equal(v, base.state_dict()[k]) for k, v in reloaded.state_dict().items())
+    assert torch.equal(logits(reloaded, tok), logits(base, tok))
+
+
+@pytest.mark.parametrize("problem, message", [
+    ("missing artifact", "does not exist"), ("nan coeff", "not a finite number"),
+    ("unknown format", "invalid choice"), ("non-empty out", "not an empty directory"),
+    ("pca artifact", "residual stream"), ("wrong script", "baselines.py export"), ("other model", "differ"),
+])
+def test_export_bad_input_is_one_line_and_writes_nothing(exports, capsys, monkeypatch, problem, message):
+    base, tok, tmp = exports
+    args = {"kind": "innerpissa", "path": tmp / "innerpissa.safetensors", "c": 1.0, "fmt": "merged",
+            "out": tmp / "new" / "out"}
+    if problem == "missing artifact":
+        args["path"] = tmp / "nope.safetensors"
+    elif problem == "nan coeff":
+        args["c"] = float("nan")
+    elif problem == "unknown format":
+        args["fmt"] = "gguf"
+    elif problem == "non-empty out":
+        args["out"] = tmp / "full"
+        args["out"].mkdir()
+        (args["out"] / "keep.txt").write_text("mine")
+    elif problem == "pca artifact":
+        ip.save_artifact(tmp / "pca.safetensors", {"layers.1": torch.ones(64)}, {"kind": "pca", "sign": 1})
+        args.update(kind="weight_diff", path=tmp / "pca.safetensors")
+    elif problem == "wrong script":
+        args["path"] = tmp / "weight_diff.safetensors"
+    else:
+        monkeypatch.setattr(ip, "load_model", lambda name, **kw: (make_model(len(tok), seed=1), tok))
+    before = sorted(p.relative_to(tmp) for p in tmp.rglob("*"))
+    with pytest.raises(SystemExit) as e:
+        run_cli(lambda: export(args["kind"], args["path"], args["c"], args["fmt"], args["out"]))
+    err = capsys.readouterr().err.strip()
+    assert e.value.code == 2 and err.startswith("error: ") and "\n" not in err and message in err, err
+    assert sorted(p.relative_to(tmp) for p in tmp.rglob("*")) == before   # no out, no temp dir
+
+
+def test_scripts_never_import_peft():
+    for script in ("innerpissa.py", "baselines.py", "eval_dilemmas.py"):
+        tree = ast.parse(Path(__file__).with_name(script).read_text())
+        imported = {a.name for node in ast.walk(tree) if isinstance(node, ast.Import) for a in node.names}
+        imported |= {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+        assert "torch" in imported or "innerpissa" in imported                # the walk sees imports at all
+        assert not any(m.split(".")[0] == "peft" for m in imported if m), script
