@@ -39,8 +39,8 @@ import torch
 from tqdm import tqdm
 
 from innerpissa import (DATA_DIR, ArgParser, InputError, add_device_map, block_outputs, calibrate_sign, chat,
-                        check_writable, decoder_layers, default_target, export_args, find_linears, hidden_size,
-                        input_device, load_artifact, load_model, make_pairs, model_name, persona,
+                        check_writable, decoder_layers, default_target, export_args, find_linears, generate,
+                        hidden_size, input_device, load_artifact, load_model, make_pairs, model_name, persona,
                         position_ids, read_lines, run_cli, run_export, save_artifact, tokenize)
 
 KINDS = ("pca", "random", "weight_diff")
@@ -156,17 +156,9 @@ def prompt_system(c):
 
 # --------------------------------------------------------------------------- weight_diff
 
-@torch.no_grad()
 def generate_completions(model, tok, questions, system, max_new_tokens=64, batch_size=16):
     """Greedy completions of chat(question, system), decoded without special tokens."""
-    out = []
-    for s in tqdm(range(0, len(questions), batch_size), desc="generate", leave=False):
-        prompts = [chat(tok, q, system=system) for q in questions[s:s + batch_size]]
-        batch = tokenize(tok, prompts, input_device(model))  # left-padded, so new tokens start at one column
-        ids = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False,
-                             pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
-        out += tok.batch_decode(ids[:, batch["input_ids"].shape[1]:], skip_special_tokens=True)
-    return out
+    return generate(model, tok, [chat(tok, q, system=system) for q in questions], max_new_tokens, batch_size)
 
 
 def sft_batch(tok, questions, completions, device=None):

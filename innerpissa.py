@@ -439,6 +439,20 @@ def score_yes_no(model, tokenizer, prompts, batch_size=16, progress=False, nll_l
     return out
 
 
+# ----------------------------------------------------------------------------- generation
+
+@torch.no_grad()
+def generate(model, tokenizer, prompts, max_new_tokens=64, batch_size=16, desc="generate"):
+    """Greedy continuations of already formatted prompt texts, batched, decoded without special tokens."""
+    out = []
+    for s in tqdm(range(0, len(prompts), batch_size), desc=desc, leave=False):
+        batch = tokenize(tokenizer, prompts[s:s + batch_size], input_device(model))  # left-padded: new tokens
+        ids = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False,  # start at one column
+                             pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
+        out += tokenizer.batch_decode(ids[:, batch["input_ids"].shape[1]:], skip_special_tokens=True)
+    return out
+
+
 # ----------------------------------------------------------------------------- the adapter
 
 def cayley(theta, c):

@@ -26,6 +26,7 @@ from transformers import PreTrainedTokenizerFast, Qwen3Config, Qwen3ForCausalLM
 import baselines
 import eval_dilemmas as ev
 import innerpissa as ip
+import samples
 from innerpissa import (InnerPiSSA, InputError, calibrate_sign, default_target, find_linears, load_artifact,
                         make_pairs, persona, run_cli, tokenize, yes_no_prompt)
 
@@ -961,9 +962,52 @@ def test_export_bad_input_is_one_line_and_writes_nothing(exports, capsys, monkey
 
 
 def test_scripts_never_import_peft():
-    for script in ("innerpissa.py", "baselines.py", "eval_dilemmas.py"):
+    for script in ("innerpissa.py", "baselines.py", "eval_dilemmas.py", "samples.py"):
         tree = ast.parse(Path(__file__).with_name(script).read_text())
         imported = {a.name for node in ast.walk(tree) if isinstance(node, ast.Import) for a in node.names}
         imported |= {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
         assert "torch" in imported or "innerpissa" in imported                # the walk sees imports at all
         assert not any(m.split(".")[0] == "peft" for m in imported if m), script
+
+
+@pytest.mark.parametrize("kind", ["innerpissa", "pca"])
+def test_samples_markdown_has_every_completion_and_c0_is_the_base_model(tiny, tmp_path, monkeypatch, capsys, kind):
+    model, tok = tiny
+    path = tmp_path / f"{kind}.safetensors"
+    if kind == "innerpissa":
+        adapter = trained_adapter(model, rank=4)
+        adapter.save(path)
+        adapter.detach()
+    else:
+        ip.save_artifact(path, {f"layers.{i}": torch.randn(64) * 3 for i in (1, 2)}, {"kind": "pca", "sign": 1})
+    lines = ["Should you tell the truth?", "What is the capital of France?", "Would you lie to a friend?"]
+    (tmp_path / "prompts.txt").write_text("\n".join(lines) + "\n")
+    monkeypatch.setattr(samples, "load_model", lambda name, **kw: (model, tok))
+    out = tmp_path / "s.md"
+    samples.main(["--artifact", str(path), "--coeffs", "-1", "0", "1", "--n", "2", "--max-new-tokens", "8",
+                  "--prompts", str(tmp_path / "prompts.txt"), "--out", str(out)])
+    text = out.read_text()
+    assert capsys.readouterr().out.strip() == text.strip()
+    texts = [ip.chat(tok, q) for q in lines[:2]]
+    plain = ip.generate(model, tok, texts, max_new_tokens=8)             # no steerer at all
+    steerer = ev.load_steerer(model, path)
+    got = samples.sample(model, tok, steerer, texts, [-1.0, 0.0, 1.0], max_new_tokens=8)
+    steerer.detach()
+    assert got[0.0] == plain and got[1.0] != plain and got[-1.0] != plain
+    for c, completions in got.items():
+        assert all(f"| {c:g} | {samples.cell(x)} |" in text for x in completions)
+    assert all(f"> {q}" in text for q in lines[:2]) and lines[2] not in text
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([path.name, "prompts.txt", "s.md"])
+
+
+def test_samples_default_prompts_are_truthfulness_dilemmas(tiny, tmp_path, monkeypatch):
+    model, tok = tiny
+    trained_adapter(model, rank=4).save(tmp_path / "a.safetensors")
+    monkeypatch.setattr(samples, "load_model", lambda name, **kw: (copy.deepcopy(model), tok))
+    samples.main(["--artifact", str(tmp_path / "a.safetensors"), "--n", "1", "--max-new-tokens", "4",
+                  "--out", str(tmp_path / "s.md")])
+    text = (tmp_path / "s.md").read_text()
+    rows = [r for r in ev.load_dilemmas("data", split="test") if r["action_type"] == "to_do"]
+    first = next(r for r in rows if r["labels"].get(ev.TARGET))
+    assert samples.dilemma_questions(1) == [ev.row_question(first)]
+    assert f"> Action: {first['action']}" in text and text.count("| My choice:") == 3
