@@ -12,6 +12,7 @@ import contextlib
 import copy
 import csv
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -1011,3 +1012,123 @@ def test_samples_default_prompts_are_truthfulness_dilemmas(tiny, tmp_path, monke
     first = next(r for r in rows if r["labels"].get(ev.TARGET))
     assert samples.dilemma_questions(1) == [ev.row_question(first)]
     assert f"> Action: {first['action']}" in text and text.count("| My choice:") == 3
+
+
+LAYOUTS = {  # name: (config class, model class, decoder blocks, attention writer, MLP writer)
+    "llama": ("LlamaConfig", "LlamaForCausalLM", "model.layers", "self_attn.o_proj", "mlp.down_proj"),
+    "qwen2": ("Qwen2Config", "Qwen2ForCausalLM", "model.layers", "self_attn.o_proj", "mlp.down_proj"),
+    "mistral": ("MistralConfig", "MistralForCausalLM", "model.layers", "self_attn.o_proj", "mlp.down_proj"),
+    "gemma2": ("Gemma2Config", "Gemma2ForCausalLM", "model.layers", "self_attn.o_proj", "mlp.down_proj"),
+    "gemma3": ("Gemma3TextConfig", "Gemma3ForCausalLM", "model.layers", "self_attn.o_proj", "mlp.down_proj"),
+    "gemma3-multimodal": ("Gemma3Config", "Gemma3ForConditionalGeneration", "model.language_model.layers",
+                          "self_attn.o_proj", "mlp.down_proj"),
+    "phi3": ("Phi3Config", "Phi3ForCausalLM", "model.layers", "self_attn.o_proj", "mlp.down_proj"),
+    "gpt_neox": ("GPTNeoXConfig", "GPTNeoXForCausalLM", "gpt_neox.layers", "attention.dense", "mlp.dense_4h_to_h"),
+}
+
+
+def make_layout(name, tok):
+    """A tiny random 4-block model of one decoder layout (d_model 64), vocabulary of the test tokenizer."""
+    torch.manual_seed(0)
+    config_class, model_class = (getattr(transformers, c) for c in LAYOUTS[name][:2])
+    text = dict(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=4, num_attention_heads=4,
+                num_key_value_heads=2, head_dim=16, max_position_embeddings=512, pad_token_id=tok.pad_token_id,
+                eos_token_id=tok.eos_token_id, bos_token_id=None)
+    if name == "gemma3-multimodal":  # a vision tower with more blocks than the language model
+        vision = transformers.SiglipVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=6,
+                                                 num_attention_heads=2, image_size=28, patch_size=14)
+        config = config_class(text_config=transformers.Gemma3TextConfig(**text), vision_config=vision,
+                              mm_tokens_per_image=4, image_token_index=len(tok) - 1)
+    else:
+        config = config_class(**text)
+    return model_class(config).eval()
+
+
+@pytest.mark.parametrize("name", list(LAYOUTS))
+def test_decoder_layouts_attach_train_steer_and_score(_tiny, name):
+    tok = _tiny[1]
+    model = make_layout(name, tok)
+    blocks, attn, mlp = LAYOUTS[name][2:]
+    assert ip.decoder_layers(model) is model.get_submodule(blocks) and ip.hidden_size(model) == 64
+    assert sorted(find_linears(model, default_target(model))) == sorted(
+        f"{blocks}.{i}.{w}" for i in (1, 2) for w in (attn, mlp))
+    assert ip.readout_writer(model, 2) is model.get_submodule(f"{blocks}.2.{mlp}")
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    base, hooks = logits(model, tok), hook_ids(model)
+
+    adapter = InnerPiSSA.attach(model, rank=4)
+    init = [p.detach().clone() for p in adapter.parameters()]
+    stats = ip.train(model, tok, adapter, make_pairs(tok, n=12),
+                     ip.TrainConfig(steps=2, batch_pairs=4, direction_pairs=8), progress=False)
+    assert all(math.isfinite(v) for v in stats["heldout"].values())
+    assert not all(torch.equal(p, q) for p, q in zip(adapter.parameters(), init))
+    prompts = [yes_no_prompt(tok, q) for q in QUESTIONS[:3]]
+    with adapter.steer(0.0):
+        assert torch.equal(logits(model, tok), base)
+    with adapter.steer(1.0), torch.no_grad():
+        assert not torch.equal(logits(model, tok), base)
+        got = ev.score_yes_no(model, tok, prompts, batch_size=2)
+        want = np.array([full_forward_scores(model, tok, p) for p in prompts])
+    np.testing.assert_allclose(got["logratio"], want[:, 0], atol=1e-4, rtol=0)
+    adapter.detach()
+    assert all(torch.equal(v, state[k]) for k, v in model.state_dict().items())
+    assert hook_ids(model) == hooks and torch.equal(logits(model, tok), base)
+
+    layers = baselines.layer_range(model)
+    pca = baselines.build(model, {f"layers.{i}": v for i, v in baselines.pca_directions(
+        model, tok, layers, make_pairs(tok, n=8)).items()}, {"kind": "pca"})
+    fit = dict(rank=2, steps=1, lr=1e-2, batch_size=2)
+    diff = baselines.build(model, baselines.diff_tensors(
+        *(baselines.fit_lowrank_delta(model, tok, QUESTIONS[:2], [answer] * 2, **fit) for answer in ("Yes.", "No."))),
+        {"kind": "weight_diff"})
+    for steerer in (pca, diff):
+        with steerer.steer(1.0):
+            assert not torch.equal(logits(model, tok), base)
+        assert torch.equal(logits(model, tok), base)
+
+
+def test_gpt2_conv1d_projections_get_a_one_line_error(_tiny):
+    tok = _tiny[1]
+    model = transformers.GPT2LMHeadModel(transformers.GPT2Config(
+        vocab_size=len(tok), n_embd=64, n_layer=4, n_head=4, n_positions=512, bos_token_id=None,
+        eos_token_id=tok.eos_token_id))
+    with pytest.raises(InputError) as e:
+        InnerPiSSA.attach(model)
+    assert str(e.value).startswith("transformer.h.1.attn.c_proj is a Conv1D, not nn.Linear") and "\n" not in str(e.value)
+    assert hook_ids(model) == set()
+
+
+def test_explicit_device_map_reaches_from_pretrained_and_steers(tiny, tmp_path, monkeypatch):
+    model, tok = tiny
+    model.save_pretrained(tmp_path / "m")
+    tok.save_pretrained(tmp_path / "m")
+    device_map = {f"model.{n}": "cpu" for n, _ in model.model.named_children()} | {"lm_head": "cpu"}
+    (tmp_path / "map.json").write_text(json.dumps(device_map))
+    seen, real = [], transformers.AutoModelForCausalLM.from_pretrained
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained",
+                        lambda *a, **kw: seen.append(kw.get("device_map")) or real(*a, **kw))
+    loaded, tok2 = ip.load_model(str(tmp_path / "m"), device_map=str(tmp_path / "map.json"))
+    assert seen == [device_map] and ip.input_device(loaded) == torch.device("cpu")
+    assert torch.equal(logits(loaded, tok2), logits(model, tok))
+    adapter = InnerPiSSA.attach(loaded, rank=4)
+    ip.train(loaded, tok2, adapter, make_pairs(tok2, n=12), ip.TrainConfig(steps=1, batch_pairs=4, direction_pairs=8),
+             progress=False)
+    adapter.save(tmp_path / "a.safetensors")
+    prompts = [yes_no_prompt(tok, q) for q in QUESTIONS[:3]]
+    same = InnerPiSSA.load(model, tmp_path / "a.safetensors")             # the same adapter on the plain model
+    with adapter.steer(1.0), same.steer(1.0):
+        np.testing.assert_array_equal(ev.score_yes_no(loaded, tok2, prompts)["logratio"],
+                                      ev.score_yes_no(model, tok, prompts)["logratio"])
+
+
+@pytest.mark.parametrize("device_map, message", [
+    ({"model": "cpu", "lm_head": "disk"}, "offloads lm_head to disk"),
+    ({"model": 0, "lm_head": "cpu"}, "offloads lm_head to cpu"),
+    ('{"model": ', "neither 'auto', a JSON object nor a JSON file"),
+    ('["model"]', "neither 'auto', a JSON object nor a JSON file"),
+    ('{"model": [0]}', "must map module names to devices"),
+])
+def test_offloading_and_malformed_device_maps_are_refused(tmp_path, device_map, message):
+    with pytest.raises(InputError) as e:
+        ip.load_model(str(tmp_path), device_map=device_map)                # refused before any loading
+    assert message in str(e.value) and "\n" not in str(e.value)
