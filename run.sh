@@ -4,6 +4,7 @@
 #
 #   bash run.sh          the experiment; each run goes to runs/<timestamp>/
 #   bash run.sh test     a QUICK=1 run of the whole pipeline on the embedded model, then the test suite
+#                        (with requirements-test.txt: PEFT, to load the LoRA export as a user would)
 #
 #   MODEL=Qwen/Qwen3-0.6B | MODEL=path/to/dir | MODEL=embedded   which model (default: Qwen3-0.6B when
 #                                                                 the hub is reachable, else embedded)
@@ -19,11 +20,16 @@ setup() {
   # A pinned virtual environment in .venv, reinstalled only when requirements.txt changes.
   if [ "${NO_VENV:-0}" = 1 ]; then PY=${PYTHON:-python3}; else PY=.venv/bin/python; fi
   if [ "$PY" = .venv/bin/python ] && [ ! -x .venv/bin/python ]; then "${PYTHON:-python3}" -m venv .venv; fi
-  local stamp; stamp=$(cat requirements.txt | sha256sum | cut -c1-16)
-  if [ "$(cat .venv/.installed 2>/dev/null)" != "$stamp" ] || [ "${NO_VENV:-0}" = 1 ]; then
-    echo "installing requirements.txt ..."
-    "$PY" -m pip install -q --disable-pip-version-check -r requirements.txt
-    [ "${NO_VENV:-0}" = 1 ] || echo "$stamp" > .venv/.installed
+  pip_install requirements.txt .venv/.installed
+}
+
+pip_install() {
+  # pip_install FILE STAMP: pip install -r FILE, again only when FILE changes (its hash is kept in STAMP).
+  local stamp; stamp=$(sha256sum < "$1" | cut -c1-16)
+  if [ "$(cat "$2" 2>/dev/null)" != "$stamp" ] || [ "${NO_VENV:-0}" = 1 ]; then
+    echo "installing $1 ..."
+    "$PY" -m pip install -q --disable-pip-version-check -r "$1"
+    [ "${NO_VENV:-0}" = 1 ] || echo "$stamp" > "$2"
   fi
 }
 
@@ -66,13 +72,14 @@ experiment() {
   # Full run: every script's defaults. On the embedded model (a CPU) three are trimmed to keep the
   # whole run within 20 minutes on 2 cores: 36 training steps instead of 50, 64 pairs for pca and
   # random (a first principal component needs few), 32 questions and 8 SFT steps for weight_diff.
-  local seed=${SEED:-0} ip_flags="" bl_flags="" wd_flags="" ev_flags="--split test"
+  local seed=${SEED:-0} ip_flags="" bl_flags="" wd_flags="" ev_flags="--split test" sm_flags=""
   if [ "$MODEL" = embedded ]; then
     ip_flags="--steps 36"; bl_flags="--max-pairs 64"; wd_flags="--max-questions 32 --steps 8"
   fi
   if [ "${QUICK:-0}" = 1 ]; then
     ip_flags="--steps 6 --batch-pairs 4"; bl_flags="--max-pairs 32"
     wd_flags="--max-questions 8 --steps 4 --max-new-tokens 24"; ev_flags="--split test --max-dilemmas 8 --coeffs -1 0 1"
+    sm_flags="--max-new-tokens 16"
   fi
   cat > "$STAGE/commands.sh" <<EOF
 # The exact commands of this run, in order. Re-run them with: bash $RUN_DIR/commands.sh
@@ -87,15 +94,21 @@ EOF
   step eval "\$PY eval_dilemmas.py --model \$MODEL --seed $seed --dilemmas ${DILEMMAS:-data} $ev_flags \
 --artifacts \$RUN/innerpissa.safetensors \$RUN/pca.safetensors \$RUN/random.safetensors \$RUN/weight_diff.safetensors \
 --methods prompt base --out \$RUN"
+  # One dilemma answered by InnerPiSSA at -c*, 0, +c* (c*: the evaluation's calibrated dose, else 1).
+  local coeffs
+  coeffs=$("$PY" -c "import json, sys; summary = json.load(open(sys.argv[1])).get('summary', {})
+c = abs(float(summary.get('innerpissa', {}).get('coeff', 1.0))); print(-c, 0, c)" "$STAGE/results.json")
+  step samples "\$PY samples.py --model \$MODEL --artifact \$RUN/innerpissa.safetensors --coeffs $coeffs --n 1 $sm_flags --out \$RUN/samples.md"
   mv "$STAGE" "$RUN_DIR"
   trap - ERR INT TERM
-  echo "== finished in $((SECONDS - t0)) s: $RUN_DIR (results.json, rows.csv, commands.sh, logs)"
+  echo "== finished in $((SECONDS - t0)) s: $RUN_DIR (results.json, rows.csv, samples.md, commands.sh, logs)"
 }
 
 export PY MODEL STAGE
 setup
 case "${1:-}" in
   test)
+    pip_install requirements-test.txt .venv/.installed-test
     need_embedded
     QUICK=1 OFFLINE=1 MODEL=embedded experiment
     "$PY" -m pytest -q test_smoke.py ;;
