@@ -681,6 +681,8 @@ def staged_dir(out):
         raise InputError(f"cannot write to {out.parent} ({e.strerror}): choose a writable --out") from None
     try:
         yield tmp
+        for path in tmp.iterdir():                                       # safetensors writes 0600 files
+            path.chmod(_usual_mode(0o666))
         tmp.chmod(_usual_mode(0o777))
         os.replace(tmp, out)                                             # also over an empty directory
     finally:

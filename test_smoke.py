@@ -917,6 +917,8 @@ def test_export_reproduces_hooked_logits(exports, kind, fmt):
     assert note["coeff"] == c and note["kind"] == kind and note["artifact"] == path.name and note["format"] == fmt
     assert note["sign"] == (-1 if kind == "innerpissa" else 1)
     assert sorted(p.name for p in tmp.iterdir()) == ["innerpissa.safetensors", "out", "weight_diff.safetensors"]
+    modes = {p.stat().st_mode & 0o777 for p in (tmp / "out").iterdir()}
+    assert modes == {(tmp / "innerpissa.safetensors").stat().st_mode & 0o777}    # the usual mode, not 0600
 
 
 @pytest.mark.parametrize("kind", ["innerpissa", "weight_diff"])
