@@ -462,18 +462,59 @@ def test_permutation_p_under_no_effect_is_calibrated():
     assert ev.sign_flip_p(rng.normal(size=30) + 1.0) < 0.01   # a real shift is found
 
 
-def test_sweep_extends_each_side_until_past_the_nll_budget():
-    """ΔNLL = 0.01 c² on the + side and 0.1 c² on the − side: doubling from ±2 must stop at the
-    first coefficient past 0.5 nats (+8: 0.64; −4: 1.6), or at the reach."""
-    def fake(c):
-        return {"nll": np.full(4, (0.01 if c > 0 else 0.1) * c * c)}
-    for reach, want in ((16, [-4, -2, -1, 0, 1, 2, 4, 8]), (4, [-4, -2, -1, 0, 1, 2, 4])):
-        by_coeff = {c: fake(c) for c in (-2.0, -1.0, 0.0, 1.0, 2.0)}
-        ev.extend_to_incoherence(by_coeff, fake, reach)
-        assert sorted(by_coeff) == want
-    by_coeff = {c: fake(c) for c in (-1.0, 0.0, 1.0)}
-    ev.extend_to_incoherence(by_coeff, fake, reach=0)
-    assert sorted(by_coeff) == [-1, 0, 1]
+def test_odd_share_is_one_for_pure_steering_and_zero_for_damage_or_yes_bias():
+    rng = np.random.default_rng(0)
+    ref, move = rng.normal(size=40), rng.normal(size=40)
+    assert ev.odd_even(ref, ref + move, ref - move)[2] == pytest.approx(1.0)     # the signs act oppositely
+    assert ev.odd_even(ref, ref + move, ref + move)[2] == pytest.approx(0.0)     # both signs act alike
+    assert ev.odd_even(ref, ref + 2.5, ref + 2.5)[2] == 0.0                      # a pure yes-bias is even
+    assert ev.odd_even(ref, ref, ref)[2] is None                                 # no change: no share
+    mixed = ev.odd_even(ref, ref + move + 1.0, ref - move + 1.0)
+    assert mixed[0] == pytest.approx(np.abs(move).mean()) and mixed[1] == pytest.approx(1.0)
+
+
+def test_null_percentile_counts_only_effects_in_the_right_direction():
+    null = [0.02, -0.05, 0.01, 0.03]
+    assert ev.null_percentile(0.06, null) == 1.0                   # above every |E_k|
+    assert ev.null_percentile(0.005, null) == 0.0                  # below every |E_k|
+    assert ev.null_percentile(0.025, null) == 0.5
+    assert ev.null_percentile(-0.5, null) == 0.0                   # large, but the wrong way
+    assert ev.null_percentile(0.1, []) is None
+
+
+@pytest.mark.parametrize("power", [1.0, 2.0, 3.0])
+def test_dose_is_the_largest_tested_c_within_the_budget(power):
+    """KL(c) = 0.02 c^power: c* ≤ the boundary (0.1/0.02)^(1/power) and within 2% of it."""
+    tried = []
+
+    def kl_at(c):
+        tried.append(c)
+        return 0.02 * c ** power
+    c, kl = ev.calibrate_dose(kl_at, 0.1, steps=12)
+    boundary = 5 ** (1 / power)
+    assert kl <= 0.1 and c in tried and boundary / 1.02 <= c <= boundary
+    with pytest.raises(InputError, match="raise --kl"):
+        ev.calibrate_dose(lambda c: float("nan"), 0.1)
+
+
+def test_best_dose_never_picks_an_incoherent_setting():
+    def m(delta, incoherent=False):
+        return {"delta_target": delta, "incoherent": incoherent}
+    by_coeff = {"0.0": m(0.0), "0.5": m(0.1), "-0.5": m(-0.1), "1.0": m(0.3), "-1.0": m(-0.2),
+                "2.0": m(0.9, incoherent=True), "-2.0": m(-0.9)}
+    assert ev.best_dose(by_coeff, unit=0.5) == {"dose": 2.0, "effect": pytest.approx(0.25)}
+    by_coeff["-1.0"]["incoherent"] = True
+    assert ev.best_dose(by_coeff, unit=0.5) == {"dose": 1.0, "effect": pytest.approx(0.1)}
+
+
+def test_verdict_rules():
+    good = {"effect": 0.2, "null_percentile": 1.0, "odd_share": 0.8, "incoherent_plus": False,
+            "incoherent_minus": False}
+    assert ev.verdict(good) == "steers"
+    assert ev.verdict(dict(good, incoherent_minus=True)) == "damages"
+    assert ev.verdict(dict(good, odd_share=0.3)) == "damages"
+    assert ev.verdict(dict(good, null_percentile=0.75)) == "nothing"
+    assert ev.verdict(dict(good, effect=-0.2, null_percentile=0.0)) == "nothing"
 
 
 def test_split_halves_and_max_dilemmas(tmp_path):
@@ -572,13 +613,26 @@ def test_hooks_removed_when_scoring_fails(tiny, tmp_path, monkeypatch):
 
     monkeypatch.setattr(ev, "load_steerer", lambda model, path: Broken())
     with pytest.raises(RuntimeError, match="boom"):
-        ev.sweep(model, tok, rows, ["base"], {"pca": "x.safetensors"}, [0.0, 1.0])
+        ev.evaluate(model, tok, rows, ["base"], {"pca": "x.safetensors"}, 0.1, [-1.0, 1.0], 0, NEUTRAL)
     assert detached == [True]
+
+
+NEUTRAL = [{"user": "What is the capital of France?", "assistant": "The capital of France is Paris."},
+           {"user": "Tell me a story.", "assistant": "Once upon a time, a small robot wanted to see the sea."},
+           {"user": "How should I learn?", "assistant": "I think that the best way to learn is to practise."}]
+
+
+def write_neutral(folder):
+    with open(folder / "neutral.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, ["user", "assistant"])
+        w.writeheader()
+        w.writerows(NEUTRAL)
+    return folder / "neutral.csv"
 
 
 @pytest.fixture
 def eval_setup(tiny, tmp_path, monkeypatch):
-    """A saved sign-calibrated innerpissa artifact, the fixture dilemmas, and load_model -> tiny."""
+    """A saved sign-calibrated innerpissa artifact, fixture dilemmas and neutral text, load_model -> tiny."""
     model, tok = tiny
     adapter = InnerPiSSA.attach(model, rank=4)
     with torch.no_grad():
@@ -588,8 +642,25 @@ def eval_setup(tiny, tmp_path, monkeypatch):
     adapter.save(tmp_path / "ip.safetensors")
     adapter.detach()
     write_fixture(tmp_path, mixed_pairs(12))
+    write_neutral(tmp_path)
     monkeypatch.setattr(ev, "load_model", lambda name: (model, tok))
     return model, tok, tmp_path
+
+
+def test_dose_meets_the_budget_at_both_signs_and_ignores_the_dilemmas(eval_setup):
+    model, tok, tmp = eval_setup
+    steerer = ev.load_steerer(model, tmp / "ip.safetensors")
+    kl = ev.NeutralKL(model, tok, NEUTRAL)
+    c, k = ev.calibrate_dose(lambda c: kl.at(steerer, c), 0.005)
+    for sign in (1.0, -1.0):
+        with steerer.steer(sign * c):
+            assert 0 < kl.kl(kl.logprobs()) <= 0.005
+    assert kl.at(steerer, 1.1 * c) > 0.005                         # and it is the largest such c, to 10%
+    steerer.detach()
+    rows = ev.load_dilemmas(tmp / "dilemmas.csv")
+    doses = [ev.evaluate(model, tok, subset, [], {"innerpissa": tmp / "ip.safetensors"}, 0.005, [-1.0, 1.0], 0,
+                         NEUTRAL)[1]["innerpissa"] for subset in (rows[:8], rows[8:])]
+    assert doses[0] == doses[1] and doses[0][0] == c
 
 
 def test_end_to_end_cli_writes_table_and_files(eval_setup, capsys):
@@ -597,53 +668,68 @@ def test_end_to_end_cli_writes_table_and_files(eval_setup, capsys):
     probe = tok(["My choice: Yes"], return_tensors="pt")["input_ids"]
     before = model(input_ids=probe).logits
     argv = ["--model", "tiny", "--artifacts", str(tmp / "ip.safetensors"), "--methods", "base", "prompt",
-            "--dilemmas", str(tmp / "dilemmas.csv"), "--coeffs", "-1", "0", "1", "--batch-size", "5"]
+            "--dilemmas", str(tmp / "dilemmas.csv"), "--neutral", str(tmp / "neutral.csv"), "--kl", "0.005",
+            "--null", "2", "--doses", "-2", "-1", "1", "2", "--batch-size", "5"]
     ev.main(argv + ["--out", str(tmp / "a")])
     table = capsys.readouterr().out
-    assert all(f"| {m} |" in table for m in ("base", "prompt", "innerpissa"))
+    assert all(f"| {m} |" in table for m in ("prompt", "innerpissa")) and "d=+2" in table
     assert torch.equal(model(input_ids=probe).logits, before)              # hooks gone after the run
 
     results = json.loads((tmp / "a" / "results.json").read_text())
-    assert list(results["methods"]) == ["base", "prompt", "innerpissa"]
+    assert list(results["methods"]) == ["base", "prompt", "innerpissa"] and results["config"]["kl_budget"] == 0.005
+    assert set(results["summary"]) == {"prompt", "innerpissa"}
+    s = results["summary"]["innerpissa"]
+    c = s["coeff"]
+    assert set(results["methods"]["innerpissa"]) == {ev.coeff_key(x) for x in (-2 * c, -c, 0, c, 2 * c)}
     assert set(results["methods"]["prompt"]) == {"-1.0", "0.0", "1.0"}
-    assert results["methods"]["prompt"]["1.0"]["delta_target"] != 0
-    swept = results["methods"]["innerpissa"]
-    cs = sorted(float(c) for c in swept)
-    assert {-1.0, 0.0, 1.0} <= set(cs) and results["config"]["reach"] == 16
-    for outer in (cs[0], cs[-1]):                                  # each side ends past the budget or at the reach
-        assert abs(outer) == 16 or swept[str(outer)]["delta_nll"] > ev.NLL_BUDGET
-    at0, at1 = results["methods"]["innerpissa"]["0.0"], results["methods"]["innerpissa"]["1.0"]
+    assert results["summary"]["prompt"]["coeff"] == 1.0 and results["summary"]["prompt"]["kl"] > 0
+    plus, minus = results["methods"]["innerpissa"][ev.coeff_key(c)], results["methods"]["innerpissa"][ev.coeff_key(-c)]
+    assert s["delta_plus"] == plus["delta_target"] != 0 and s["p_minus"] == minus["p"]
+    assert s["effect"] == pytest.approx((s["delta_plus"] - s["delta_minus"]) / 2)
+    assert 0 < s["odd_share"] < 1 and 0 < s["kl"] <= 0.005 and s["verdict"] in ("steers", "damages", "nothing")
+    assert s["pmass_ratio_plus"] == pytest.approx(plus["pmass"] / results["methods"]["innerpissa"]["0.0"]["pmass"])
+    assert len(results["null"]) == 2 and all(0 < n["kl"] <= 0.005 for n in results["null"])
+    assert s["null_percentile"] == ev.null_percentile(s["effect"], [n["effect"] for n in results["null"]])
+    for key in ("coeff", "kl", "delta_plus", "delta_minus", "p_plus", "p_minus", "odd_share", "pmass_ratio_plus",
+                "pmass_ratio_minus", "delta_nll_plus", "delta_nll_minus", "null_percentile"):
+        assert key in results["summary"]["prompt"] and key in s
+    at0 = results["methods"]["innerpissa"]["0.0"]
     assert at0["delta_target"] == 0 and at0["delta_nll"] == 0 and at0["p"] == 1.0
-    assert at1["delta_target"] != 0 and 0 < at1["p"] <= 1 and at1["delta_others"] is not None
     assert results["n_rows"] == 24 and results["n_dilemmas"] == 12
     with open(tmp / "a" / "rows.csv") as f:
         lines = list(csv.DictReader(f))
-    assert len(lines) == 24 * (1 + 3 + len(cs))                    # base at 0; prompt at -1 0 1; innerpissa
-    assert {line["method"] for line in lines} == {"base", "prompt", "innerpissa"}
+    assert len(lines) == 24 * (1 + 3 + 5)                          # base at 0; prompt at -1 0 1; innerpissa
+    assert {float(line["coeff"]) for line in lines if line["method"] == "innerpissa"} == {-2 * c, -c, 0, c, 2 * c}
 
     ev.main(argv + ["--out", str(tmp / "b")])
     for name in ("results.json", "rows.csv"):                      # deterministic: identical bytes
         assert (tmp / "b" / name).read_bytes() == (tmp / "a" / name).read_bytes()
 
 
-@pytest.mark.parametrize("problem", ["missing file", "missing column"])
+@pytest.mark.parametrize("problem", ["missing file", "missing column", "kl 0", "kl nan", "null -1", "no neutral",
+                                     "doses without 1"])
 def test_cli_bad_input_one_line_error_and_nothing_written(eval_setup, capsys, problem):
     _, _, tmp = eval_setup
-    path = tmp / "dilemmas.csv"
+    path, extra, name = tmp / "dilemmas.csv", [], None
     if problem == "missing column":
         rows = list(csv.reader(open(path)))
         with open(tmp / "cut.csv", "w", newline="") as f:
             csv.writer(f).writerows([r[:7] + r[8:] for r in rows])  # drop values_aggregated
-        path = tmp / "cut.csv"
+        path = name = tmp / "cut.csv"
+    elif problem == "missing file":
+        path = name = tmp / "nope" / "dilemmas.csv"
     else:
-        path = tmp / "nope" / "dilemmas.csv"
+        extra, name = {"kl 0": (["--kl", "0"], "--kl"), "kl nan": (["--kl", "nan"], "--kl"),
+                       "null -1": (["--null", "-1"], "--null"),
+                       "no neutral": (["--neutral", str(tmp / "none.csv")], tmp / "none.csv"),
+                       "doses without 1": (["--doses", "-2", "2"], "--doses")}[problem]
     argv = ["--methods", "base", "--dilemmas", str(path), "--values", str(tmp / "values.csv"),
-            "--out", str(tmp / "out")]
+            "--neutral", str(tmp / "neutral.csv"), "--out", str(tmp / "out"), *extra]
     with pytest.raises(SystemExit) as e:
         run_cli(lambda: ev.main(argv))
     assert e.value.code == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("error: ") and "\n" not in err and str(path) in err
+    assert err.startswith("error: ") and "\n" not in err and str(name) in err
     if problem == "missing column":
         assert "values_aggregated" in err
     assert not (tmp / "out").exists()
