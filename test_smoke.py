@@ -261,9 +261,85 @@ def test_training_separates_plus_from_minus(tiny, separation):
     before = ip.train(model, tok, adapter, pairs, cfg, progress=False)["heldout"]
     cfg = ip.TrainConfig(steps=12, lr=5e-2, batch_pairs=8, separation=separation)
     after = ip.train(model, tok, adapter, pairs, cfg, progress=False)["heldout"]
+    before, after = before["delta"], after["delta"]
     assert after[1.0] - after[-1.0] > 3 * (before[1.0] - before[-1.0]) > 0
     assert after[1.0] > after[0.0] > after[-1.0]
     assert all(p.requires_grad for p in model.parameters())            # training restores the flags
+
+
+def test_even_penalty_raises_the_odd_share_of_the_readout_change(tiny):
+    """The same 12 steps with and without the even penalty (monotonic hinge off in both)."""
+    base, tok = tiny
+    pairs, shares = ip.make_pairs(tok, n=60), {}
+    for weight in (0.0, 10.0):
+        model = copy.deepcopy(base)
+        torch.manual_seed(0)
+        adapter = ip.InnerPiSSA.attach(model, rank=8)
+        cfg = ip.TrainConfig(steps=12, lr=5e-2, batch_pairs=8, mono_weight=0.0, even_weight=weight)
+        shares[weight] = ip.train(model, tok, adapter, pairs, cfg, progress=False)["heldout"]["odd_share_readout"]
+    assert shares[10.0] > shares[0.0] + 0.1, shares
+
+
+def test_even_penalty_and_hinge_vanish_with_zero_gradient_on_an_odd_change():
+    torch.manual_seed(0)
+    z_ref, move = torch.randint(-8, 8, (6, 4, 8)) / 4, torch.randint(-8, 8, (6, 4, 8)) / 4   # exact in float
+    z_plus, z_minus = (z_ref + move).requires_grad_(), (z_ref - move).requires_grad_()
+    even = ip.even_penalty(z_plus, z_minus, z_ref, unit=2.0)
+    even.backward()
+    assert even.item() == 0 and z_plus.grad.abs().max() == 0 and z_minus.grad.abs().max() == 0
+    assert ip.even_penalty(z_ref + move, z_ref + move, z_ref, unit=2.0) > 0           # both signs alike
+
+    for sign in (1.0, -1.0):                                                          # either orientation
+        d_plus = (sign * torch.tensor([0.3, 0.2, 0.5])).requires_grad_()
+        d_minus = (-sign * torch.tensor([0.4, 0.2, 0.3])).requires_grad_()
+        hinge = ip.monotonic_hinge(d_plus, d_minus, margin=0.1)
+        hinge.backward()
+        assert hinge.item() == 0 and d_plus.grad.abs().max() == 0 and d_minus.grad.abs().max() == 0
+    assert ip.monotonic_hinge(torch.tensor([0.3]), torch.tensor([0.3]), 0.1) > 0      # same way: an even move
+    assert ip.monotonic_hinge(torch.tensor([0.05]), torch.tensor([-0.05]), 0.1) > 0   # odd, but under theta
+
+
+def test_output_gap_reads_exactly_the_shared_reply(tiny):
+    _, tok = tiny
+    pairs = ip.make_pairs(tok, n=6)
+    suffixes = [pos.rsplit("\n", 1)[1] for pos, _ in pairs]
+    assert ip.suffix_lengths(tok, pairs) == [len(tok(s, add_special_tokens=False)["input_ids"]) for s in suffixes]
+    nll = torch.zeros(4, 10)
+    nll[1, -3:] = 2.0                                                  # the dishonest row finds its reply harder
+    nll[1, :-3] = 50.0                                                 # what comes before does not count
+    assert ip.output_gap(nll, [3, 3]).tolist() == [2.0, 0.0]
+
+
+@pytest.mark.parametrize("layers", [4, 8, 30])
+def test_default_targets_stay_strictly_below_the_readout_block(layers):
+    tok = make_tokenizer()
+    model = make_model(len(tok), layers=layers)
+    for layer in sorted({ip.default_layer(model), 2, layers - 2}):
+        names = find_linears(model, default_target(model, layer))
+        blocks = {int(n.split(".layers.")[1].split(".")[0]) for n in names}
+        assert blocks and max(blocks) == layer - 1, (layer, blocks)
+        assert {n.rsplit(".", 2)[-2] + "." + n.rsplit(".", 1)[-1] for n in names} <= {"self_attn.o_proj",
+                                                                                      "mlp.down_proj"}
+
+
+@pytest.mark.parametrize("c", [0.5, 1.0])
+def test_bounded_rotation_never_turns_past_max_angle(c):
+    theta = torch.randn(6, 6, dtype=torch.float64) * 5                 # far past the bound unclamped
+    r = ip.cayley(theta, c, max_angle=0.3)
+    angles = torch.angle(torch.linalg.eigvals(r)).abs()
+    assert angles.max() <= 0.3 + 1e-9 and angles.max() > 0.05
+    assert torch.allclose(r @ ip.cayley(theta, -c, max_angle=0.3), torch.eye(6, dtype=torch.float64), atol=1e-10)
+    assert torch.allclose(r.T @ r, torch.eye(6, dtype=torch.float64), atol=1e-10)
+
+
+def test_additive_scaling_is_odd_and_zero_at_c0(tiny):
+    model, tok = tiny
+    adapter = ip.InnerPiSSA.attach(model, rank=4, scaling="add")
+    layer = adapter.layers[0]
+    with torch.no_grad():
+        layer.lam.normal_(0, 0.3)
+    assert torch.allclose(layer.scaled_s(0.7) + layer.scaled_s(-0.7), 2 * layer.S)
+    assert torch.equal(layer.scaled_s(0.0), layer.S)
 
 
 def test_nan_loss_stops_training_with_clear_error(tiny):
@@ -300,6 +376,12 @@ def test_calibrate_sign_follows_the_honest_answer(tiny):
     honest_no = [{"question": "Do you hide the mistake?", "honest_answer": "No"}] * 2
     assert ip.calibrate_sign(model, tok, steer, honest_yes) == 1
     assert ip.calibrate_sign(model, tok, steer, honest_no) == -1
+    report = ip.sign_report(model, tok, steer, {"yes": honest_yes * 4, "no": honest_no * 2})
+    assert report["sign"] == 1 and not report["agree"]                 # 8 probes say +1, 4 say -1
+    assert report["sources"]["yes"]["gap"] > 0 > report["sources"]["no"]["gap"]
+    assert "UNCERTAIN: the sources disagree" in ip.describe_sign(report)
+    lo, hi = report["sources"]["yes"]["ci"]
+    assert lo <= report["sources"]["yes"]["gap"] <= hi
     probes = ip.load_probes()
     assert len(probes) >= 16 and {p["honest_answer"] for p in probes} == {"Yes", "No"}
 
@@ -343,9 +425,10 @@ def test_cli_trains_calibrates_and_saves(monkeypatch, tiny, tmp_path, capsys):
     monkeypatch.setattr(ip, "load_model", lambda name, device=None: (model, tok))
     ip.main(["--out", str(tmp_path / "a.safetensors"), "--steps", "3", "--rank", "4", "--batch-pairs", "4"])
     summary = capsys.readouterr().out
-    assert "held-out" in summary and "sign" in summary
+    assert "held-out" in summary and "odd share read-out" in summary and "sign" in summary
     tensors, meta = ip.load_artifact(tmp_path / "a.safetensors")
     assert meta["kind"] == "innerpissa" and meta["rank"] == 4 and meta["sign"] in (1, -1)
+    assert meta["sign_report"]["sign"] * meta["sign"] == 1 and "odd_share_output" in meta["heldout"]
     assert meta["model"] == "tiny-qwen3"
 
 
@@ -883,7 +966,7 @@ def test_cli_writes_calibrated_artifacts(cli, tmp_path):
         baselines.main([kind, "--model", "tiny", "--out", str(out), *extra])
         tensors, meta = load_artifact(out)
         assert meta["kind"] == kind and meta["model"] == "tiny-qwen3" and meta["sign"] in (1, -1)
-        assert meta["layers"] == [1, 2] and meta["scale"]
+        assert meta["layers"] == ([1] if kind == "weight_diff" else [1, 2]) and meta["scale"]
         assert meta.get("n_pairs", 24) == 24 and meta.get("n_questions", 4) == 4
         steerer = baselines.load(model, out)
         with steerer.steer(1.0):
