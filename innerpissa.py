@@ -550,7 +550,7 @@ class TrainConfig:
     last_n: int = 4              # Δ is averaged over the last n tokens of each prompt
     separation: str = "logsigmoid"  # −log σ(m_c) (saturates) or "linear": −m_c (unbounded)
     direction: str = "pc1"       # d: first PC of the centred differences, or "mean": their mean
-    coherence: str = "kl"        # "kl": relu(KL̄_c − kl_tau)², or "nll": per-token relu(NLL_c − NLL_0 − tau)²
+    coherence: str = "kl"        # over the reply: "kl": relu(KL̄_c − kl_tau)², "nll": relu(NLL_c − NLL_0 − tau)²
     kl_tau: float = 0.05         # KL trust region, nats per token
     tau: float = 0.5             # NLL trust region, nats per token
     coherence_weight: float = 10.0
@@ -596,10 +596,18 @@ def output_gap(nll, lengths):
     return ((nll[1::2] - nll[0::2]) * mask).sum(-1) / mask.sum(-1)
 
 
-def readout(model, batch, layer, basis, last_n):
-    """z at block `layer`, [2p, n, r], and the logits of the whole prompt, [2p, seq, vocab]."""
-    found, out = block_outputs(model, batch, [layer], stop=False)
+def readout(model, batch, layer, basis, last_n, window):
+    """z at block `layer`, [2p, n, r], and the logits of the last `window` positions, [2p, window, vocab]
+    (the vocabulary head runs only there: the shared reply and the token before it)."""
+    found, out = block_outputs(model, dict(batch, logits_to_keep=window), [layer], stop=False)
     return project(found[layer], basis, last_n), out.logits
+
+
+def window_nll(logits, batch):
+    """NLL of the last window − 1 tokens from the logits of the last `window` positions, [2p, window-1]."""
+    logits = logits[:, :-1].float()
+    targets = batch["input_ids"][:, -logits.shape[1]:, None]
+    return logits.logsumexp(-1) - logits.gather(-1, targets).squeeze(-1)
 
 
 def readout_z(model, tokenizer, pairs, cfg, basis):
@@ -673,22 +681,21 @@ def preference_direction(model, tokenizer, pairs, cfg, basis):
     return direction, (diffs @ direction).mean().abs(), diffs.pow(2).sum(-1).mean()
 
 
-def token_kl(logits, logp_ref, mask):
-    """Mean over the prompt's tokens of KL(p_c ‖ p_0) of the next-token distributions."""
-    logp = logits[:, :-1].float().log_softmax(-1)                       # [2p, seq-1, vocab]
-    kl = (logp.exp() * (logp - logp_ref)).sum(-1)                       # [2p, seq-1]
-    return (kl * mask).sum() / mask.sum()
+def mean_kl(logits, logp_ref):
+    """Mean over positions of KL(p_c ‖ p_0) between next-token distributions."""
+    logp = logits.float().log_softmax(-1)                               # [2p, window, vocab]
+    return (logp.exp() * (logp - logp_ref)).sum(-1).mean()
 
 
-def coherence(cfg, logits, ref, batch):
-    """How far the steered text distribution left the reference, past a trust region (zero inside).
+def coherence(cfg, logits, nll, ref):
+    """How far the steered reply left the reference, past a trust region (zero inside), over the
+    reply window:
 
     kl:  relu(KL̄_c − kl_tau)², KL̄_c = mean per-token KL(p_c ‖ p_0) — the quantity the evaluation doses by;
     nll: mean over tokens of relu(NLL_c − NLL_0 − tau)²."""
-    mask = target_mask(batch)
     if cfg.coherence == "kl":
-        return F.relu(token_kl(logits, ref["logp"], mask) - cfg.kl_tau).pow(2)
-    return (F.relu(token_nll(logits, batch) - ref["nll"] - cfg.tau).pow(2) * mask).sum() / mask.sum()
+        return F.relu(mean_kl(logits, ref["logp"]) - cfg.kl_tau).pow(2)
+    return F.relu(nll - ref["nll"] - cfg.tau).pow(2).mean()
 
 
 def monotonic_hinge(delta_plus, delta_minus, margin):
@@ -718,16 +725,14 @@ def odd_share(plus, minus, ref):
 def heldout_stats(model, tokenizer, adapter, pairs, cfg, basis, direction):
     """On pairs never trained on: Δ_c for c = +1, 0, −1, and the odd share of the read-out change
     (per token z) and of the output gap (per pair): does ±1 act as an axis, or alike (damage)?"""
-    lengths = suffix_lengths(tokenizer, pairs)
     z, out = {c: [] for c in (1.0, 0.0, -1.0)}, {c: [] for c in (1.0, 0.0, -1.0)}
-    for start in range(0, len(pairs), cfg.batch_pairs):
-        chunk = pairs[start:start + cfg.batch_pairs]
-        batch = tokenize(tokenizer, interleave(chunk), basis.device)
+    for chunk in batches(pairs, cfg.batch_pairs):
+        batch, lengths = tokenize(tokenizer, interleave(chunk), basis.device), suffix_lengths(tokenizer, chunk)
         for c in z:
             with adapter.steer(c):
-                zc, logits = readout(model, batch, cfg.layer, basis, cfg.last_n)
+                zc, logits = readout(model, batch, cfg.layer, basis, cfg.last_n, max(lengths) + 1)
             z[c].append(zc)
-            out[c].append(output_gap(token_nll(logits, batch), lengths[start:start + cfg.batch_pairs]))
+            out[c].append(output_gap(window_nll(logits, batch), lengths))
     z, out = {c: torch.cat(v) for c, v in z.items()}, {c: torch.cat(v) for c, v in out.items()}
     return {"delta": {c: float(gap(v, direction)) for c, v in z.items()},
             "odd_share_readout": odd_share(z[1.0], z[-1.0], z[0.0]),
@@ -787,19 +792,21 @@ def train_step(model, tokenizer, adapter, chunk, cfg, basis, direction, units, o
     scale, unit = units
     batch = tokenize(tokenizer, interleave(chunk), basis.device)
     lengths = suffix_lengths(tokenizer, chunk)
+    window = max(lengths) + 1                                            # the shared reply and the token before
     with torch.no_grad(), adapter.steer(0.0):
-        z_ref, logits = readout(model, batch, cfg.layer, basis, cfg.last_n)
-        nll = token_nll(logits, batch)
-        ref = {"nll": nll, "logp": logits[:, :-1].float().log_softmax(-1), "gap": output_gap(nll, lengths)}
+        z_ref, logits = readout(model, batch, cfg.layer, basis, cfg.last_n, window)
+        nll = window_nll(logits, batch)
+        ref = {"nll": nll, "logp": logits.float().log_softmax(-1), "gap": output_gap(nll, lengths)}
     gap_ref = gap(z_ref, direction)
     z, out, loss, logs = {}, {}, 0.0, {}
     for c in (1.0, -1.0):
         with adapter.steer(c):
-            z[c], logits = readout(model, batch, cfg.layer, basis, cfg.last_n)
+            z[c], logits = readout(model, batch, cfg.layer, basis, cfg.last_n, window)
+        nll = window_nll(logits, batch)
         moved = c * (gap(z[c], direction) - gap_ref) / scale             # m_c > 0: c pushes the right way
         separation = -F.logsigmoid(moved) if cfg.separation == "logsigmoid" else -moved
-        coh = coherence(cfg, logits, ref, batch)
-        out[c] = output_gap(token_nll(logits, batch), lengths) - ref["gap"]   # δ_c per pair
+        coh = coherence(cfg, logits, nll, ref)
+        out[c] = output_gap(nll, lengths) - ref["gap"]                   # δ_c per pair
         loss = loss + separation + cfg.coherence_weight * coh
         logs[f"d{c:+.0f}"] = gap(z[c], direction).item()
         logs["coh"] = logs.get("coh", 0.0) + coh.item() / 2
