@@ -78,7 +78,7 @@ HF_FILES = ("dilemma_to_action_to_values_aggregated.csv", "values.csv")
 KINDS = ("innerpissa", "pca", "random", "weight_diff")
 N_PERM, MIN_OTHERS = 2000, 10
 KL_BUDGET = 0.1      # default --kl: nats per token of KL(p_c ‖ p_0) on the neutral set (see README)
-DOSE_STEPS = 8       # KL evaluations (each: both signs) to find c*
+DOSE_STEPS = 6       # KL evaluations (each: both signs) to find c*
 NULL_K = 4           # default --null: random-direction steerers in the null
 NULL_SEED = 1000     # their seeds are NULL_SEED + seed + j, never the random baseline's seed
 
@@ -235,6 +235,13 @@ def row_prompts(tokenizer, rows, system=None):
     return [yes_no_prompt(tokenizer, row_question(r), system=system) for r in rows]
 
 
+def truth_probes(rows):
+    """The Truthfulness-labelled rows as sign probes: {question, honest_answer}, honest = Yes when the
+    row's action is the honest side (label · side > 0). For calibrating on the tune half, never the test half."""
+    return [{"question": row_question(r), "honest_answer": "Yes" if r["labels"][TARGET] * (
+        1 if r["action_type"] == "to_do" else -1) > 0 else "No"} for r in rows if r["labels"].get(TARGET, 0)]
+
+
 def question_lengths(tokenizer, rows):
     """Tokens in each row's question. NLL is averaged over this many final prompt tokens: text that
     is identical with and without a system prompt, so ΔNLL of the prompt method is like for like."""
@@ -370,13 +377,15 @@ class NeutralKL:
 
     @torch.no_grad()
     def logprobs(self, system=None):
-        """[T, vocab]: log p(next token) at each position that predicts an assistant token."""
+        """[T, vocab]: log p(next token) at each position that predicts an assistant token. Left
+        padding puts every reply at the end, so the vocabulary head runs on the last positions only."""
         texts, out = self.texts(system), []
         device = next(self.model.parameters()).device
         for s in range(0, len(texts), self.batch_size):
+            n_answer = self.n_answer[s:s + self.batch_size]
             batch = tokenize(self.tokenizer, texts[s:s + self.batch_size], device)
-            logits = self.model(**batch).logits                                   # [b, seq, vocab]
-            for row, n in zip(logits, self.n_answer[s:s + self.batch_size]):
+            logits = self.model(**batch, logits_to_keep=max(n_answer) + 1).logits   # [b, max n + 1, vocab]
+            for row, n in zip(logits, n_answer):
                 out.append(row[-n - 1:-1].float().log_softmax(-1))                # [n, vocab]
         return torch.cat(out)
 
@@ -604,6 +613,16 @@ def rows_csv(rows, raw):
     return buf.getvalue()
 
 
+def write_probes(path, probes):
+    """Sign probes as a CSV, written atomically."""
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, ["question", "honest_answer"], lineterminator="\n")
+    w.writeheader()
+    w.writerows(probes)
+    write_outputs(Path(path).parent, {Path(path).name: buf.getvalue()})
+    print(f"{len(probes)} sign probes -> {path}", file=sys.stderr)
+
+
 def write_outputs(out_dir, files):
     """Write {name: text} into out_dir: every file to a temp name first, then rename them all."""
     out_dir = Path(out_dir)
@@ -650,6 +669,9 @@ def parse_args(argv):
     p.add_argument("--batch-size", type=int, default=16, help="prompts per forward pass (default 16)")
     p.add_argument("--seed", type=int, default=0, help="seed for --max-dilemmas, the permutation test and the null")
     p.add_argument("--out", default="runs/eval", help="output directory for results.json and rows.csv")
+    p.add_argument("--write-probes", default=None, metavar="CSV",
+                   help="only write the selected Truthfulness rows as sign probes (question,honest_answer) "
+                        "for innerpissa.py/baselines.py --probes, and exit; use it with --split tune")
     return p.parse_args(argv)
 
 
@@ -674,6 +696,8 @@ def main(argv=None):
     check_args(args)
     neutral = load_neutral(args.neutral)
     rows = load_dilemmas(args.dilemmas, args.values, args.max_dilemmas, args.seed, args.split)
+    if args.write_probes:
+        return write_probes(args.write_probes, truth_probes(rows))
     artifacts = artifact_names(args.artifacts)
     if not artifacts and not args.methods:
         raise InputError("nothing to evaluate: give --artifacts and/or --methods")

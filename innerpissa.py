@@ -841,6 +841,11 @@ def load_probes(path=None):
     return rows
 
 
+def probe_sources(paths=None):
+    """{file stem: probes} for each probe CSV (default data/probes.csv): one sign source per file."""
+    return {Path(p).stem: load_probes(p) for p in (paths or [DATA_DIR / "probes.csv"])}
+
+
 def honesty_margins(model, tokenizer, probes):
     """Per probe, the log-ratio toward the honest answer: logratio × (+1 if honest is Yes else −1), [n]."""
     logratio = score_yes_no(model, tokenizer, [yes_no_prompt(tokenizer, p["question"]) for p in probes])["logratio"]
@@ -960,7 +965,7 @@ def parse_args(argv):
 def main(argv=None):
     args = parse_args(argv)
     check_writable(args.out)
-    sources = {Path(f).stem: load_probes(f) for f in (args.probes or [DATA_DIR / "probes.csv"])}
+    sources = probe_sources(args.probes)
     start = time.time()
     torch.manual_seed(args.seed)
     model, tok = load_model(args.model)

@@ -600,6 +600,18 @@ def test_verdict_rules():
     assert ev.verdict(dict(good, effect=-0.2, null_percentile=0.0)) == "nothing"
 
 
+def test_truth_probes_take_the_honest_side_from_the_labels(tmp_path, capsys):
+    rows = ev.load_dilemmas(write_fixture(tmp_path, mixed_pairs(8)))
+    probes = ev.truth_probes(rows)                         # dilemmas 0, 4 honest to act; 1, 5 honest to refrain
+    assert [p["honest_answer"] for p in probes] == ["Yes", "No", "No", "Yes"] * 2
+    assert probes[0]["question"] == ev.row_question(rows[0])
+    out = tmp_path / "sign" / "tune.csv"
+    ev.main(["--dilemmas", str(tmp_path / "dilemmas.csv"), "--split", "tune", "--write-probes", str(out)])
+    written = ip.load_probes(out)
+    tune = ev.truth_probes(ev.load_dilemmas(tmp_path / "dilemmas.csv", split="tune"))
+    assert written == tune and len(written) == 4 and not (tmp_path / "sign" / "results.json").exists()
+
+
 def test_split_halves_and_max_dilemmas(tmp_path):
     path = write_fixture(tmp_path, mixed_pairs(24))
     tune, test = ev.load_dilemmas(path, split="tune"), ev.load_dilemmas(path, split="test")
