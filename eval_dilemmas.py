@@ -317,6 +317,7 @@ def metrics(rows, ref, cur, seed=0):
         "nll": float(np.mean(cur["nll"])),
         "pmass": pmass,
         "incoherent": pmass < pmass0 / 2,
+        "kl": cur.get("kl", 0.0 if cur is ref else None),   # mean KL(p_c ‖ p_0) on the neutral set
     }
 
 
@@ -489,10 +490,9 @@ def evaluate(model, tokenizer, rows, methods, artifacts, budget, doses, null_k, 
     raw, dose = ({"base": {0.0: base}} if "base" in methods else {}), {}
     if "prompt" in methods:
         from baselines import prompt_system
-        dose["prompt"] = (1.0, max(kl.prompt(1), kl.prompt(-1)))
-        raw["prompt"] = {0.0: base, **{float(d): score(f"prompt c={d:+g}", row_prompts(tokenizer, rows,
-                                                                                       prompt_system(d)))
-                                       for d in doses if d in (-1, 1)}}
+        raw["prompt"] = {0.0: base, **{float(d): dict(score(f"prompt c={d:+g}", row_prompts(
+            tokenizer, rows, prompt_system(d))), kl=kl.prompt(d)) for d in doses if d in (-1, 1)}}
+        dose["prompt"] = (1.0, max(raw["prompt"][1.0]["kl"], raw["prompt"][-1.0]["kl"]))
     for name, path in artifacts.items():
         steerer = load_steerer(model, path)
         try:
@@ -502,7 +502,7 @@ def evaluate(model, tokenizer, rows, methods, artifacts, budget, doses, null_k, 
             for d in doses:
                 c = d * dose[name][0] + 0.0
                 with steerer.steer(c):
-                    raw[name][c] = score(f"{name} c={c:+.4g}", plain)
+                    raw[name][c] = dict(score(f"{name} c={c:+.4g}", plain), kl=kl.kl(kl.logprobs()))
         finally:
             steerer.detach()  # hooks out before the next method, also when scoring failed
     truth = [i for i, r in enumerate(rows) if r["labels"].get(TARGET, 0)]
@@ -587,15 +587,15 @@ def headline(summary, base_score, null, budget):
 
 
 def dose_table(by_coeff, dose):
-    """Δ truth (pmass ratio) per dose d, coefficient d·c*, for every dosed method."""
+    """Δ truth (pmass ratio, neutral KL) per dose d, coefficient d·c*, for every dosed method."""
     doses = sorted({round(float(k) / dose[n][0], 6) for n in dose for k in by_coeff[n]} - {0.0})
     lines = ["| method | " + " | ".join(f"d={d:+g}" for d in doses) + " |", "|---" * (len(doses) + 1) + "|"]
     for name, (c, _) in dose.items():
         m, p0 = by_coeff[name], by_coeff[name]["0.0"]["pmass"]
-        cells = [f"{m[coeff_key(d * c)]['delta_target']:+.3f} ({m[coeff_key(d * c)]['pmass'] / p0:.2f})"
-                 if coeff_key(d * c) in m else "–" for d in doses]
+        cells = [f"{m[k]['delta_target']:+.3f} ({m[k]['pmass'] / p0:.2f}, {fmt(m[k]['kl'], '.3f')})"
+                 if (k := coeff_key(d * c)) in m else "–" for d in doses]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n\nΔ truth (pmass ratio vs c = 0) at coefficient d·c*"
+    return "\n".join(lines) + "\n\nΔ truth (pmass ratio vs c = 0, mean KL on the neutral set) at coefficient d·c*"
 
 
 # ----------------------------------------------------------------------------- outputs
