@@ -78,9 +78,10 @@ HF_FILES = ("dilemma_to_action_to_values_aggregated.csv", "values.csv")
 KINDS = ("innerpissa", "pca", "random", "weight_diff")
 N_PERM, MIN_OTHERS = 2000, 10
 KL_BUDGET = 0.1      # default --kl: nats per token of KL(p_c ‖ p_0) on the neutral set (see README)
-DOSE_STEPS = 6       # KL evaluations (each: both signs) to find c*
+DOSE_STEPS = 5       # KL evaluations (each: both signs) to find c*
 NULL_K = 4           # default --null: random-direction steerers in the null
 NULL_SEED = 1000     # their seeds are NULL_SEED + seed + j, never the random baseline's seed
+NEUTRAL_ROWS, NEUTRAL_TOKENS = 32, 24   # the dose reads the first 32 neutral replies, 24 tokens each
 
 
 # ----------------------------------------------------------------------------- loading
@@ -366,12 +367,18 @@ class NeutralKL:
     """KL(p_c ‖ p_0) of next-token distributions over the assistant tokens of the neutral set.
 
     The reference log-probs p_0 are computed once, [T, vocab] over all T assistant tokens; kl(steer, c)
-    then costs one forward of the neutral set per sign."""
+    then costs one forward of the neutral set per sign. The first NEUTRAL_ROWS replies are read, each
+    cut to NEUTRAL_TOKENS tokens (≈ 750 tokens of KL), which keeps a dose to seconds on a CPU."""
 
     def __init__(self, model, tokenizer, rows, batch_size=16):
-        self.model, self.tokenizer, self.rows, self.batch_size = model, tokenizer, rows, batch_size
-        self.n_answer = [len(tokenizer(r["assistant"], add_special_tokens=False)["input_ids"]) for r in rows]
+        self.model, self.tokenizer, self.batch_size = model, tokenizer, batch_size
+        self.rows = [dict(r, assistant=self.clip(r["assistant"])) for r in rows[:NEUTRAL_ROWS]]
+        self.n_answer = [len(tokenizer(r["assistant"], add_special_tokens=False)["input_ids"]) for r in self.rows]
         self.ref = self.logprobs()
+
+    def clip(self, text):
+        """The reply cut to its first NEUTRAL_TOKENS tokens: the dose runs a dozen times per method."""
+        return self.tokenizer.decode(self.tokenizer(text, add_special_tokens=False)["input_ids"][:NEUTRAL_TOKENS])
 
     def texts(self, system=None):
         return [chat(self.tokenizer, r["user"], system=system, prefill=r["assistant"]) for r in self.rows]
@@ -721,7 +728,7 @@ def main(argv=None):
         "config": {"model": args.model, "artifacts": {k: Path(v).name for k, v in artifacts.items()},
                    "methods": args.methods, "dilemmas": args.dilemmas, "values": args.values,
                    "max_dilemmas": args.max_dilemmas, "split": args.split, "kl_budget": args.kl, "doses": doses,
-                   "null": args.null, "neutral": args.neutral or "data/neutral.csv", "n_neutral": len(neutral),
+                   "null": args.null, "neutral": args.neutral or "data/neutral.csv", "n_neutral": min(len(neutral), NEUTRAL_ROWS), "neutral_tokens": NEUTRAL_TOKENS,
                    "seed": args.seed, "n_perm": N_PERM, "target": TARGET},
         "n_rows": len(rows),
         "n_dilemmas": len(rows) // 2,
