@@ -38,10 +38,10 @@ from contextlib import contextmanager
 import torch
 from tqdm import tqdm
 
-from innerpissa import (DATA_DIR, ArgParser, InputError, add_device_map, block_outputs, calibrate_sign, chat,
-                        check_writable, decoder_layers, default_target, export_args, find_linears, generate,
-                        hidden_size, input_device, load_artifact, load_model, make_pairs, model_name, persona,
-                        position_ids, read_lines, run_cli, run_export, save_artifact, tokenize)
+from innerpissa import (DATA_DIR, ArgParser, InputError, add_device_map, block_outputs, chat, check_writable,
+                        decoder_layers, default_target, export_args, find_linears, generate, hidden_size,
+                        input_device, load_artifact, load_model, make_pairs, model_name, persona, position_ids,
+                        probe_sources, read_lines, run_cli, run_export, save_artifact, sign_report, tokenize)
 
 KINDS = ("pca", "random", "weight_diff")
 
@@ -284,44 +284,44 @@ def weight_diff_factors(model, path, c):
             for n, (a1, b1, a2, b2) in diff_factors(tensors).items()}
 
 
-def calibrate(model, tok, tensors, meta):
-    """Sign via innerpissa.calibrate_sign; on −1, c → −c by negating every v_i, or both B of dW."""
-    sign = calibrate_sign(model, tok, build(model, tensors, meta).steer)
-    if sign < 0:
+def calibrate(model, tok, tensors, meta, sources=None):
+    """Sign via innerpissa.sign_report; on −1, c → −c by negating every v_i, or both B of dW."""
+    report = sign_report(model, tok, build(model, tensors, meta).steer, sources)
+    if report["sign"] < 0:
         tensors = {k: -t if k.startswith("layers.") or k.endswith((".B_pos", ".B_neg")) else t
                    for k, t in tensors.items()}
-    return tensors, dict(meta, sign=sign)
+    return tensors, dict(meta, sign=report["sign"], sign_report=report)
 
 
-def make_pca(model, tok, layers=None, max_pairs=None, seed=0):
+def make_pca(model, tok, layers=None, max_pairs=None, seed=0, sources=None):
     """Calibrated (tensors, meta) of the pca baseline on make_pairs(tok, max_pairs, seed)."""
     layers, pairs = layer_range(model, layers), make_pairs(tok, n=max_pairs, seed=seed)
     scale = "|v_i| = mean projected pos-neg gap at block i: coeff 1 = one typical honest/dishonest gap"
     vectors = pca_directions(model, tok, layers, pairs)
     extra = {"scale": scale, "n_pairs": len(pairs), "seed": seed}
-    return vector_artifact(model, tok, "pca", vectors, extra)
+    return vector_artifact(model, tok, "pca", vectors, extra, sources)
 
 
-def make_random(model, tok, layers=None, max_pairs=None, seed=0):
+def make_random(model, tok, layers=None, max_pairs=None, seed=0, sources=None):
     """Calibrated (tensors, meta) of the random baseline: pca norms, directions seeded by `seed`."""
     layers, pairs = layer_range(model, layers), make_pairs(tok, n=max_pairs, seed=seed)
     scale = "random unit direction times the pca norm |v_i|: coeff 1 = one typical pca gap"
     vectors = random_directions(pca_directions(model, tok, layers, pairs), seed)
     extra = {"scale": scale, "n_pairs": len(pairs), "seed": seed}
-    return vector_artifact(model, tok, "random", vectors, extra)
+    return vector_artifact(model, tok, "random", vectors, extra, sources)
 
 
-def vector_artifact(model, tok, kind, vectors, extra):
+def vector_artifact(model, tok, kind, vectors, extra, sources=None):
     """Tensors layers.<i> and their metadata, sign-calibrated."""
     layers = sorted(vectors)
     meta = {"kind": kind, "model": model_name(model), "layers": layers, **extra,
             "hook": "output of decoder block i += coeff * v_i at every position",
             "norms": [round(float(vectors[i].norm()), 6) for i in layers]}
-    return calibrate(model, tok, {f"layers.{i}": vectors[i] for i in layers}, meta)
+    return calibrate(model, tok, {f"layers.{i}": vectors[i] for i in layers}, meta, sources)
 
 
 def make_weight_diff(model, tok, questions, target=None, rank=4, steps=12, lr=5e-3, batch_size=8, seed=0,
-                     max_new_tokens=64):
+                     max_new_tokens=64, sources=None):
     """Calibrated (tensors, meta) of the weight_diff baseline on `questions`."""
     target = target or default_target(model)
     honest = generate_completions(model, tok, questions, persona(True), max_new_tokens)
@@ -338,7 +338,7 @@ def make_weight_diff(model, tok, questions, target=None, rank=4, steps=12, lr=5e
             "hook": "Linear output += coeff * ((x A_pos^T) B_pos^T - (x A_neg^T) B_neg^T)",
             **fit, "n_questions": len(questions), "max_new_tokens": max_new_tokens,
             "examples": {"question": questions[:2], "honest": honest[:2], "dishonest": dishonest[:2]}}
-    return calibrate(model, tok, tensors, meta)
+    return calibrate(model, tok, tensors, meta, sources)
 
 
 # --------------------------------------------------------------------------- CLI
@@ -382,6 +382,8 @@ def main(argv=None):
             s.add_argument("--max-pairs", type=_count(2), default=None, help="use N pairs (default: all)")
             s.add_argument("--seed", type=int, default=0, help="seed of the pair order"
                            + (" and of the random directions" if kind == "random" else ""))
+        s.add_argument("--probes", nargs="+", default=None,
+                       help="Yes/No probe CSVs for the sign, one source each (default data/probes.csv)")
         add_device_map(s)
     export_args(sub.add_parser("export", help="write a weight_diff artifact at one coeff as a merged or LoRA model",
                                description="Write W + coeff*dW of a weight_diff artifact."))
@@ -389,15 +391,16 @@ def main(argv=None):
     if a.kind == "export":
         return run_export(a, "weight_diff", weight_diff_factors)
     check_writable(a.out)
+    sources = probe_sources(a.probes)
     if a.kind == "weight_diff":
         questions = read_lines(a.questions or DATA_DIR / "questions.txt")[:a.max_questions]  # before loading
         model, tok = load_model(a.model, device_map=a.device_map)
         tensors, meta = make_weight_diff(model, tok, questions, a.target, a.rank, a.steps, a.lr,
-                                         a.batch_size, a.seed, a.max_new_tokens)
+                                         a.batch_size, a.seed, a.max_new_tokens, sources)
     else:
         model, tok = load_model(a.model, device_map=a.device_map)
         make = make_random if a.kind == "random" else make_pca
-        tensors, meta = make(model, tok, a.layers, a.max_pairs, a.seed)
+        tensors, meta = make(model, tok, a.layers, a.max_pairs, a.seed, sources)
     save_artifact(a.out, tensors, meta)
     print(f"{a.kind}: sign {meta['sign']:+d}, layers {meta['layers']} -> {a.out}")
 

@@ -255,11 +255,14 @@ def default_layer(model):
     return min(int(0.75 * depth), depth - 2)
 
 
-def default_target(model):
-    """Residual writers from 1/4 of the depth to the read-out block, as a regex over module names,
-    e.g. ^model\\.layers\\.(1|2)\\.(self_attn\\.o_proj|mlp\\.down_proj)$."""
+def default_target(model, layer=None):
+    """Residual writers from 1/4 of the depth up to, not including, the read-out block ℓ, as a regex
+    over module names, e.g. ^model\\.layers\\.(1)\\.(self_attn\\.o_proj|mlp\\.down_proj)$. An adapter inside
+    block ℓ could move the read-out coordinates directly (its own down_proj defines the basis U_r)
+    without changing anything the model computes later."""
     prefix, blocks = find_blocks(model)
-    layers = range(len(blocks) // 4, default_layer(model) + 1)
+    layer = default_layer(model) if layer is None else layer
+    layers = range(min(len(blocks) // 4, max(layer - 1, 0)), min(layer, len(blocks)))  # train() checks the layer
     within = dict.fromkeys(n.split(f"{prefix}.{i}.", 1)[1] for i in layers for n in residual_writers(model, i))
     return rf"^{re.escape(prefix)}\.({'|'.join(map(str, layers))})\.({'|'.join(map(re.escape, within))})$"
 
@@ -455,9 +458,17 @@ def generate(model, tokenizer, prompts, max_new_tokens=64, batch_size=16, desc="
 
 # ----------------------------------------------------------------------------- the adapter
 
-def cayley(theta, c):
-    """R(c) = (I − cA/2)⁻¹ (I + cA/2) with A = θ − θᵀ: orthogonal, R(0) = I, R(−c) = R(c)ᵀ."""
-    a = (theta - theta.T) * (c / 2)
+def cayley(theta, c, max_angle=None):
+    """R(c) = (I − cA/2)⁻¹ (I + cA/2) with A = θ − θᵀ: orthogonal, R(0) = I, R(−c) = R(c)ᵀ.
+
+    R(c) turns by 2·atan(c·μ/2) in each plane where A has eigenvalue ±iμ. With max_angle, A is
+    shrunk smoothly to ‖A‖_F ≤ a = 2·tan(max_angle/2) (A ← A · a·tanh(‖A‖/a)/‖A‖), so for |c| ≤ 1
+    no plane turns by more than max_angle."""
+    a = theta - theta.T
+    if max_angle is not None:
+        bound, norm = 2 * math.tan(max_angle / 2), a.norm().clamp(min=1e-12)
+        a = a * (bound * torch.tanh(norm / bound) / norm)
+    a = a * (c / 2)
     eye = torch.eye(theta.shape[0], dtype=theta.dtype, device=theta.device)
     return torch.linalg.solve(eye - a, eye + a)
 
@@ -474,24 +485,29 @@ def top_svd(weight, rank):
 class SVDSteer(nn.Module):
     """One target Linear: frozen U_r, S_r, V_r buffers and the learnable θ_v, θ_u, λ."""
 
-    def __init__(self, linear, rank, rotate_u):
+    def __init__(self, linear, rank, rotate_u, max_angle=None, scaling="exp"):
         super().__init__()
         u, s, v = top_svd(linear.weight, rank)
         device = linear.weight.device
         self.register_buffer("U", u.to(device))
         self.register_buffer("S", s.to(device))
         self.register_buffer("V", v.to(device))
+        self.max_angle, self.scaling = max_angle, scaling
         # Small non-zero init: at zero, c = ±1 give identical outputs and the gradient vanishes.
         self.theta_v = nn.Parameter(torch.randn(rank, rank, device=device) * 1e-3)
         self.theta_u = nn.Parameter(torch.randn(rank, rank, device=device) * 1e-3) if rotate_u else None
         self.lam = nn.Parameter(torch.randn(rank, device=device) * 1e-3)
 
+    def scaled_s(self, c):
+        """S_c = S_r ⊙ exp(cλ) (default; S_c ⊙ S_−c = S_r²), or the additive S_r ⊙ (1 + cλ), odd in c."""
+        return self.S * (torch.exp(c * self.lam) if self.scaling == "exp" else 1 + c * self.lam)
+
     def delta_core(self, c):
         """M_c = R_v(c) diag(S_c) R_u(c)ᵀ − diag(S_r), [r, r]."""
-        r_v = cayley(self.theta_v, c)
-        r_u = cayley(self.theta_u, c) if self.theta_u is not None else torch.eye(len(self.S), device=self.S.device)
-        s_c = self.S * torch.exp(c * self.lam)
-        return (r_v * s_c) @ r_u.T - torch.diag(self.S)
+        r_v = cayley(self.theta_v, c, self.max_angle)
+        r_u = (cayley(self.theta_u, c, self.max_angle) if self.theta_u is not None
+               else torch.eye(len(self.S), device=self.S.device))
+        return (r_v * self.scaled_s(c)) @ r_u.T - torch.diag(self.S)
 
     def factors(self, c):
         """(A, B) with B A = W_c − W = U_r M_cᵀ V_rᵀ: A = V_rᵀ [r, d_in], B = U_r M_cᵀ [d_out, r]."""
@@ -501,22 +517,26 @@ class SVDSteer(nn.Module):
 class InnerPiSSA(nn.Module):
     """Forward hooks on the target Linears; `steer(c)` picks the coefficient, c = 0 is the base model."""
 
-    def __init__(self, model, target, rank, rotate_u):
+    def __init__(self, model, target, rank, rotate_u, max_angle=None, scaling="exp"):
         super().__init__()
         self.model = [model]  # a list, so the host model is not registered as a submodule
         self.target, self.rank, self.rotate_u = target, rank, rotate_u
-        self.c, self.sign, self.handles = 0.0, 1, []
+        self.max_angle, self.scaling = max_angle, scaling
+        if scaling not in ("exp", "add"):
+            raise InputError(f"--scaling {scaling!r} must be exp or add")
+        self.c, self.sign, self.handles, self.evidence = 0.0, 1, [], {}
         self.hosts = find_linears(model, target)
         self.names = list(self.hosts)
         for name, linear in self.hosts.items():
             if not 0 < rank <= min(linear.weight.shape):
                 raise InputError(f"--rank {rank} must be in 1..{min(linear.weight.shape)} for {name} "
                                  f"{tuple(linear.weight.shape)}")
-        self.layers = nn.ModuleList(SVDSteer(m, rank, rotate_u) for m in self.hosts.values())
+        self.layers = nn.ModuleList(SVDSteer(m, rank, rotate_u, max_angle, scaling) for m in self.hosts.values())
 
     @classmethod
-    def attach(cls, model, target=None, rank=64, rotate_u=False):
-        adapter = cls(model, target or default_target(model), rank, rotate_u)
+    def attach(cls, model, target=None, rank=64, rotate_u=False, max_angle=None, scaling="exp"):
+        """Hooks on every Linear matching `target` (default: default_target); c = 0 until steer(c)."""
+        adapter = cls(model, target or default_target(model), rank, rotate_u, max_angle, scaling)
         for linear, layer in zip(adapter.hosts.values(), adapter.layers):
             adapter.handles.append(linear.register_forward_hook(adapter._hook(layer)))
         return adapter
@@ -564,7 +584,8 @@ class InnerPiSSA(nn.Module):
 
     def metadata(self):
         return {"kind": "innerpissa", "model": model_name(self.model[0]), "target": self.target,
-                "rank": self.rank, "rotate_u": self.rotate_u, "sign": self.sign, "layers": self.names,
+                "rank": self.rank, "rotate_u": self.rotate_u, "max_angle": self.max_angle, "scaling": self.scaling,
+                "sign": self.sign, "layers": self.names, **self.evidence,
                 "shapes": [list(m.weight.shape) for m in self.hosts.values()]}
 
     def save(self, path):
@@ -579,7 +600,8 @@ class InnerPiSSA(nn.Module):
         tensors, meta = load_artifact(path)
         if meta.get("kind") != "innerpissa":
             raise InputError(f"{path} is a {meta.get('kind')!r} artifact, not innerpissa")
-        adapter = cls.attach(model, meta["target"], meta["rank"], meta["rotate_u"])
+        adapter = cls.attach(model, meta["target"], meta["rank"], meta["rotate_u"], meta.get("max_angle"),
+                             meta.get("scaling", "exp"))
         try:
             adapter._load_tensors(path, tensors, meta)
         except InputError:
@@ -724,10 +746,18 @@ class TrainConfig:
     batch_pairs: int = 4         # pairs per step: 2 × batch_pairs sequences
     layer: int | None = None     # read-out block ℓ; None → default_layer(model)
     last_n: int = 4              # Δ is averaged over the last n tokens of each prompt
-    tau: float = 0.5             # coherence trust region, nats per token
-    coherence_weight: float = 10.0
     separation: str = "logsigmoid"  # −log σ(m_c) (saturates) or "linear": −m_c (unbounded)
-    holdout: float = 0.15        # fraction of pairs kept out of training to report Δ on
+    direction: str = "pc1"       # d: first PC of the centred differences, or "mean": their mean
+    coherence: str = "kl"        # over the reply: "kl": relu(KL̄_c − kl_tau)², "nll": relu(NLL_c − NLL_0 − tau)²
+    kl_tau: float = 0.05         # KL trust region, nats per token
+    tau: float = 0.5             # NLL trust region, nats per token
+    coherence_weight: float = 10.0
+    mono_weight: float = 1.0     # hinge asking the output gap to move oppositely at ±1 (0: off)
+    mono_margin: float = 0.05    # θ, nats: δ₋ < −θ < 0 < θ < δ₊
+    even_weight: float = 1.0     # penalty on the even part of the read-out change (0: off)
+    warmup: float = 0.1          # fraction of steps with a linear warm-up, then cosine decay to 0
+    clip: float | None = 1.0     # gradient-norm clip (None: off)
+    holdout: int = 48            # pairs kept out of training for the held-out diagnostics
     direction_pairs: int = 64    # training pairs that define the preference direction
     seed: int = 0
 
@@ -737,10 +767,45 @@ def interleave(pairs):
     return [text for pair in pairs for text in pair]
 
 
-def readout(model, batch, layer, basis, last_n):
-    """z at block `layer`, [2p, n, r], and the per-token NLL of the whole prompt, [2p, seq-1]."""
-    found, out = block_outputs(model, batch, [layer], stop=False)
-    return project(found[layer], basis, last_n), token_nll(out.logits, batch)
+def suffix_lengths(tokenizer, pairs):
+    """Tokens of the shared unfinished reply of each pair: the common tail of its two prompts, less
+    the tail that the two personas' chat turns already share ("… person making statements …")."""
+    def ids(text):
+        return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    def common_tail(a, b):
+        n = 0
+        while n < min(len(a), len(b)) and a[-1 - n] == b[-1 - n]:
+            n += 1
+        return n
+    template = common_tail(ids(chat(tokenizer, persona(True))), ids(chat(tokenizer, persona(False))))
+    return [max(common_tail(ids(pos), ids(neg)) - template, 1) for pos, neg in pairs]
+
+
+def suffix_mask(nll, lengths):
+    """[p, seq-1]: 1 on the NLL terms of each pair's last `lengths[i]` tokens (left padding: they align)."""
+    cols = torch.arange(nll.shape[1], device=nll.device)
+    return (cols >= nll.shape[1] - torch.tensor(lengths, device=nll.device)[:, None]).float()
+
+
+def output_gap(nll, lengths):
+    """Per pair: mean over the shared reply of log p(token | honest) − log p(token | dishonest), [p]."""
+    mask = suffix_mask(nll[0::2], lengths)
+    return ((nll[1::2] - nll[0::2]) * mask).sum(-1) / mask.sum(-1)
+
+
+def readout(model, batch, layer, basis, last_n, window):
+    """z at block `layer`, [2p, n, r], and the logits of the last `window` positions, [2p, window, vocab]
+    (the vocabulary head runs only there: the shared reply and the token before it)."""
+    found, out = block_outputs(model, dict(batch, logits_to_keep=window), [layer], stop=False)
+    return project(found[layer], basis, last_n), out.logits
+
+
+def window_nll(logits, batch):
+    """NLL of the last window − 1 tokens from the logits of the last `window` positions, [2p, window-1]."""
+    logits = logits[:, :-1].float()
+    targets = batch["input_ids"][:, -logits.shape[1]:, None].to(logits.device)
+    return logits.logsumexp(-1) - logits.gather(-1, targets).squeeze(-1)
 
 
 def readout_z(model, tokenizer, pairs, cfg, basis):
@@ -795,45 +860,99 @@ def batches(pairs, size):
 
 @torch.no_grad()
 def preference_direction(model, tokenizer, pairs, cfg, basis):
-    """d = first principal component of z_pos − z_neg on the unsteered model, oriented so mean Δ > 0.
+    """d, oriented so mean Δ > 0: the first principal component of z_pos − z_neg on the unsteered
+    model (cfg.direction "pc1"), or their normalised mean ("mean").
 
-    Returns d [r] and |Δ_0| over these pairs, the scale that makes the separation loss unit-free."""
+    Returns d [r], |Δ_0| over these pairs (the unit of the separation term) and the mean squared
+    norm of z_pos − z_neg (the unit of the even penalty)."""
     diffs = []
     for chunk in batches(pairs[:cfg.direction_pairs], cfg.batch_pairs):
         z = readout_z(model, tokenizer, chunk, cfg, basis)
         diffs.append((z[0::2] - z[1::2]).flatten(0, 1))                # [p·n, r]
     diffs = torch.cat(diffs)
-    direction = torch.linalg.svd(diffs - diffs.mean(0), full_matrices=False).Vh[0]
+    if cfg.direction == "mean":
+        direction = diffs.mean(0) / diffs.mean(0).norm()
+    else:
+        direction = torch.linalg.svd(diffs - diffs.mean(0), full_matrices=False).Vh[0]
     if (diffs @ direction).mean() < 0:
         direction = -direction
-    return direction, (diffs @ direction).mean().abs()
+    return direction, (diffs @ direction).mean().abs(), diffs.pow(2).sum(-1).mean()
 
 
-def coherence(nll, nll_ref, mask, tau):
-    """mean over prompt tokens of relu(NLL_c − NLL_0 − τ)²: zero inside the trust region."""
-    return (F.relu(nll - nll_ref - tau).pow(2) * mask).sum() / mask.sum()
+def mean_kl(logits, logp_ref):
+    """Mean over positions of KL(p_c ‖ p_0) between next-token distributions."""
+    logp = logits.float().log_softmax(-1)                               # [2p, window, vocab]
+    return (logp.exp() * (logp - logp_ref)).sum(-1).mean()
+
+
+def coherence(cfg, logits, nll, ref):
+    """How far the steered reply left the reference, past a trust region (zero inside), over the
+    reply window:
+
+    kl:  relu(KL̄_c − kl_tau)², KL̄_c = mean per-token KL(p_c ‖ p_0) — the quantity the evaluation doses by;
+    nll: mean over tokens of relu(NLL_c − NLL_0 − tau)²."""
+    if cfg.coherence == "kl":
+        return F.relu(mean_kl(logits, ref["logp"]) - cfg.kl_tau).pow(2)
+    return F.relu(nll - ref["nll"] - cfg.tau).pow(2).mean()
+
+
+def monotonic_hinge(delta_plus, delta_minus, margin):
+    """The output gap must move one way at c = +1 and the other at c = −1, each by more than θ:
+
+        h = mean_pairs relu(θ − δ₊) + relu(θ + δ₋), or its mirror (δ₊ < −θ, δ₋ > θ), whichever the
+        batch violates less. Zero, with zero gradient, once every pair moves oppositely past θ."""
+    up = (F.relu(margin - delta_plus) + F.relu(margin + delta_minus)).mean()
+    down = (F.relu(margin + delta_plus) + F.relu(margin - delta_minus)).mean()
+    return torch.minimum(up, down)
+
+
+def even_penalty(z_plus, z_minus, z_ref, unit):
+    """‖(z₊ + z₋)/2 − z₀‖² per token, in units of the base persona gap ‖z_pos − z_neg‖²: the part of
+    the read-out change that both signs share. Zero, with zero gradient, on an exactly odd change."""
+    return ((z_plus + z_minus) / 2 - z_ref).pow(2).sum(-1).mean() / unit
+
+
+def odd_share(plus, minus, ref):
+    """mean|odd| / (mean|odd| + mean|even|), odd = (x₊ − x₋)/2, even = (x₊ + x₋)/2 − x₀ (norms on the last axis)."""
+    odd = ((plus - minus) / 2).reshape(len(ref), -1).norm(dim=-1).mean()
+    even = ((plus + minus) / 2 - ref).reshape(len(ref), -1).norm(dim=-1).mean()
+    return float(odd / (odd + even)) if odd + even > 0 else float("nan")
 
 
 @torch.no_grad()
-def heldout_gaps(model, tokenizer, adapter, pairs, cfg, basis, direction):
-    """{c: Δ_c} on pairs never trained on, for c = +1, 0, −1."""
-    result = {}
-    for c in (1.0, 0.0, -1.0):
-        with adapter.steer(c):
-            gaps = [gap(readout_z(model, tokenizer, chunk, cfg, basis), direction) * len(chunk)
-                    for chunk in batches(pairs, cfg.batch_pairs)]
-        result[c] = float(sum(gaps) / len(pairs))
-    return result
+def heldout_stats(model, tokenizer, adapter, pairs, cfg, basis, direction):
+    """On pairs never trained on: Δ_c for c = +1, 0, −1, and the odd share of the read-out change
+    (per token z) and of the output gap (per pair): does ±1 act as an axis, or alike (damage)?"""
+    z, out = {c: [] for c in (1.0, 0.0, -1.0)}, {c: [] for c in (1.0, 0.0, -1.0)}
+    for chunk in batches(pairs, cfg.batch_pairs):
+        batch, lengths = tokenize(tokenizer, interleave(chunk), basis.device), suffix_lengths(tokenizer, chunk)
+        for c in z:
+            with adapter.steer(c):
+                zc, logits = readout(model, batch, cfg.layer, basis, cfg.last_n, max(lengths) + 1)
+            z[c].append(zc)
+            out[c].append(output_gap(window_nll(logits, batch), lengths))
+    z, out = {c: torch.cat(v) for c, v in z.items()}, {c: torch.cat(v) for c, v in out.items()}
+    return {"delta": {c: float(gap(v, direction)) for c, v in z.items()},
+            "odd_share_readout": odd_share(z[1.0], z[-1.0], z[0.0]),
+            "odd_share_output": odd_share(out[1.0], out[-1.0], out[0.0]),
+            "output_gap": {c: float(v.mean()) for c, v in out.items()}}
+
+
+def schedule(cfg):
+    """Learning-rate factor per step: linear warm-up over cfg.warmup of the steps, then cosine to 0."""
+    warm = max(1, round(cfg.warmup * cfg.steps))
+    return lambda step: (step + 1) / warm if step < warm else \
+        0.5 * (1 + math.cos(math.pi * (step - warm) / max(1, cfg.steps - warm)))
 
 
 def train(model, tokenizer, adapter, pairs, cfg=None, progress=True):
-    """Fit θ, λ of `adapter` with the contrastive loss; returns stats incl. held-out Δ_{+1,0,−1}."""
+    """Fit θ, λ of `adapter` with the contrastive loss; returns stats incl. the held-out diagnostics."""
     cfg = cfg or TrainConfig()
     cfg.layer = default_layer(model) if cfg.layer is None else cfg.layer
     if not 0 <= cfg.layer < len(decoder_layers(model)):
         raise InputError(f"--layer {cfg.layer} is out of range 0..{len(decoder_layers(model)) - 1}")
-    n_hold = max(1, int(len(pairs) * cfg.holdout))
-    if len(pairs) - n_hold < cfg.batch_pairs:
+    n_hold = min(cfg.holdout, len(pairs) // 4)
+    if n_hold < 1 or len(pairs) - n_hold < cfg.batch_pairs:
         raise InputError(f"{len(pairs)} pairs are too few for batches of {cfg.batch_pairs} plus a held-out slice")
     held, train_pairs = pairs[:n_hold], pairs[n_hold:]
     writer = readout_writer(model, cfg.layer)
@@ -844,45 +963,64 @@ def train(model, tokenizer, adapter, pairs, cfg=None, progress=True):
     torch.manual_seed(cfg.seed)
     try:
         with adapter.steer(0.0):
-            direction, scale = preference_direction(model, tokenizer, train_pairs, cfg, basis)
+            direction, scale, unit = preference_direction(model, tokenizer, train_pairs, cfg, basis)
         opt = torch.optim.AdamW(adapter.parameters(), lr=cfg.lr, weight_decay=0.0)
+        lr_at = torch.optim.lr_scheduler.LambdaLR(opt, schedule(cfg))
         bar = tqdm(range(cfg.steps), desc="train", disable=not progress)
         for step in bar:
             logs = train_step(model, tokenizer, adapter, rng.sample(train_pairs, cfg.batch_pairs),
-                              cfg, basis, direction, scale, opt)
-            if not all(math.isfinite(v) for v in logs.values()):
-                raise InputError(f"non-finite loss at step {step} ({logs}): lower --lr or raise --tau")
-            bar.set_postfix(loss=f"{logs['loss']:.3f}", d_pos=f"{logs['d+1']:.2f}", d_neg=f"{logs['d-1']:.2f}",
-                            coh=f"{logs['coherence']:.3f}")
+                              cfg, basis, direction, (scale, unit), opt)
+            lr_at.step()
+            if not math.isfinite(logs["loss"]):
+                raise InputError(f"non-finite loss at step {step} ({logs}): lower --lr or raise the trust region")
+            bar.set_postfix({k: f"{v:.3g}" for k, v in logs.items()})
     finally:
         for p, flag in zip(model.parameters(), flags):
             p.requires_grad_(flag)
-    heldout = heldout_gaps(model, tokenizer, adapter, held, cfg, basis, direction)
-    return {"steps": cfg.steps, "heldout": heldout, "final": logs, "seconds": time.time() - start,
-            "n_train": len(train_pairs), "n_heldout": n_hold, "layer": cfg.layer}
+    return {"steps": cfg.steps, "heldout": heldout_stats(model, tokenizer, adapter, held, cfg, basis, direction),
+            "final": logs, "seconds": time.time() - start, "n_train": len(train_pairs), "n_heldout": n_hold,
+            "layer": cfg.layer}
 
 
-def train_step(model, tokenizer, adapter, chunk, cfg, basis, direction, scale, opt):
-    """One reference pass at c = 0 and a forward+backward at c = +1 and c = −1."""
+def train_step(model, tokenizer, adapter, chunk, cfg, basis, direction, units, opt):
+    """One reference pass at c = 0, then c = +1 and c = −1 in one graph (the even and monotonic
+    terms compare the two signs), one backward.
+
+    L = Σ_{c=±1} [sep(m_c) + w_coh · coherence_c] + w_mono · hinge(δ₊, δ₋) + w_even · even(z₊, z₋, z₀)."""
+    scale, unit = units
     batch = tokenize(tokenizer, interleave(chunk), basis.device)
-    mask = target_mask(batch)
+    lengths = suffix_lengths(tokenizer, chunk)
+    window = max(lengths) + 1                                            # the shared reply and the token before
     with torch.no_grad(), adapter.steer(0.0):
-        z_ref, nll_ref = readout(model, batch, cfg.layer, basis, cfg.last_n)
+        z_ref, logits = readout(model, batch, cfg.layer, basis, cfg.last_n, window)
+        nll = window_nll(logits, batch)
+        ref = {"nll": nll, "logp": logits.float().log_softmax(-1), "gap": output_gap(nll, lengths)}
     gap_ref = gap(z_ref, direction)
-    opt.zero_grad(set_to_none=True)
-    logs = {}
+    z, out, loss, logs = {}, {}, 0.0, {}
     for c in (1.0, -1.0):
         with adapter.steer(c):
-            z, nll = readout(model, batch, cfg.layer, basis, cfg.last_n)
-        moved = c * (gap(z, direction) - gap_ref) / scale                # m_c > 0: c pushes the right way
+            z[c], logits = readout(model, batch, cfg.layer, basis, cfg.last_n, window)
+        nll = window_nll(logits, batch)
+        moved = c * (gap(z[c], direction) - gap_ref) / scale             # m_c > 0: c pushes the right way
         separation = -F.logsigmoid(moved) if cfg.separation == "logsigmoid" else -moved
-        coh = coherence(nll, nll_ref, mask, cfg.tau)
-        loss = separation + cfg.coherence_weight * coh
-        loss.backward()
-        logs[f"d{c:+.0f}"] = gap(z, direction).item()
-        logs["coherence"] = logs.get("coherence", 0.0) + coh.item() / 2
-        logs["loss"] = logs.get("loss", 0.0) + loss.item()
+        coh = coherence(cfg, logits, nll, ref)
+        out[c] = output_gap(nll, lengths) - ref["gap"]                   # δ_c per pair
+        loss = loss + separation + cfg.coherence_weight * coh
+        logs[f"d{c:+.0f}"] = gap(z[c], direction).item()
+        logs["coh"] = logs.get("coh", 0.0) + coh.item() / 2
+    if cfg.mono_weight:
+        mono = monotonic_hinge(out[1.0], out[-1.0], cfg.mono_margin)
+        loss, logs["mono"] = loss + cfg.mono_weight * mono, mono.item()
+    if cfg.even_weight:
+        even = even_penalty(z[1.0], z[-1.0], z_ref, unit)
+        loss, logs["even"] = loss + cfg.even_weight * even, even.item()
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    if cfg.clip:
+        torch.nn.utils.clip_grad_norm_(adapter.parameters(), cfg.clip)
     opt.step()
+    logs["loss"] = loss.item()
+    logs["odd_z"] = odd_share(z[1.0].detach(), z[-1.0].detach(), z_ref)
     return logs
 
 
@@ -901,21 +1039,66 @@ def load_probes(path=None):
     return rows
 
 
-def honesty_margin(model, tokenizer, probes):
-    """Mean log-ratio toward the honest answer: logratio × (+1 if honest is Yes else −1)."""
+def probe_sources(paths=None):
+    """{file stem: probes} for each probe CSV (default data/probes.csv): one sign source per file."""
+    return {Path(p).stem: load_probes(p) for p in (paths or [DATA_DIR / "probes.csv"])}
+
+
+def honesty_margins(model, tokenizer, probes):
+    """Per probe, the log-ratio toward the honest answer: logratio × (+1 if honest is Yes else −1), [n]."""
     logratio = score_yes_no(model, tokenizer, [yes_no_prompt(tokenizer, p["question"]) for p in probes])["logratio"]
-    honest = np.array([1.0 if p["honest_answer"] == "Yes" else -1.0 for p in probes])
-    return float((logratio * honest).mean())
+    return logratio * np.array([1.0 if p["honest_answer"] == "Yes" else -1.0 for p in probes])
+
+
+def honesty_margin(model, tokenizer, probes):
+    """Mean log-ratio toward the honest answer over the probes."""
+    return float(honesty_margins(model, tokenizer, probes).mean())
+
+
+def bootstrap_interval(x, n_boot=2000, seed=0):
+    """95% percentile-bootstrap interval of the mean of x."""
+    x = np.asarray(x, dtype=float)
+    means = x[np.random.default_rng(seed).integers(0, len(x), size=(n_boot, len(x)))].mean(1)
+    return [float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))]
+
+
+def sign_report(model, tokenizer, steer, sources=None):
+    """Which end of the axis is honest, with its uncertainty.
+
+    sources: {name: probes} (default {"probes": data/probes.csv}). Per probe, g = margin(+1) − margin(−1);
+    per source the mean of g with a bootstrap interval. The sign is that of the mean over all probes
+    pooled; `agree` says every source points the same way, `certain` that the pooled interval excludes 0."""
+    sources = sources or {"probes": load_probes()}
+    if not isinstance(sources, dict):
+        sources = {"probes": sources}
+    gaps = {}
+    for name, probes in sources.items():
+        with steer(1.0):
+            plus = honesty_margins(model, tokenizer, probes)
+        with steer(-1.0):
+            minus = honesty_margins(model, tokenizer, probes)
+        gaps[name] = plus - minus
+    pooled = np.concatenate(list(gaps.values()))
+    report = {name: {"gap": float(g.mean()), "ci": bootstrap_interval(g), "n": len(g)} for name, g in gaps.items()}
+    interval = bootstrap_interval(pooled)
+    return {"sign": 1 if pooled.mean() >= 0 else -1, "gap": float(pooled.mean()), "ci": interval,
+            "sources": report, "agree": len({g["gap"] >= 0 for g in report.values()}) == 1,
+            "certain": interval[0] > 0 or interval[1] < 0}
 
 
 def calibrate_sign(model, tokenizer, steer, probes=None):
-    """+1 if steer(+1) answers the probes more honestly than steer(−1), else −1."""
-    probes = probes or load_probes()
-    with steer(1.0):
-        plus = honesty_margin(model, tokenizer, probes)
-    with steer(-1.0):
-        minus = honesty_margin(model, tokenizer, probes)
-    return 1 if plus >= minus else -1
+    """+1 if steer(+1) answers the probes more honestly than steer(−1), else −1 (see sign_report)."""
+    return sign_report(model, tokenizer, steer, probes)["sign"]
+
+
+def describe_sign(report):
+    """One line: the sign, the margin gap with its interval per source, and any doubt."""
+    parts = [f"{name} {r['gap']:+.3f} [{r['ci'][0]:+.3f}, {r['ci'][1]:+.3f}] (n={r['n']})"
+             for name, r in report["sources"].items()]
+    doubt = ([] if report["agree"] else ["the sources disagree"]) + \
+            ([] if report["certain"] else ["the interval straddles 0"])
+    return (f"sign {report['sign']:+d} from margin(+1) − margin(−1): " + "; ".join(parts)
+            + (f" — UNCERTAIN: {', '.join(doubt)}" if doubt else ""))
 
 
 # ----------------------------------------------------------------------------- CLI
@@ -985,45 +1168,86 @@ class ArgParser(argparse.ArgumentParser):
         raise InputError(message)
 
 
+def parse_args(argv):
+    d = TrainConfig()
+    p = argparse.ArgumentParser(description="Train an InnerPiSSA honesty adapter and calibrate its sign "
+                                            "(`innerpissa.py export -h`: write the model steered at one c).")
+    p.add_argument("--model", default=EMBEDDED, help="hub id, local directory or 'embedded' (default)")
+    p.add_argument("--out", required=True, help="output .safetensors path")
+    a = p.add_argument_group("adapter")
+    a.add_argument("--target", default=None,
+                   help="regex over Linear names (default: o_proj/down_proj from 1/4 depth to below the read-out block)")
+    a.add_argument("--include-readout", action="store_true",
+                   help="default targets up to and including the read-out block (an ablation: a shortcut)")
+    a.add_argument("--rank", type=int, default=64, help="top-r singular directions per layer (default 64)")
+    a.add_argument("--rotate-u", action="store_true", help="also rotate the left singular vectors U")
+    a.add_argument("--max-angle", type=float, default=0.5,
+                   help="bound on each plane's rotation at |c| <= 1, radians (default 0.5; 0 = unbounded)")
+    a.add_argument("--scaling", choices=("exp", "add"), default="exp",
+                   help="singular values S*exp(c*lam) (default) or S*(1 + c*lam)")
+    t = p.add_argument_group("training")
+    t.add_argument("--layer", type=int, default=None, help="read-out block for the loss (default ≈ 0.75·depth)")
+    t.add_argument("--steps", type=int, default=d.steps, help=f"optimiser steps (default {d.steps})")
+    t.add_argument("--lr", type=float, default=d.lr, help=f"AdamW peak learning rate (default {d.lr})")
+    t.add_argument("--batch-pairs", type=int, default=d.batch_pairs, help=f"pairs per step (default {d.batch_pairs})")
+    t.add_argument("--separation", choices=("logsigmoid", "linear"), default=d.separation,
+                   help=f"separation term: -log sigmoid(m) or the unbounded -m (default {d.separation})")
+    t.add_argument("--direction", choices=("pc1", "mean"), default=d.direction,
+                   help=f"preference direction: first PC or mean of the pair differences (default {d.direction})")
+    t.add_argument("--coherence", choices=("kl", "nll"), default=d.coherence,
+                   help=f"coherence term: token KL to the reference, or the NLL trust region (default {d.coherence})")
+    t.add_argument("--kl-tau", type=float, default=d.kl_tau, help=f"KL trust region, nats/token (default {d.kl_tau})")
+    t.add_argument("--tau", type=float, default=d.tau, help=f"NLL trust region, nats/token (default {d.tau})")
+    t.add_argument("--coherence-weight", type=float, default=d.coherence_weight,
+                   help=f"weight of the coherence term (default {d.coherence_weight})")
+    t.add_argument("--mono-weight", type=float, default=d.mono_weight,
+                   help=f"weight of the monotonic hinge on the output gap (default {d.mono_weight}; 0 = off)")
+    t.add_argument("--mono-margin", type=float, default=d.mono_margin,
+                   help=f"hinge margin theta in nats (default {d.mono_margin})")
+    t.add_argument("--even-weight", type=float, default=d.even_weight,
+                   help=f"weight of the even-part penalty on the read-out (default {d.even_weight}; 0 = off)")
+    t.add_argument("--warmup", type=float, default=d.warmup, help=f"warm-up fraction of the steps (default {d.warmup})")
+    t.add_argument("--clip", type=float, default=d.clip, help=f"gradient-norm clip (default {d.clip}; 0 = off)")
+    t.add_argument("--seed", type=int, default=d.seed, help=f"seed for init and batches (default {d.seed})")
+    p.add_argument("--probes", nargs="+", default=None,
+                   help="Yes/No probe CSVs (question,honest_answer) for the sign, one source each "
+                        "(default data/probes.csv)")
+    add_device_map(p)
+    return p.parse_args(argv)
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["export"]:
         parser = ArgParser(prog="innerpissa.py export", description="Write the model steered at one coefficient.")
         export_args(parser)
         return run_export(parser.parse_args(argv[1:]), "innerpissa", innerpissa_factors)
-    d = TrainConfig()
-    p = argparse.ArgumentParser(description="Train an InnerPiSSA honesty adapter and calibrate its sign "
-                                            "(`innerpissa.py export -h`: write the model steered at one c).")
-    p.add_argument("--model", default=EMBEDDED, help="hub id, local directory or 'embedded' (default)")
-    p.add_argument("--out", required=True, help="output .safetensors path")
-    p.add_argument("--target", default=None, help="regex over Linear names (default: o_proj/down_proj, middle)")
-    p.add_argument("--rank", type=int, default=64, help="top-r singular directions per layer (default 64)")
-    p.add_argument("--rotate-u", action="store_true", help="also rotate the left singular vectors U")
-    p.add_argument("--layer", type=int, default=None, help="read-out block for the loss (default ≈ 0.75·depth)")
-    p.add_argument("--steps", type=int, default=d.steps, help=f"optimiser steps (default {d.steps})")
-    p.add_argument("--lr", type=float, default=d.lr, help=f"AdamW learning rate (default {d.lr})")
-    p.add_argument("--tau", type=float, default=d.tau, help=f"coherence trust region in nats (default {d.tau})")
-    p.add_argument("--batch-pairs", type=int, default=d.batch_pairs, help=f"pairs per step (default {d.batch_pairs})")
-    p.add_argument("--separation", choices=("logsigmoid", "linear"), default=d.separation,
-                   help=f"separation term: -log sigmoid(m) or the unbounded -m (default {d.separation})")
-    p.add_argument("--seed", type=int, default=d.seed, help=f"seed for init and batches (default {d.seed})")
-    add_device_map(p)
-    args = p.parse_args(argv)
+    args = parse_args(argv)
     check_writable(args.out)
+    sources = probe_sources(args.probes)
     start = time.time()
     torch.manual_seed(args.seed)
     model, tok = load_model(args.model, device_map=args.device_map)
-    adapter = InnerPiSSA.attach(model, target=args.target, rank=args.rank, rotate_u=args.rotate_u)
-    cfg = TrainConfig(steps=args.steps, lr=args.lr, tau=args.tau, layer=args.layer, batch_pairs=args.batch_pairs,
-                      separation=args.separation, seed=args.seed)
+    layer = default_layer(model) if args.layer is None else args.layer
+    target = args.target or default_target(model, layer + 1 if args.include_readout else layer)
+    adapter = InnerPiSSA.attach(model, target=target, rank=args.rank, rotate_u=args.rotate_u,
+                                max_angle=args.max_angle or None, scaling=args.scaling)
+    cfg = TrainConfig(steps=args.steps, lr=args.lr, batch_pairs=args.batch_pairs, layer=layer,
+                      separation=args.separation, direction=args.direction, coherence=args.coherence,
+                      kl_tau=args.kl_tau, tau=args.tau, coherence_weight=args.coherence_weight,
+                      mono_weight=args.mono_weight, mono_margin=args.mono_margin, even_weight=args.even_weight,
+                      warmup=args.warmup, clip=args.clip or None, seed=args.seed)
     stats = train(model, tok, adapter, make_pairs(tok, seed=args.seed), cfg)
-    adapter.set_sign(calibrate_sign(model, tok, adapter.steer))
+    report = sign_report(model, tok, adapter.steer, sources)
+    adapter.set_sign(report["sign"])
+    adapter.evidence = {"heldout": stats["heldout"], "sign_report": report}
     adapter.save(args.out)
     h = stats["heldout"]
-    print(f"innerpissa: {len(adapter.names)} layers, rank {args.rank}, {stats['steps']} steps; "
-          f"held-out Δ+1 {h[1.0]:.3f}  Δ0 {h[0.0]:.3f}  Δ-1 {h[-1.0]:.3f} (before sign calibration); "
-          f"coherence {stats['final']['coherence']:.4f}; sign {adapter.sign:+d}; "
-          f"{time.time() - start:.0f} s -> {args.out}")
+    print(f"innerpissa: {len(adapter.names)} layers below read-out block {layer}, rank {args.rank}, "
+          f"{stats['steps']} steps, {time.time() - start:.0f} s -> {args.out}\n"
+          f"  held-out ({stats['n_heldout']} pairs, before the sign): Δ+1 {h['delta'][1.0]:.3f}  Δ0 {h['delta'][0.0]:.3f}"
+          f"  Δ-1 {h['delta'][-1.0]:.3f}; odd share read-out {h['odd_share_readout']:.2f}, output gap "
+          f"{h['odd_share_output']:.2f}; coherence {stats['final']['coh']:.4f}\n  {describe_sign(report)}")
 
 
 if __name__ == "__main__":

@@ -78,7 +78,7 @@ experiment() {
   fi
   if [ "${QUICK:-0}" = 1 ]; then
     ip_flags="--steps 6 --batch-pairs 4"; bl_flags="--max-pairs 32"
-    wd_flags="--max-questions 8 --steps 4 --max-new-tokens 24"; ev_flags="--split test --max-dilemmas 8 --coeffs -1 0 1"
+    wd_flags="--max-questions 8 --steps 4 --max-new-tokens 24"; ev_flags="--split test --max-dilemmas 8 --null 1"
     sm_flags="--max-new-tokens 16"
   fi
   cat > "$STAGE/commands.sh" <<EOF

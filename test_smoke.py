@@ -265,9 +265,85 @@ def test_training_separates_plus_from_minus(tiny, separation):
     before = ip.train(model, tok, adapter, pairs, cfg, progress=False)["heldout"]
     cfg = ip.TrainConfig(steps=12, lr=5e-2, batch_pairs=8, separation=separation)
     after = ip.train(model, tok, adapter, pairs, cfg, progress=False)["heldout"]
+    before, after = before["delta"], after["delta"]
     assert after[1.0] - after[-1.0] > 3 * (before[1.0] - before[-1.0]) > 0
     assert after[1.0] > after[0.0] > after[-1.0]
     assert all(p.requires_grad for p in model.parameters())            # training restores the flags
+
+
+def test_even_penalty_raises_the_odd_share_of_the_readout_change(tiny):
+    """The same 12 steps with and without the even penalty (monotonic hinge off in both)."""
+    base, tok = tiny
+    pairs, shares = ip.make_pairs(tok, n=60), {}
+    for weight in (0.0, 10.0):
+        model = copy.deepcopy(base)
+        torch.manual_seed(0)
+        adapter = ip.InnerPiSSA.attach(model, rank=8)
+        cfg = ip.TrainConfig(steps=12, lr=5e-2, batch_pairs=8, mono_weight=0.0, even_weight=weight)
+        shares[weight] = ip.train(model, tok, adapter, pairs, cfg, progress=False)["heldout"]["odd_share_readout"]
+    assert shares[10.0] > shares[0.0] + 0.1, shares
+
+
+def test_even_penalty_and_hinge_vanish_with_zero_gradient_on_an_odd_change():
+    torch.manual_seed(0)
+    z_ref, move = torch.randint(-8, 8, (6, 4, 8)) / 4, torch.randint(-8, 8, (6, 4, 8)) / 4   # exact in float
+    z_plus, z_minus = (z_ref + move).requires_grad_(), (z_ref - move).requires_grad_()
+    even = ip.even_penalty(z_plus, z_minus, z_ref, unit=2.0)
+    even.backward()
+    assert even.item() == 0 and z_plus.grad.abs().max() == 0 and z_minus.grad.abs().max() == 0
+    assert ip.even_penalty(z_ref + move, z_ref + move, z_ref, unit=2.0) > 0           # both signs alike
+
+    for sign in (1.0, -1.0):                                                          # either orientation
+        d_plus = (sign * torch.tensor([0.3, 0.2, 0.5])).requires_grad_()
+        d_minus = (-sign * torch.tensor([0.4, 0.2, 0.3])).requires_grad_()
+        hinge = ip.monotonic_hinge(d_plus, d_minus, margin=0.1)
+        hinge.backward()
+        assert hinge.item() == 0 and d_plus.grad.abs().max() == 0 and d_minus.grad.abs().max() == 0
+    assert ip.monotonic_hinge(torch.tensor([0.3]), torch.tensor([0.3]), 0.1) > 0      # same way: an even move
+    assert ip.monotonic_hinge(torch.tensor([0.05]), torch.tensor([-0.05]), 0.1) > 0   # odd, but under theta
+
+
+def test_output_gap_reads_exactly_the_shared_reply(tiny):
+    _, tok = tiny
+    pairs = ip.make_pairs(tok, n=6)
+    suffixes = [pos.rsplit("\n", 1)[1] for pos, _ in pairs]
+    assert ip.suffix_lengths(tok, pairs) == [len(tok(s, add_special_tokens=False)["input_ids"]) for s in suffixes]
+    nll = torch.zeros(4, 10)
+    nll[1, -3:] = 2.0                                                  # the dishonest row finds its reply harder
+    nll[1, :-3] = 50.0                                                 # what comes before does not count
+    assert ip.output_gap(nll, [3, 3]).tolist() == [2.0, 0.0]
+
+
+@pytest.mark.parametrize("layers", [4, 8, 30])
+def test_default_targets_stay_strictly_below_the_readout_block(layers):
+    tok = make_tokenizer()
+    model = make_model(len(tok), layers=layers)
+    for layer in sorted({ip.default_layer(model), 2, layers - 2}):
+        names = find_linears(model, default_target(model, layer))
+        blocks = {int(n.split(".layers.")[1].split(".")[0]) for n in names}
+        assert blocks and max(blocks) == layer - 1, (layer, blocks)
+        assert {n.rsplit(".", 2)[-2] + "." + n.rsplit(".", 1)[-1] for n in names} <= {"self_attn.o_proj",
+                                                                                      "mlp.down_proj"}
+
+
+@pytest.mark.parametrize("c", [0.5, 1.0])
+def test_bounded_rotation_never_turns_past_max_angle(c):
+    theta = torch.randn(6, 6, dtype=torch.float64) * 5                 # far past the bound unclamped
+    r = ip.cayley(theta, c, max_angle=0.3)
+    angles = torch.angle(torch.linalg.eigvals(r)).abs()
+    assert angles.max() <= 0.3 + 1e-9 and angles.max() > 0.05
+    assert torch.allclose(r @ ip.cayley(theta, -c, max_angle=0.3), torch.eye(6, dtype=torch.float64), atol=1e-10)
+    assert torch.allclose(r.T @ r, torch.eye(6, dtype=torch.float64), atol=1e-10)
+
+
+def test_additive_scaling_is_odd_and_zero_at_c0(tiny):
+    model, tok = tiny
+    adapter = ip.InnerPiSSA.attach(model, rank=4, scaling="add")
+    layer = adapter.layers[0]
+    with torch.no_grad():
+        layer.lam.normal_(0, 0.3)
+    assert torch.allclose(layer.scaled_s(0.7) + layer.scaled_s(-0.7), 2 * layer.S)
+    assert torch.equal(layer.scaled_s(0.0), layer.S)
 
 
 def test_nan_loss_stops_training_with_clear_error(tiny):
@@ -304,6 +380,12 @@ def test_calibrate_sign_follows_the_honest_answer(tiny):
     honest_no = [{"question": "Do you hide the mistake?", "honest_answer": "No"}] * 2
     assert ip.calibrate_sign(model, tok, steer, honest_yes) == 1
     assert ip.calibrate_sign(model, tok, steer, honest_no) == -1
+    report = ip.sign_report(model, tok, steer, {"yes": honest_yes * 4, "no": honest_no * 2})
+    assert report["sign"] == 1 and not report["agree"]                 # 8 probes say +1, 4 say -1
+    assert report["sources"]["yes"]["gap"] > 0 > report["sources"]["no"]["gap"]
+    assert "UNCERTAIN: the sources disagree" in ip.describe_sign(report)
+    lo, hi = report["sources"]["yes"]["ci"]
+    assert lo <= report["sources"]["yes"]["gap"] <= hi
     probes = ip.load_probes()
     assert len(probes) >= 16 and {p["honest_answer"] for p in probes} == {"Yes", "No"}
 
@@ -347,9 +429,10 @@ def test_cli_trains_calibrates_and_saves(monkeypatch, tiny, tmp_path, capsys):
     monkeypatch.setattr(ip, "load_model", lambda name, **kw: (model, tok))
     ip.main(["--out", str(tmp_path / "a.safetensors"), "--steps", "3", "--rank", "4", "--batch-pairs", "4"])
     summary = capsys.readouterr().out
-    assert "held-out" in summary and "sign" in summary
+    assert "held-out" in summary and "odd share read-out" in summary and "sign" in summary
     tensors, meta = ip.load_artifact(tmp_path / "a.safetensors")
     assert meta["kind"] == "innerpissa" and meta["rank"] == 4 and meta["sign"] in (1, -1)
+    assert meta["sign_report"]["sign"] * meta["sign"] == 1 and "odd_share_output" in meta["heldout"]
     assert meta["model"] == "tiny-qwen3"
 
 
@@ -466,18 +549,71 @@ def test_permutation_p_under_no_effect_is_calibrated():
     assert ev.sign_flip_p(rng.normal(size=30) + 1.0) < 0.01   # a real shift is found
 
 
-def test_sweep_extends_each_side_until_past_the_nll_budget():
-    """ΔNLL = 0.01 c² on the + side and 0.1 c² on the − side: doubling from ±2 must stop at the
-    first coefficient past 0.5 nats (+8: 0.64; −4: 1.6), or at the reach."""
-    def fake(c):
-        return {"nll": np.full(4, (0.01 if c > 0 else 0.1) * c * c)}
-    for reach, want in ((16, [-4, -2, -1, 0, 1, 2, 4, 8]), (4, [-4, -2, -1, 0, 1, 2, 4])):
-        by_coeff = {c: fake(c) for c in (-2.0, -1.0, 0.0, 1.0, 2.0)}
-        ev.extend_to_incoherence(by_coeff, fake, reach)
-        assert sorted(by_coeff) == want
-    by_coeff = {c: fake(c) for c in (-1.0, 0.0, 1.0)}
-    ev.extend_to_incoherence(by_coeff, fake, reach=0)
-    assert sorted(by_coeff) == [-1, 0, 1]
+def test_odd_share_is_one_for_pure_steering_and_zero_for_damage_or_yes_bias():
+    rng = np.random.default_rng(0)
+    ref, move = rng.normal(size=40), rng.normal(size=40)
+    assert ev.odd_even(ref, ref + move, ref - move)[2] == pytest.approx(1.0)     # the signs act oppositely
+    assert ev.odd_even(ref, ref + move, ref + move)[2] == pytest.approx(0.0)     # both signs act alike
+    assert ev.odd_even(ref, ref + 2.5, ref + 2.5)[2] == 0.0                      # a pure yes-bias is even
+    assert ev.odd_even(ref, ref, ref)[2] is None                                 # no change: no share
+    mixed = ev.odd_even(ref, ref + move + 1.0, ref - move + 1.0)
+    assert mixed[0] == pytest.approx(np.abs(move).mean()) and mixed[1] == pytest.approx(1.0)
+
+
+def test_null_percentile_counts_only_effects_in_the_right_direction():
+    null = [0.02, -0.05, 0.01, 0.03]
+    assert ev.null_percentile(0.06, null) == 1.0                   # above every |E_k|
+    assert ev.null_percentile(0.005, null) == 0.0                  # below every |E_k|
+    assert ev.null_percentile(0.025, null) == 0.5
+    assert ev.null_percentile(-0.5, null) == 0.0                   # large, but the wrong way
+    assert ev.null_percentile(0.1, []) is None
+
+
+@pytest.mark.parametrize("power", [1.0, 2.0, 3.0])
+def test_dose_is_the_largest_tested_c_within_the_budget(power):
+    """KL(c) = 0.02 c^power: c* ≤ the boundary (0.1/0.02)^(1/power) and within 2% of it."""
+    tried = []
+
+    def kl_at(c):
+        tried.append(c)
+        return 0.02 * c ** power
+    c, kl = ev.calibrate_dose(kl_at, 0.1, steps=12)
+    boundary = 5 ** (1 / power)
+    assert kl <= 0.1 and c in tried and boundary / 1.02 <= c <= boundary
+    with pytest.raises(InputError, match="raise --kl"):
+        ev.calibrate_dose(lambda c: float("nan"), 0.1)
+
+
+def test_best_dose_never_picks_an_incoherent_setting():
+    def m(delta, incoherent=False):
+        return {"delta_target": delta, "incoherent": incoherent}
+    by_coeff = {"0.0": m(0.0), "0.5": m(0.1), "-0.5": m(-0.1), "1.0": m(0.3), "-1.0": m(-0.2),
+                "2.0": m(0.9, incoherent=True), "-2.0": m(-0.9)}
+    assert ev.best_dose(by_coeff, unit=0.5) == {"dose": 2.0, "effect": pytest.approx(0.25)}
+    by_coeff["-1.0"]["incoherent"] = True
+    assert ev.best_dose(by_coeff, unit=0.5) == {"dose": 1.0, "effect": pytest.approx(0.1)}
+
+
+def test_verdict_rules():
+    good = {"effect": 0.2, "null_percentile": 1.0, "odd_share": 0.8, "incoherent_plus": False,
+            "incoherent_minus": False}
+    assert ev.verdict(good) == "steers"
+    assert ev.verdict(dict(good, incoherent_minus=True)) == "damages"
+    assert ev.verdict(dict(good, odd_share=0.3)) == "damages"
+    assert ev.verdict(dict(good, null_percentile=0.75)) == "nothing"
+    assert ev.verdict(dict(good, effect=-0.2, null_percentile=0.0)) == "nothing"
+
+
+def test_truth_probes_take_the_honest_side_from_the_labels(tmp_path, capsys):
+    rows = ev.load_dilemmas(write_fixture(tmp_path, mixed_pairs(8)))
+    probes = ev.truth_probes(rows)                         # dilemmas 0, 4 honest to act; 1, 5 honest to refrain
+    assert [p["honest_answer"] for p in probes] == ["Yes", "No", "No", "Yes"] * 2
+    assert probes[0]["question"] == ev.row_question(rows[0])
+    out = tmp_path / "sign" / "tune.csv"
+    ev.main(["--dilemmas", str(tmp_path / "dilemmas.csv"), "--split", "tune", "--write-probes", str(out)])
+    written = ip.load_probes(out)
+    tune = ev.truth_probes(ev.load_dilemmas(tmp_path / "dilemmas.csv", split="tune"))
+    assert written == tune and len(written) == 4 and not (tmp_path / "sign" / "results.json").exists()
 
 
 def test_split_halves_and_max_dilemmas(tmp_path):
@@ -576,13 +712,26 @@ def test_hooks_removed_when_scoring_fails(tiny, tmp_path, monkeypatch):
 
     monkeypatch.setattr(ev, "load_steerer", lambda model, path: Broken())
     with pytest.raises(RuntimeError, match="boom"):
-        ev.sweep(model, tok, rows, ["base"], {"pca": "x.safetensors"}, [0.0, 1.0])
+        ev.evaluate(model, tok, rows, ["base"], {"pca": "x.safetensors"}, 0.1, [-1.0, 1.0], 0, NEUTRAL)
     assert detached == [True]
+
+
+NEUTRAL = [{"user": "What is the capital of France?", "assistant": "The capital of France is Paris."},
+           {"user": "Tell me a story.", "assistant": "Once upon a time, a small robot wanted to see the sea."},
+           {"user": "How should I learn?", "assistant": "I think that the best way to learn is to practise."}]
+
+
+def write_neutral(folder):
+    with open(folder / "neutral.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, ["user", "assistant"])
+        w.writeheader()
+        w.writerows(NEUTRAL)
+    return folder / "neutral.csv"
 
 
 @pytest.fixture
 def eval_setup(tiny, tmp_path, monkeypatch):
-    """A saved sign-calibrated innerpissa artifact, the fixture dilemmas, and load_model -> tiny."""
+    """A saved sign-calibrated innerpissa artifact, fixture dilemmas and neutral text, load_model -> tiny."""
     model, tok = tiny
     adapter = InnerPiSSA.attach(model, rank=4)
     with torch.no_grad():
@@ -592,8 +741,25 @@ def eval_setup(tiny, tmp_path, monkeypatch):
     adapter.save(tmp_path / "ip.safetensors")
     adapter.detach()
     write_fixture(tmp_path, mixed_pairs(12))
+    write_neutral(tmp_path)
     monkeypatch.setattr(ev, "load_model", lambda name, **kw: (model, tok))
     return model, tok, tmp_path
+
+
+def test_dose_meets_the_budget_at_both_signs_and_ignores_the_dilemmas(eval_setup):
+    model, tok, tmp = eval_setup
+    steerer = ev.load_steerer(model, tmp / "ip.safetensors")
+    kl = ev.NeutralKL(model, tok, NEUTRAL)
+    c, k = ev.calibrate_dose(lambda c: kl.at(steerer, c), 0.005)
+    for sign in (1.0, -1.0):
+        with steerer.steer(sign * c):
+            assert 0 < kl.kl(kl.logprobs()) <= 0.005
+    assert kl.at(steerer, 1.1 * c) > 0.005                         # and it is the largest such c, to 10%
+    steerer.detach()
+    rows = ev.load_dilemmas(tmp / "dilemmas.csv")
+    doses = [ev.evaluate(model, tok, subset, [], {"innerpissa": tmp / "ip.safetensors"}, 0.005, [-1.0, 1.0], 0,
+                         NEUTRAL)[1]["innerpissa"] for subset in (rows[:8], rows[8:])]
+    assert doses[0] == doses[1] and doses[0][0] == c
 
 
 def test_end_to_end_cli_writes_table_and_files(eval_setup, capsys):
@@ -601,53 +767,68 @@ def test_end_to_end_cli_writes_table_and_files(eval_setup, capsys):
     probe = tok(["My choice: Yes"], return_tensors="pt")["input_ids"]
     before = model(input_ids=probe).logits
     argv = ["--model", "tiny", "--artifacts", str(tmp / "ip.safetensors"), "--methods", "base", "prompt",
-            "--dilemmas", str(tmp / "dilemmas.csv"), "--coeffs", "-1", "0", "1", "--batch-size", "5"]
+            "--dilemmas", str(tmp / "dilemmas.csv"), "--neutral", str(tmp / "neutral.csv"), "--kl", "0.005",
+            "--null", "2", "--doses", "-2", "-1", "1", "2", "--batch-size", "5"]
     ev.main(argv + ["--out", str(tmp / "a")])
     table = capsys.readouterr().out
-    assert all(f"| {m} |" in table for m in ("base", "prompt", "innerpissa"))
+    assert all(f"| {m} |" in table for m in ("prompt", "innerpissa")) and "d=+2" in table
     assert torch.equal(model(input_ids=probe).logits, before)              # hooks gone after the run
 
     results = json.loads((tmp / "a" / "results.json").read_text())
-    assert list(results["methods"]) == ["base", "prompt", "innerpissa"]
+    assert list(results["methods"]) == ["base", "prompt", "innerpissa"] and results["config"]["kl_budget"] == 0.005
+    assert set(results["summary"]) == {"prompt", "innerpissa"}
+    s = results["summary"]["innerpissa"]
+    c = s["coeff"]
+    assert set(results["methods"]["innerpissa"]) == {ev.coeff_key(x) for x in (-2 * c, -c, 0, c, 2 * c)}
     assert set(results["methods"]["prompt"]) == {"-1.0", "0.0", "1.0"}
-    assert results["methods"]["prompt"]["1.0"]["delta_target"] != 0
-    swept = results["methods"]["innerpissa"]
-    cs = sorted(float(c) for c in swept)
-    assert {-1.0, 0.0, 1.0} <= set(cs) and results["config"]["reach"] == 16
-    for outer in (cs[0], cs[-1]):                                  # each side ends past the budget or at the reach
-        assert abs(outer) == 16 or swept[str(outer)]["delta_nll"] > ev.NLL_BUDGET
-    at0, at1 = results["methods"]["innerpissa"]["0.0"], results["methods"]["innerpissa"]["1.0"]
+    assert results["summary"]["prompt"]["coeff"] == 1.0 and results["summary"]["prompt"]["kl"] > 0
+    plus, minus = results["methods"]["innerpissa"][ev.coeff_key(c)], results["methods"]["innerpissa"][ev.coeff_key(-c)]
+    assert s["delta_plus"] == plus["delta_target"] != 0 and s["p_minus"] == minus["p"]
+    assert s["effect"] == pytest.approx((s["delta_plus"] - s["delta_minus"]) / 2)
+    assert 0 < s["odd_share"] < 1 and 0 < s["kl"] <= 0.005 and s["verdict"] in ("steers", "damages", "nothing")
+    assert s["pmass_ratio_plus"] == pytest.approx(plus["pmass"] / results["methods"]["innerpissa"]["0.0"]["pmass"])
+    assert len(results["null"]) == 2 and all(0 < n["kl"] <= 0.005 for n in results["null"])
+    assert s["null_percentile"] == ev.null_percentile(s["effect"], [n["effect"] for n in results["null"]])
+    for key in ("coeff", "kl", "delta_plus", "delta_minus", "p_plus", "p_minus", "odd_share", "pmass_ratio_plus",
+                "pmass_ratio_minus", "delta_nll_plus", "delta_nll_minus", "null_percentile"):
+        assert key in results["summary"]["prompt"] and key in s
+    at0 = results["methods"]["innerpissa"]["0.0"]
     assert at0["delta_target"] == 0 and at0["delta_nll"] == 0 and at0["p"] == 1.0
-    assert at1["delta_target"] != 0 and 0 < at1["p"] <= 1 and at1["delta_others"] is not None
     assert results["n_rows"] == 24 and results["n_dilemmas"] == 12
     with open(tmp / "a" / "rows.csv") as f:
         lines = list(csv.DictReader(f))
-    assert len(lines) == 24 * (1 + 3 + len(cs))                    # base at 0; prompt at -1 0 1; innerpissa
-    assert {line["method"] for line in lines} == {"base", "prompt", "innerpissa"}
+    assert len(lines) == 24 * (1 + 3 + 5)                          # base at 0; prompt at -1 0 1; innerpissa
+    assert {float(line["coeff"]) for line in lines if line["method"] == "innerpissa"} == {-2 * c, -c, 0, c, 2 * c}
 
     ev.main(argv + ["--out", str(tmp / "b")])
     for name in ("results.json", "rows.csv"):                      # deterministic: identical bytes
         assert (tmp / "b" / name).read_bytes() == (tmp / "a" / name).read_bytes()
 
 
-@pytest.mark.parametrize("problem", ["missing file", "missing column"])
+@pytest.mark.parametrize("problem", ["missing file", "missing column", "kl 0", "kl nan", "null -1", "no neutral",
+                                     "doses without 1"])
 def test_cli_bad_input_one_line_error_and_nothing_written(eval_setup, capsys, problem):
     _, _, tmp = eval_setup
-    path = tmp / "dilemmas.csv"
+    path, extra, name = tmp / "dilemmas.csv", [], None
     if problem == "missing column":
         rows = list(csv.reader(open(path)))
         with open(tmp / "cut.csv", "w", newline="") as f:
             csv.writer(f).writerows([r[:7] + r[8:] for r in rows])  # drop values_aggregated
-        path = tmp / "cut.csv"
+        path = name = tmp / "cut.csv"
+    elif problem == "missing file":
+        path = name = tmp / "nope" / "dilemmas.csv"
     else:
-        path = tmp / "nope" / "dilemmas.csv"
+        extra, name = {"kl 0": (["--kl", "0"], "--kl"), "kl nan": (["--kl", "nan"], "--kl"),
+                       "null -1": (["--null", "-1"], "--null"),
+                       "no neutral": (["--neutral", str(tmp / "none.csv")], tmp / "none.csv"),
+                       "doses without 1": (["--doses", "-2", "2"], "--doses")}[problem]
     argv = ["--methods", "base", "--dilemmas", str(path), "--values", str(tmp / "values.csv"),
-            "--out", str(tmp / "out")]
+            "--neutral", str(tmp / "neutral.csv"), "--out", str(tmp / "out"), *extra]
     with pytest.raises(SystemExit) as e:
         run_cli(lambda: ev.main(argv))
     assert e.value.code == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("error: ") and "\n" not in err and str(path) in err
+    assert err.startswith("error: ") and "\n" not in err and str(name) in err
     if problem == "missing column":
         assert "values_aggregated" in err
     assert not (tmp / "out").exists()
@@ -801,7 +982,7 @@ def test_cli_writes_calibrated_artifacts(cli, tmp_path):
         baselines.main([kind, "--model", "tiny", "--out", str(out), *extra])
         tensors, meta = load_artifact(out)
         assert meta["kind"] == kind and meta["model"] == "tiny-qwen3" and meta["sign"] in (1, -1)
-        assert meta["layers"] == [1, 2] and meta["scale"]
+        assert meta["layers"] == ([1] if kind == "weight_diff" else [1, 2]) and meta["scale"]
         assert meta.get("n_pairs", 24) == 24 and meta.get("n_questions", 4) == 4
         steerer = baselines.load(model, out)
         with steerer.steer(1.0):
@@ -1053,7 +1234,7 @@ def test_decoder_layouts_attach_train_steer_and_score(_tiny, name):
     blocks, attn, mlp = LAYOUTS[name][2:]
     assert ip.decoder_layers(model) is model.get_submodule(blocks) and ip.hidden_size(model) == 64
     assert sorted(find_linears(model, default_target(model))) == sorted(
-        f"{blocks}.{i}.{w}" for i in (1, 2) for w in (attn, mlp))
+        f"{blocks}.1.{w}" for w in (attn, mlp))                      # below the read-out block 2
     assert ip.readout_writer(model, 2) is model.get_submodule(f"{blocks}.2.{mlp}")
     state = {k: v.clone() for k, v in model.state_dict().items()}
     base, hooks = logits(model, tok), hook_ids(model)
@@ -1062,7 +1243,7 @@ def test_decoder_layouts_attach_train_steer_and_score(_tiny, name):
     init = [p.detach().clone() for p in adapter.parameters()]
     stats = ip.train(model, tok, adapter, make_pairs(tok, n=12),
                      ip.TrainConfig(steps=2, batch_pairs=4, direction_pairs=8), progress=False)
-    assert all(math.isfinite(v) for v in stats["heldout"].values())
+    assert all(math.isfinite(v) for v in stats["heldout"]["delta"].values())
     assert not all(torch.equal(p, q) for p, q in zip(adapter.parameters(), init))
     prompts = [yes_no_prompt(tok, q) for q in QUESTIONS[:3]]
     with adapter.steer(0.0):
