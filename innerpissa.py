@@ -1140,7 +1140,7 @@ def run_export(args, kind, factors):
                          "not a change of any weight, so it has no merged or LoRA form (a LoRA has no bias); "
                          "steer with it through its hooks")
     if meta["kind"] != kind:
-        raise InputError(f"{args.artifact} is a {meta['kind']} artifact: export it with "
+        raise InputError(f"{args.artifact} is of kind {meta['kind']!r}: export it with "
                          f"`python {EXPORTERS.get(meta['kind'], 'its own script')} export`")
     model, tokenizer = load_model(args.model, device_map=args.device_map)
     lora = factors(model, args.artifact, args.coeff)
