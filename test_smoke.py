@@ -4,6 +4,7 @@ The model is `Qwen3ForCausalLM(Qwen3Config(...))` with a few layers and a ByteLe
 BPE tokenizer trained here on a few sentences, with ChatML special tokens and a
 ChatML chat template, so every code path (chat templates, left padding, Yes/No
 token scans, hooks, training, saving) runs exactly as on a real model, in seconds.
+The last section builds tiny Llama, Qwen2, Mistral, Gemma2/3, Phi3 and GPT-NeoX models the same way.
 
 Run: python -m pytest -q test_smoke.py
 """
