@@ -18,20 +18,24 @@ W_res is never built: a forward hook adds only the change,
 so c = 0 returns y untouched and c = −1 is the exact inverse edit of c = +1.
 
 Training is contrastive and needs no completions: pairs of prompts that differ only in an
-honest / dishonest persona. At the read-out block ℓ the residual stream h is projected into
-the top-r output basis U_r of that block's mlp.down_proj, z = h U_r, and a preference
-direction d is the first principal component of z_pos − z_neg on the unsteered model. With
-Δ_c the mean of (z_pos − z_neg)·d at coefficient c over the last n tokens,
+honest / dishonest persona, followed by one identical unfinished reply. At the read-out block ℓ
+the residual stream h is projected into the top-r output basis U_r of that block's mlp.down_proj,
+z = h U_r; the adapters sit strictly below ℓ. A preference direction d is the first principal
+component of z_pos − z_neg on the unsteered model. With Δ_c the mean of (z_pos − z_neg)·d over
+the last n tokens at coefficient c, and per pair the output gap g_c = mean over the reply of
+log p_c(token | honest) − log p_c(token | dishonest), δ± = g_{±1} − g_0:
 
-    m_c = c (Δ_c − Δ_0) / |Δ_0|                  how far c moved the gap, in units of the base gap
-    L = Σ_{c=±1} −log σ(m_c)  +  w · mean_tokens relu(NLL_c − NLL_0 − τ)²
+    m_c  = c (Δ_c − Δ_0) / |Δ_0|                          separation, in units of the base gap
+    L    = Σ_{c=±1} [ −log σ(m_c) + w_coh · relu(KL̄_c − τ)² ]      KL̄_c: mean KL(p_c ‖ p_0) on the reply
+         + w_mono · [relu(θ − δ₊) + relu(θ + δ₋)]                  +1 and −1 move the output oppositely
+         + w_even · ‖(z₊₁ + z₋₁)/2 − z₀‖² / ‖z_pos − z_neg‖²       the change both signs share
 
-pushes the two personas apart at c = +1 and together (past each other) at c = −1, while the
-trust region τ leaves text quality free until it degrades. The DPO-style −log σ(m) saturates once
-the gap has moved a few base gaps; the linear form −m (TrainConfig.separation = "linear") never
-does, and on SmolLM2 it inflated Δ_{+1} a hundredfold at a large coherence cost. Training fixes an axis, not which
-end is "honest": calibrate_sign scores a probe set of Yes/No questions at c = ±1 and flips
-θ, λ → −θ, −λ (exactly c → −c) when needed, so c = +1 always means more honest.
+The first term asks for an axis in the read-out, the hinge asks that what the model says moves
+one way at +1 and the other at −1, the even penalty removes the part of the change that does not
+flip with c (damage), and the trust region leaves the text distribution free until it moves by τ
+nats per token. Training fixes an axis, not which end is "honest": sign_report scores Yes/No
+probes at c = ±1 and flips θ, λ → −θ, −λ (exactly c → −c) when needed, so c = +1 means more
+honest, with a bootstrap interval that says how sure that is.
 
 At a fixed c the edit is a rank-r weight change, W_c − W = U_r M_cᵀ V_rᵀ = B A with A = V_rᵀ and
 B = U_r M_cᵀ; `export` writes it as a merged checkpoint (W_c in place) or as a PEFT LoRA (A, B).
@@ -80,6 +84,546 @@ def run_cli(main):
     except (InputError, KeyboardInterrupt) as e:
         print(f"error: {e or 'interrupted'}", file=sys.stderr)
         sys.exit(2)
+
+
+# ----------------------------------------------------------------------------- the adapter
+
+def cayley(theta, c, max_angle=None):
+    """R(c) = (I − cA/2)⁻¹ (I + cA/2) with A = θ − θᵀ: orthogonal, R(0) = I, R(−c) = R(c)ᵀ.
+
+    R(c) turns by 2·atan(c·μ/2) in each plane where A has eigenvalue ±iμ. With max_angle, A is
+    shrunk smoothly to ‖A‖_F ≤ a = 2·tan(max_angle/2) (A ← A · a·tanh(‖A‖/a)/‖A‖), so for |c| ≤ 1
+    no plane turns by more than max_angle."""
+    a = theta - theta.T
+    if max_angle is not None:
+        bound, norm = 2 * math.tan(max_angle / 2), a.norm().clamp(min=1e-12)
+        a = a * (bound * torch.tanh(norm / bound) / norm)
+    a = a * (c / 2)
+    eye = torch.eye(theta.shape[0], dtype=theta.dtype, device=theta.device)
+    return torch.linalg.solve(eye - a, eye + a)
+
+
+def top_svd(weight, rank):
+    """Top-r SVD in float32 with a canonical sign (largest |entry| of each V column positive),
+    so the learned rotations mean the same thing on any machine that recomputes it.
+
+    On a CPU the SVD runs on one thread: LAPACK's threaded SVD of these small matrices is no faster,
+    and on a busy machine it was measured ~100× slower (15 s vs 0.14 s for a 576×1536 matrix)."""
+    threads = torch.get_num_threads()
+    if weight.device.type == "cpu":
+        torch.set_num_threads(1)
+    try:
+        u, s, vh = torch.linalg.svd(weight.detach().float(), full_matrices=False)
+    finally:
+        torch.set_num_threads(threads)
+    u, s, v = u[:, :rank], s[:rank], vh[:rank].T                         # [d_out, r], [r], [d_in, r]
+    sign = torch.sign(v.gather(0, v.abs().argmax(0, keepdim=True)))      # [1, r]
+    return u * sign, s, v * sign
+
+
+class SVDSteer(nn.Module):
+    """One target Linear: frozen U_r, S_r, V_r buffers and the learnable θ_v, θ_u, λ."""
+
+    def __init__(self, linear, rank, rotate_u, max_angle=None, scaling="exp"):
+        super().__init__()
+        u, s, v = top_svd(linear.weight, rank)
+        device = linear.weight.device
+        self.register_buffer("U", u.to(device))
+        self.register_buffer("S", s.to(device))
+        self.register_buffer("V", v.to(device))
+        self.max_angle, self.scaling = max_angle, scaling
+        # Small non-zero init: at zero, c = ±1 give identical outputs and the gradient vanishes.
+        self.theta_v = nn.Parameter(torch.randn(rank, rank, device=device) * 1e-3)
+        self.theta_u = nn.Parameter(torch.randn(rank, rank, device=device) * 1e-3) if rotate_u else None
+        self.lam = nn.Parameter(torch.randn(rank, device=device) * 1e-3)
+
+    def scaled_s(self, c):
+        """S_c = S_r ⊙ exp(cλ) (default; S_c ⊙ S_−c = S_r²), or the additive S_r ⊙ (1 + cλ), odd in c."""
+        return self.S * (torch.exp(c * self.lam) if self.scaling == "exp" else 1 + c * self.lam)
+
+    def delta_core(self, c):
+        """M_c = R_v(c) diag(S_c) R_u(c)ᵀ − diag(S_r), [r, r]."""
+        r_v = cayley(self.theta_v, c, self.max_angle)
+        r_u = (cayley(self.theta_u, c, self.max_angle) if self.theta_u is not None
+               else torch.eye(len(self.S), device=self.S.device))
+        return (r_v * self.scaled_s(c)) @ r_u.T - torch.diag(self.S)
+
+    def factors(self, c):
+        """(A, B) with B A = W_c − W = U_r M_cᵀ V_rᵀ: A = V_rᵀ [r, d_in], B = U_r M_cᵀ [d_out, r]."""
+        return self.V.T, self.U @ self.delta_core(c).T
+
+
+class InnerPiSSA(nn.Module):
+    """Forward hooks on the target Linears; `steer(c)` picks the coefficient, c = 0 is the base model."""
+
+    def __init__(self, model, target, rank, rotate_u, max_angle=None, scaling="exp"):
+        super().__init__()
+        self.model = [model]  # a list, so the host model is not registered as a submodule
+        self.target, self.rank, self.rotate_u = target, rank, rotate_u
+        self.max_angle, self.scaling = max_angle, scaling
+        if scaling not in ("exp", "add"):
+            raise InputError(f"--scaling {scaling!r} must be exp or add")
+        self.c, self.sign, self.handles, self.evidence = 0.0, 1, [], {}
+        self.hosts = find_linears(model, target)
+        self.names = list(self.hosts)
+        for name, linear in self.hosts.items():
+            if not 0 < rank <= min(linear.weight.shape):
+                raise InputError(f"--rank {rank} must be in 1..{min(linear.weight.shape)} for {name} "
+                                 f"{tuple(linear.weight.shape)}")
+        self.layers = nn.ModuleList(SVDSteer(m, rank, rotate_u, max_angle, scaling) for m in self.hosts.values())
+
+    @classmethod
+    def attach(cls, model, target=None, rank=64, rotate_u=False, max_angle=None, scaling="exp"):
+        """Hooks on every Linear matching `target` (default: default_target); c = 0 until steer(c)."""
+        adapter = cls(model, target or default_target(model), rank, rotate_u, max_angle, scaling)
+        for linear, layer in zip(adapter.hosts.values(), adapter.layers):
+            adapter.handles.append(linear.register_forward_hook(adapter._hook(layer)))
+        return adapter
+
+    def _hook(self, layer):
+        def hook(module, inputs, y):
+            if self.c == 0:
+                return None                                              # untouched: bitwise the base model
+            x = inputs[0].to(layer.V)                                    # [batch, seq, d_in], float32
+            delta = ((x @ layer.V) @ layer.delta_core(self.c)) @ layer.U.T
+            return y + delta.to(y)                                       # [batch, seq, d_out], y's dtype
+        return hook
+
+    @contextlib.contextmanager
+    def steer(self, c):
+        previous, self.c = self.c, float(c)
+        try:
+            yield self
+        finally:
+            self.c = previous
+
+    def detach(self):
+        for handle in self.handles:
+            handle.remove()
+        self.handles = []
+
+    @torch.no_grad()
+    def set_sign(self, s):
+        """s = −1 negates θ and λ, which is exactly c → −c; the running sign goes into the metadata."""
+        if s not in (1, -1):
+            raise ValueError(f"sign must be ±1, got {s}")
+        if s == -1:
+            for p in self.parameters():
+                p.neg_()
+        self.sign *= s
+
+    @torch.no_grad()
+    def lora_factors(self, c):
+        """{Linear name: (A [r, d_in], B [d_out, r])} with B A = W_c − W: a rank-r LoRA, exact at this c."""
+        return {name: layer.factors(float(c)) for name, layer in zip(self.names, self.layers)}
+
+    def merge(self, c):
+        """{state-dict key: W_c} to write a plain checkpoint steered at fixed c."""
+        return merged_weights(self.model[0], self.lora_factors(c))
+
+    def metadata(self):
+        return {"kind": "innerpissa", "model": model_name(self.model[0]), "target": self.target,
+                "rank": self.rank, "rotate_u": self.rotate_u, "max_angle": self.max_angle, "scaling": self.scaling,
+                "sign": self.sign, "layers": self.names, **self.evidence,
+                "shapes": [list(m.weight.shape) for m in self.hosts.values()]}
+
+    def save(self, path):
+        tensors = {}
+        for name, layer in zip(self.names, self.layers):
+            tensors.update({f"{name}.{k}": v for k, v in layer.named_parameters() if v is not None})
+            tensors[f"{name}.S"] = layer.S  # lets load() check it is the same weight matrix
+        save_artifact(path, tensors, self.metadata())
+
+    @classmethod
+    def load(cls, model, path):
+        tensors, meta = load_artifact(path)
+        if meta.get("kind") != "innerpissa":
+            raise InputError(f"{path} is a {meta.get('kind')!r} artifact, not innerpissa")
+        adapter = cls.attach(model, meta["target"], meta["rank"], meta["rotate_u"], meta.get("max_angle"),
+                             meta.get("scaling", "exp"))
+        try:
+            adapter._load_tensors(path, tensors, meta)
+        except InputError:
+            adapter.detach()
+            raise
+        adapter.sign = meta["sign"]
+        return adapter
+
+    @torch.no_grad()
+    def _load_tensors(self, path, tensors, meta):
+        shapes = [list(m.weight.shape) for m in self.hosts.values()]
+        if self.names != meta["layers"] or shapes != meta["shapes"]:
+            raise InputError(f"{path} was trained on {meta['model']!r} with other layers or shapes than this model")
+        for name, layer in zip(self.names, self.layers):
+            if not torch.allclose(layer.S.cpu(), tensors[f"{name}.S"], rtol=1e-3, atol=1e-4):
+                raise InputError(f"{path}: the weights of {name} differ from those it was trained on "
+                                 f"({meta['model']!r}); load it onto that model")
+            for key, param in layer.named_parameters():
+                param.copy_(tensors[f"{name}.{key}"])
+
+
+# ----------------------------------------------------------------------------- contrastive training
+
+@dataclass
+class TrainConfig:
+    steps: int = 50
+    lr: float = 4e-3
+    batch_pairs: int = 4         # pairs per step: 2 × batch_pairs sequences
+    layer: int | None = None     # read-out block ℓ; None → default_layer(model)
+    last_n: int = 4              # Δ is averaged over the last n tokens of each prompt
+    separation: str = "logsigmoid"  # −log σ(m_c) (saturates) or "linear": −m_c (unbounded)
+    direction: str = "pc1"       # d: first PC of the centred differences, or "mean": their mean
+    coherence: str = "kl"        # over the reply: "kl": relu(KL̄_c − kl_tau)², "nll": relu(NLL_c − NLL_0 − tau)²
+    kl_tau: float = 0.05         # KL trust region, nats per token
+    tau: float = 0.5             # NLL trust region, nats per token
+    coherence_weight: float = 10.0
+    mono_weight: float = 1.0     # hinge asking the output gap to move oppositely at ±1 (0: off)
+    mono_margin: float = 0.05    # θ, nats: δ₋ < −θ < 0 < θ < δ₊
+    even_weight: float = 1.0     # penalty on the even part of the read-out change (0: off)
+    warmup: float = 0.1          # fraction of steps with a linear warm-up, then cosine decay to 0
+    clip: float | None = 1.0     # gradient-norm clip (None: off)
+    holdout: int = 48            # pairs kept out of training for the held-out diagnostics
+    direction_pairs: int = 64    # training pairs that define the preference direction
+    seed: int = 0
+
+
+def interleave(pairs):
+    """[pos_0, neg_0, pos_1, neg_1, …]: even rows honest, odd rows dishonest."""
+    return [text for pair in pairs for text in pair]
+
+
+def suffix_lengths(tokenizer, pairs):
+    """Tokens of the shared unfinished reply of each pair: the common tail of its two prompts, less
+    the tail that the two personas' chat turns already share ("… person making statements …")."""
+    def ids(text):
+        return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    def common_tail(a, b):
+        n = 0
+        while n < min(len(a), len(b)) and a[-1 - n] == b[-1 - n]:
+            n += 1
+        return n
+    template = common_tail(ids(chat(tokenizer, persona(True))), ids(chat(tokenizer, persona(False))))
+    return [max(common_tail(ids(pos), ids(neg)) - template, 1) for pos, neg in pairs]
+
+
+def suffix_mask(nll, lengths):
+    """[p, seq-1]: 1 on the NLL terms of each pair's last `lengths[i]` tokens (left padding: they align)."""
+    cols = torch.arange(nll.shape[1], device=nll.device)
+    return (cols >= nll.shape[1] - torch.tensor(lengths, device=nll.device)[:, None]).float()
+
+
+def output_gap(nll, lengths):
+    """Per pair: mean over the shared reply of log p(token | honest) − log p(token | dishonest), [p]."""
+    mask = suffix_mask(nll[0::2], lengths)
+    return ((nll[1::2] - nll[0::2]) * mask).sum(-1) / mask.sum(-1)
+
+
+def readout(model, batch, layer, basis, last_n, window):
+    """z at block `layer`, [2p, n, r], and the logits of the last `window` positions, [2p, window, vocab]
+    (the vocabulary head runs only there: the shared reply and the token before it)."""
+    found, out = block_outputs(model, dict(batch, logits_to_keep=window), [layer], stop=False)
+    return project(found[layer], basis, last_n), out.logits
+
+
+def window_nll(logits, batch):
+    """NLL of the last window − 1 tokens from the logits of the last `window` positions, [2p, window-1]."""
+    logits = logits[:, :-1].float()
+    targets = batch["input_ids"][:, -logits.shape[1]:, None].to(logits.device)
+    return logits.logsumexp(-1) - logits.gather(-1, targets).squeeze(-1)
+
+
+def readout_z(model, tokenizer, pairs, cfg, basis):
+    """z for the interleaved pairs, [2p, n, r], without running the blocks after `layer`."""
+    batch = tokenize(tokenizer, interleave(pairs), basis.device)
+    return project(block_outputs(model, batch, [cfg.layer])[0][cfg.layer], basis, cfg.last_n)
+
+
+class _StopForward(Exception):
+    """Raised by a hook once the last block we need has run: the rest of the model is skipped."""
+
+
+def block_outputs(model, batch, layers, stop=True):
+    """({i: output of decoder block i, [batch, seq, d_model]}, model output or None).
+
+    Temporary hooks capture the blocks; with stop=True the forward ends after the last of them, so
+    the later blocks and the vocabulary head are never computed."""
+    found, blocks = {}, decoder_layers(model)
+
+    def keep(i):
+        def hook(module, inputs, output):
+            found[i] = output[0] if isinstance(output, tuple) else output
+            if stop and len(found) == len(layers):
+                raise _StopForward
+        return hook
+    handles = [blocks[i].register_forward_hook(keep(i)) for i in layers]
+    out = None
+    try:
+        out = model(**batch)
+    except _StopForward:
+        pass
+    finally:
+        for handle in handles:
+            handle.remove()
+    return found, out
+
+
+def project(h, basis, last_n):
+    """z = h U_r for the last n tokens, [2p, n, r]."""
+    return h[:, -last_n:].to(basis.device).float() @ basis
+
+
+def gap(z, direction):
+    """Δ = mean over pairs and tokens of (z_pos − z_neg)·d."""
+    return ((z[0::2] - z[1::2]) @ direction).mean()
+
+
+def batches(pairs, size):
+    for start in range(0, len(pairs), size):
+        yield pairs[start:start + size]
+
+
+@torch.no_grad()
+def preference_direction(model, tokenizer, pairs, cfg, basis):
+    """d, oriented so mean Δ > 0: the first principal component of z_pos − z_neg on the unsteered
+    model (cfg.direction "pc1"), or their normalised mean ("mean").
+
+    Returns d [r], |Δ_0| over these pairs (the unit of the separation term) and the mean squared
+    norm of z_pos − z_neg (the unit of the even penalty)."""
+    diffs = []
+    for chunk in batches(pairs[:cfg.direction_pairs], cfg.batch_pairs):
+        z = readout_z(model, tokenizer, chunk, cfg, basis)
+        diffs.append((z[0::2] - z[1::2]).flatten(0, 1))                # [p·n, r]
+    diffs = torch.cat(diffs)
+    if cfg.direction == "mean":
+        direction = diffs.mean(0) / diffs.mean(0).norm()
+    else:
+        direction = torch.linalg.svd(diffs - diffs.mean(0), full_matrices=False).Vh[0]
+    if (diffs @ direction).mean() < 0:
+        direction = -direction
+    return direction, (diffs @ direction).mean().abs(), diffs.pow(2).sum(-1).mean()
+
+
+def mean_kl(logits, logp_ref):
+    """Mean over positions of KL(p_c ‖ p_0) between next-token distributions."""
+    logp = logits.float().log_softmax(-1)                               # [2p, window, vocab]
+    return (logp.exp() * (logp - logp_ref)).sum(-1).mean()
+
+
+def coherence(cfg, logits, nll, ref):
+    """How far the steered reply left the reference, past a trust region (zero inside), over the
+    reply window:
+
+    kl:  relu(KL̄_c − kl_tau)², KL̄_c = mean per-token KL(p_c ‖ p_0) — the quantity the evaluation doses by;
+    nll: mean over tokens of relu(NLL_c − NLL_0 − tau)²."""
+    if cfg.coherence == "kl":
+        return F.relu(mean_kl(logits, ref["logp"]) - cfg.kl_tau).pow(2)
+    return F.relu(nll - ref["nll"] - cfg.tau).pow(2).mean()
+
+
+def monotonic_hinge(delta_plus, delta_minus, margin):
+    """The output gap must move one way at c = +1 and the other at c = −1, each by more than θ:
+
+        h = mean_pairs relu(θ − δ₊) + relu(θ + δ₋), or its mirror (δ₊ < −θ, δ₋ > θ), whichever the
+        batch violates less. Zero, with zero gradient, once every pair moves oppositely past θ."""
+    up = (F.relu(margin - delta_plus) + F.relu(margin + delta_minus)).mean()
+    down = (F.relu(margin + delta_plus) + F.relu(margin - delta_minus)).mean()
+    return torch.minimum(up, down)
+
+
+def even_penalty(z_plus, z_minus, z_ref, unit):
+    """‖(z₊ + z₋)/2 − z₀‖² per token, in units of the base persona gap ‖z_pos − z_neg‖²: the part of
+    the read-out change that both signs share. Zero, with zero gradient, on an exactly odd change."""
+    return ((z_plus + z_minus) / 2 - z_ref).pow(2).sum(-1).mean() / unit
+
+
+def odd_share(plus, minus, ref):
+    """mean|odd| / (mean|odd| + mean|even|), odd = (x₊ − x₋)/2, even = (x₊ + x₋)/2 − x₀ (norms on the last axis)."""
+    odd = ((plus - minus) / 2).reshape(len(ref), -1).norm(dim=-1).mean()
+    even = ((plus + minus) / 2 - ref).reshape(len(ref), -1).norm(dim=-1).mean()
+    return float(odd / (odd + even)) if odd + even > 0 else float("nan")
+
+
+@torch.no_grad()
+def heldout_stats(model, tokenizer, adapter, pairs, cfg, basis, direction):
+    """On pairs never trained on: Δ_c for c = +1, 0, −1, and the odd share of the read-out change
+    (per token z) and of the output gap (per pair): does ±1 act as an axis, or alike (damage)?"""
+    z, out = {c: [] for c in (1.0, 0.0, -1.0)}, {c: [] for c in (1.0, 0.0, -1.0)}
+    for chunk in batches(pairs, cfg.batch_pairs):
+        batch, lengths = tokenize(tokenizer, interleave(chunk), basis.device), suffix_lengths(tokenizer, chunk)
+        for c in z:
+            with adapter.steer(c):
+                zc, logits = readout(model, batch, cfg.layer, basis, cfg.last_n, max(lengths) + 1)
+            z[c].append(zc)
+            out[c].append(output_gap(window_nll(logits, batch), lengths))
+    z, out = {c: torch.cat(v) for c, v in z.items()}, {c: torch.cat(v) for c, v in out.items()}
+    return {"delta": {c: float(gap(v, direction)) for c, v in z.items()},
+            "odd_share_readout": odd_share(z[1.0], z[-1.0], z[0.0]),
+            "odd_share_output": odd_share(out[1.0], out[-1.0], out[0.0]),
+            "output_gap": {c: float(v.mean()) for c, v in out.items()}}
+
+
+def schedule(cfg):
+    """Learning-rate factor per step: linear warm-up over cfg.warmup of the steps, then cosine to 0."""
+    warm = max(1, round(cfg.warmup * cfg.steps))
+    return lambda step: (step + 1) / warm if step < warm else \
+        0.5 * (1 + math.cos(math.pi * (step - warm) / max(1, cfg.steps - warm)))
+
+
+def train(model, tokenizer, adapter, pairs, cfg=None, progress=True):
+    """Fit θ, λ of `adapter` with the contrastive loss; returns stats incl. the held-out diagnostics."""
+    cfg = cfg or TrainConfig()
+    cfg.layer = default_layer(model) if cfg.layer is None else cfg.layer
+    if not 0 <= cfg.layer < len(decoder_layers(model)):
+        raise InputError(f"--layer {cfg.layer} is out of range 0..{len(decoder_layers(model)) - 1}")
+    n_hold = min(cfg.holdout, len(pairs) // 4)
+    if n_hold < 1 or len(pairs) - n_hold < cfg.batch_pairs:
+        raise InputError(f"{len(pairs)} pairs are too few for batches of {cfg.batch_pairs} plus a held-out slice")
+    held, train_pairs = pairs[:n_hold], pairs[n_hold:]
+    writer = readout_writer(model, cfg.layer)
+    basis = top_svd(writer.weight, adapter.rank)[0].to(input_device(model))  # U_r, [d_model, r]
+    flags = [p.requires_grad for p in model.parameters()]
+    model.requires_grad_(False)                                          # only θ, λ learn: no weight grads
+    start, rng = time.time(), random.Random(cfg.seed)
+    torch.manual_seed(cfg.seed)
+    try:
+        with adapter.steer(0.0):
+            direction, scale, unit = preference_direction(model, tokenizer, train_pairs, cfg, basis)
+        opt = torch.optim.AdamW(adapter.parameters(), lr=cfg.lr, weight_decay=0.0)
+        lr_at = torch.optim.lr_scheduler.LambdaLR(opt, schedule(cfg))
+        bar = tqdm(range(cfg.steps), desc="train", disable=not progress)
+        for step in bar:
+            logs = train_step(model, tokenizer, adapter, rng.sample(train_pairs, cfg.batch_pairs),
+                              cfg, basis, direction, (scale, unit), opt)
+            lr_at.step()
+            if not math.isfinite(logs["loss"]):
+                raise InputError(f"non-finite loss at step {step} ({logs}): lower --lr or raise the trust region")
+            bar.set_postfix({k: f"{v:.3g}" for k, v in logs.items()})
+    finally:
+        for p, flag in zip(model.parameters(), flags):
+            p.requires_grad_(flag)
+    return {"steps": cfg.steps, "heldout": heldout_stats(model, tokenizer, adapter, held, cfg, basis, direction),
+            "final": logs, "seconds": time.time() - start, "n_train": len(train_pairs), "n_heldout": n_hold,
+            "layer": cfg.layer}
+
+
+def train_step(model, tokenizer, adapter, chunk, cfg, basis, direction, units, opt):
+    """One reference pass at c = 0, then c = +1 and c = −1 in one graph (the even and monotonic
+    terms compare the two signs), one backward.
+
+    L = Σ_{c=±1} [sep(m_c) + w_coh · coherence_c] + w_mono · hinge(δ₊, δ₋) + w_even · even(z₊, z₋, z₀)."""
+    scale, unit = units
+    batch = tokenize(tokenizer, interleave(chunk), basis.device)
+    lengths = suffix_lengths(tokenizer, chunk)
+    window = max(lengths) + 1                                            # the shared reply and the token before
+    with torch.no_grad(), adapter.steer(0.0):
+        z_ref, logits = readout(model, batch, cfg.layer, basis, cfg.last_n, window)
+        nll = window_nll(logits, batch)
+        ref = {"nll": nll, "logp": logits.float().log_softmax(-1), "gap": output_gap(nll, lengths)}
+    gap_ref = gap(z_ref, direction)
+    z, out, loss, logs = {}, {}, 0.0, {}
+    for c in (1.0, -1.0):
+        with adapter.steer(c):
+            z[c], logits = readout(model, batch, cfg.layer, basis, cfg.last_n, window)
+        nll = window_nll(logits, batch)
+        moved = c * (gap(z[c], direction) - gap_ref) / scale             # m_c > 0: c pushes the right way
+        separation = -F.logsigmoid(moved) if cfg.separation == "logsigmoid" else -moved
+        coh = coherence(cfg, logits, nll, ref)
+        out[c] = output_gap(nll, lengths) - ref["gap"]                   # δ_c per pair
+        loss = loss + separation + cfg.coherence_weight * coh
+        logs[f"d{c:+.0f}"] = gap(z[c], direction).item()
+        logs["coh"] = logs.get("coh", 0.0) + coh.item() / 2
+    if cfg.mono_weight:
+        mono = monotonic_hinge(out[1.0], out[-1.0], cfg.mono_margin)
+        loss, logs["mono"] = loss + cfg.mono_weight * mono, mono.item()
+    if cfg.even_weight:
+        even = even_penalty(z[1.0], z[-1.0], z_ref, unit)
+        loss, logs["even"] = loss + cfg.even_weight * even, even.item()
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    if cfg.clip:
+        torch.nn.utils.clip_grad_norm_(adapter.parameters(), cfg.clip)
+    opt.step()
+    logs["loss"] = loss.item()
+    logs["odd_z"] = odd_share(z[1.0].detach(), z[-1.0].detach(), z_ref)
+    return logs
+
+
+# ----------------------------------------------------------------------------- sign calibration
+
+def load_probes(path=None):
+    """[{question, honest_answer}] from a CSV; honest_answer is 'Yes' or 'No'."""
+    path = Path(path or DATA_DIR / "probes.csv")
+    if not path.is_file():
+        raise InputError(f"probe file {path} does not exist")
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    for i, row in enumerate(rows):
+        if row.get("honest_answer") not in ("Yes", "No") or not row.get("question"):
+            raise InputError(f"{path} row {i + 2}: needs columns question and honest_answer (Yes|No)")
+    return rows
+
+
+def probe_sources(paths=None):
+    """{file stem: probes} for each probe CSV (default data/probes.csv): one sign source per file."""
+    return {Path(p).stem: load_probes(p) for p in (paths or [DATA_DIR / "probes.csv"])}
+
+
+def honesty_margins(model, tokenizer, probes):
+    """Per probe, the log-ratio toward the honest answer: logratio × (+1 if honest is Yes else −1), [n]."""
+    logratio = score_yes_no(model, tokenizer, [yes_no_prompt(tokenizer, p["question"]) for p in probes])["logratio"]
+    return logratio * np.array([1.0 if p["honest_answer"] == "Yes" else -1.0 for p in probes])
+
+
+def honesty_margin(model, tokenizer, probes):
+    """Mean log-ratio toward the honest answer over the probes."""
+    return float(honesty_margins(model, tokenizer, probes).mean())
+
+
+def bootstrap_interval(x, n_boot=2000, seed=0):
+    """95% percentile-bootstrap interval of the mean of x."""
+    x = np.asarray(x, dtype=float)
+    means = x[np.random.default_rng(seed).integers(0, len(x), size=(n_boot, len(x)))].mean(1)
+    return [float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))]
+
+
+def sign_report(model, tokenizer, steer, sources=None):
+    """Which end of the axis is honest, with its uncertainty.
+
+    sources: {name: probes} (default {"probes": data/probes.csv}). Per probe, g = margin(+1) − margin(−1);
+    per source the mean of g with a bootstrap interval. The sign is that of the mean over all probes
+    pooled; `agree` says every source points the same way, `certain` that the pooled interval excludes 0."""
+    sources = sources or {"probes": load_probes()}
+    if not isinstance(sources, dict):
+        sources = {"probes": sources}
+    gaps = {}
+    for name, probes in sources.items():
+        with steer(1.0):
+            plus = honesty_margins(model, tokenizer, probes)
+        with steer(-1.0):
+            minus = honesty_margins(model, tokenizer, probes)
+        gaps[name] = plus - minus
+    pooled = np.concatenate(list(gaps.values()))
+    report = {name: {"gap": float(g.mean()), "ci": bootstrap_interval(g), "n": len(g)} for name, g in gaps.items()}
+    interval = bootstrap_interval(pooled)
+    return {"sign": 1 if pooled.mean() >= 0 else -1, "gap": float(pooled.mean()), "ci": interval,
+            "sources": report, "agree": len({g["gap"] >= 0 for g in report.values()}) == 1,
+            "certain": interval[0] > 0 or interval[1] < 0}
+
+
+def calibrate_sign(model, tokenizer, steer, probes=None):
+    """+1 if steer(+1) answers the probes more honestly than steer(−1), else −1 (see sign_report)."""
+    return sign_report(model, tokenizer, steer, probes)["sign"]
+
+
+def describe_sign(report):
+    """One line: the sign, the margin gap with its interval per source, and any doubt."""
+    parts = [f"{name} {r['gap']:+.3f} [{r['ci'][0]:+.3f}, {r['ci'][1]:+.3f}] (n={r['n']})"
+             for name, r in report["sources"].items()]
+    doubt = ([] if report["agree"] else ["the sources disagree"]) + \
+            ([] if report["certain"] else ["the interval straddles 0"])
+    return (f"sign {report['sign']:+d} from margin(+1) − margin(−1): " + "; ".join(parts)
+            + (f" — UNCERTAIN: {', '.join(doubt)}" if doubt else ""))
 
 
 # ----------------------------------------------------------------------------- models
@@ -456,182 +1000,6 @@ def generate(model, tokenizer, prompts, max_new_tokens=64, batch_size=16, desc="
     return out
 
 
-# ----------------------------------------------------------------------------- the adapter
-
-def cayley(theta, c, max_angle=None):
-    """R(c) = (I − cA/2)⁻¹ (I + cA/2) with A = θ − θᵀ: orthogonal, R(0) = I, R(−c) = R(c)ᵀ.
-
-    R(c) turns by 2·atan(c·μ/2) in each plane where A has eigenvalue ±iμ. With max_angle, A is
-    shrunk smoothly to ‖A‖_F ≤ a = 2·tan(max_angle/2) (A ← A · a·tanh(‖A‖/a)/‖A‖), so for |c| ≤ 1
-    no plane turns by more than max_angle."""
-    a = theta - theta.T
-    if max_angle is not None:
-        bound, norm = 2 * math.tan(max_angle / 2), a.norm().clamp(min=1e-12)
-        a = a * (bound * torch.tanh(norm / bound) / norm)
-    a = a * (c / 2)
-    eye = torch.eye(theta.shape[0], dtype=theta.dtype, device=theta.device)
-    return torch.linalg.solve(eye - a, eye + a)
-
-
-def top_svd(weight, rank):
-    """Top-r SVD in float32 with a canonical sign (largest |entry| of each V column positive),
-    so the learned rotations mean the same thing on any machine that recomputes it.
-
-    On a CPU the SVD runs on one thread: LAPACK's threaded SVD of these small matrices is no faster,
-    and on a busy machine it was measured ~100× slower (15 s vs 0.14 s for a 576×1536 matrix)."""
-    threads = torch.get_num_threads()
-    if weight.device.type == "cpu":
-        torch.set_num_threads(1)
-    try:
-        u, s, vh = torch.linalg.svd(weight.detach().float(), full_matrices=False)
-    finally:
-        torch.set_num_threads(threads)
-    u, s, v = u[:, :rank], s[:rank], vh[:rank].T                         # [d_out, r], [r], [d_in, r]
-    sign = torch.sign(v.gather(0, v.abs().argmax(0, keepdim=True)))      # [1, r]
-    return u * sign, s, v * sign
-
-
-class SVDSteer(nn.Module):
-    """One target Linear: frozen U_r, S_r, V_r buffers and the learnable θ_v, θ_u, λ."""
-
-    def __init__(self, linear, rank, rotate_u, max_angle=None, scaling="exp"):
-        super().__init__()
-        u, s, v = top_svd(linear.weight, rank)
-        device = linear.weight.device
-        self.register_buffer("U", u.to(device))
-        self.register_buffer("S", s.to(device))
-        self.register_buffer("V", v.to(device))
-        self.max_angle, self.scaling = max_angle, scaling
-        # Small non-zero init: at zero, c = ±1 give identical outputs and the gradient vanishes.
-        self.theta_v = nn.Parameter(torch.randn(rank, rank, device=device) * 1e-3)
-        self.theta_u = nn.Parameter(torch.randn(rank, rank, device=device) * 1e-3) if rotate_u else None
-        self.lam = nn.Parameter(torch.randn(rank, device=device) * 1e-3)
-
-    def scaled_s(self, c):
-        """S_c = S_r ⊙ exp(cλ) (default; S_c ⊙ S_−c = S_r²), or the additive S_r ⊙ (1 + cλ), odd in c."""
-        return self.S * (torch.exp(c * self.lam) if self.scaling == "exp" else 1 + c * self.lam)
-
-    def delta_core(self, c):
-        """M_c = R_v(c) diag(S_c) R_u(c)ᵀ − diag(S_r), [r, r]."""
-        r_v = cayley(self.theta_v, c, self.max_angle)
-        r_u = (cayley(self.theta_u, c, self.max_angle) if self.theta_u is not None
-               else torch.eye(len(self.S), device=self.S.device))
-        return (r_v * self.scaled_s(c)) @ r_u.T - torch.diag(self.S)
-
-    def factors(self, c):
-        """(A, B) with B A = W_c − W = U_r M_cᵀ V_rᵀ: A = V_rᵀ [r, d_in], B = U_r M_cᵀ [d_out, r]."""
-        return self.V.T, self.U @ self.delta_core(c).T
-
-
-class InnerPiSSA(nn.Module):
-    """Forward hooks on the target Linears; `steer(c)` picks the coefficient, c = 0 is the base model."""
-
-    def __init__(self, model, target, rank, rotate_u, max_angle=None, scaling="exp"):
-        super().__init__()
-        self.model = [model]  # a list, so the host model is not registered as a submodule
-        self.target, self.rank, self.rotate_u = target, rank, rotate_u
-        self.max_angle, self.scaling = max_angle, scaling
-        if scaling not in ("exp", "add"):
-            raise InputError(f"--scaling {scaling!r} must be exp or add")
-        self.c, self.sign, self.handles, self.evidence = 0.0, 1, [], {}
-        self.hosts = find_linears(model, target)
-        self.names = list(self.hosts)
-        for name, linear in self.hosts.items():
-            if not 0 < rank <= min(linear.weight.shape):
-                raise InputError(f"--rank {rank} must be in 1..{min(linear.weight.shape)} for {name} "
-                                 f"{tuple(linear.weight.shape)}")
-        self.layers = nn.ModuleList(SVDSteer(m, rank, rotate_u, max_angle, scaling) for m in self.hosts.values())
-
-    @classmethod
-    def attach(cls, model, target=None, rank=64, rotate_u=False, max_angle=None, scaling="exp"):
-        """Hooks on every Linear matching `target` (default: default_target); c = 0 until steer(c)."""
-        adapter = cls(model, target or default_target(model), rank, rotate_u, max_angle, scaling)
-        for linear, layer in zip(adapter.hosts.values(), adapter.layers):
-            adapter.handles.append(linear.register_forward_hook(adapter._hook(layer)))
-        return adapter
-
-    def _hook(self, layer):
-        def hook(module, inputs, y):
-            if self.c == 0:
-                return None                                              # untouched: bitwise the base model
-            x = inputs[0].to(layer.V)                                    # [batch, seq, d_in], float32
-            delta = ((x @ layer.V) @ layer.delta_core(self.c)) @ layer.U.T
-            return y + delta.to(y)                                       # [batch, seq, d_out], y's dtype
-        return hook
-
-    @contextlib.contextmanager
-    def steer(self, c):
-        previous, self.c = self.c, float(c)
-        try:
-            yield self
-        finally:
-            self.c = previous
-
-    def detach(self):
-        for handle in self.handles:
-            handle.remove()
-        self.handles = []
-
-    @torch.no_grad()
-    def set_sign(self, s):
-        """s = −1 negates θ and λ, which is exactly c → −c; the running sign goes into the metadata."""
-        if s not in (1, -1):
-            raise ValueError(f"sign must be ±1, got {s}")
-        if s == -1:
-            for p in self.parameters():
-                p.neg_()
-        self.sign *= s
-
-    @torch.no_grad()
-    def lora_factors(self, c):
-        """{Linear name: (A [r, d_in], B [d_out, r])} with B A = W_c − W: a rank-r LoRA, exact at this c."""
-        return {name: layer.factors(float(c)) for name, layer in zip(self.names, self.layers)}
-
-    def merge(self, c):
-        """{state-dict key: W_c} to write a plain checkpoint steered at fixed c."""
-        return merged_weights(self.model[0], self.lora_factors(c))
-
-    def metadata(self):
-        return {"kind": "innerpissa", "model": model_name(self.model[0]), "target": self.target,
-                "rank": self.rank, "rotate_u": self.rotate_u, "max_angle": self.max_angle, "scaling": self.scaling,
-                "sign": self.sign, "layers": self.names, **self.evidence,
-                "shapes": [list(m.weight.shape) for m in self.hosts.values()]}
-
-    def save(self, path):
-        tensors = {}
-        for name, layer in zip(self.names, self.layers):
-            tensors.update({f"{name}.{k}": v for k, v in layer.named_parameters() if v is not None})
-            tensors[f"{name}.S"] = layer.S  # lets load() check it is the same weight matrix
-        save_artifact(path, tensors, self.metadata())
-
-    @classmethod
-    def load(cls, model, path):
-        tensors, meta = load_artifact(path)
-        if meta.get("kind") != "innerpissa":
-            raise InputError(f"{path} is a {meta.get('kind')!r} artifact, not innerpissa")
-        adapter = cls.attach(model, meta["target"], meta["rank"], meta["rotate_u"], meta.get("max_angle"),
-                             meta.get("scaling", "exp"))
-        try:
-            adapter._load_tensors(path, tensors, meta)
-        except InputError:
-            adapter.detach()
-            raise
-        adapter.sign = meta["sign"]
-        return adapter
-
-    @torch.no_grad()
-    def _load_tensors(self, path, tensors, meta):
-        shapes = [list(m.weight.shape) for m in self.hosts.values()]
-        if self.names != meta["layers"] or shapes != meta["shapes"]:
-            raise InputError(f"{path} was trained on {meta['model']!r} with other layers or shapes than this model")
-        for name, layer in zip(self.names, self.layers):
-            if not torch.allclose(layer.S.cpu(), tensors[f"{name}.S"], rtol=1e-3, atol=1e-4):
-                raise InputError(f"{path}: the weights of {name} differ from those it was trained on "
-                                 f"({meta['model']!r}); load it onto that model")
-            for key, param in layer.named_parameters():
-                param.copy_(tensors[f"{name}.{key}"])
-
-
 # ----------------------------------------------------------------------------- artifacts
 
 def _usual_mode(base):
@@ -744,370 +1112,6 @@ def write_lora(factors, base_model, note, out):
         save_file(tensors, tmp / "adapter_model.safetensors", metadata={"format": "pt"})
         (tmp / "adapter_config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
         (tmp / "steering.json").write_text(json.dumps(note, indent=2) + "\n", encoding="utf-8")
-
-
-# ----------------------------------------------------------------------------- contrastive training
-
-@dataclass
-class TrainConfig:
-    steps: int = 50
-    lr: float = 4e-3
-    batch_pairs: int = 4         # pairs per step: 2 × batch_pairs sequences
-    layer: int | None = None     # read-out block ℓ; None → default_layer(model)
-    last_n: int = 4              # Δ is averaged over the last n tokens of each prompt
-    separation: str = "logsigmoid"  # −log σ(m_c) (saturates) or "linear": −m_c (unbounded)
-    direction: str = "pc1"       # d: first PC of the centred differences, or "mean": their mean
-    coherence: str = "kl"        # over the reply: "kl": relu(KL̄_c − kl_tau)², "nll": relu(NLL_c − NLL_0 − tau)²
-    kl_tau: float = 0.05         # KL trust region, nats per token
-    tau: float = 0.5             # NLL trust region, nats per token
-    coherence_weight: float = 10.0
-    mono_weight: float = 1.0     # hinge asking the output gap to move oppositely at ±1 (0: off)
-    mono_margin: float = 0.05    # θ, nats: δ₋ < −θ < 0 < θ < δ₊
-    even_weight: float = 1.0     # penalty on the even part of the read-out change (0: off)
-    warmup: float = 0.1          # fraction of steps with a linear warm-up, then cosine decay to 0
-    clip: float | None = 1.0     # gradient-norm clip (None: off)
-    holdout: int = 48            # pairs kept out of training for the held-out diagnostics
-    direction_pairs: int = 64    # training pairs that define the preference direction
-    seed: int = 0
-
-
-def interleave(pairs):
-    """[pos_0, neg_0, pos_1, neg_1, …]: even rows honest, odd rows dishonest."""
-    return [text for pair in pairs for text in pair]
-
-
-def suffix_lengths(tokenizer, pairs):
-    """Tokens of the shared unfinished reply of each pair: the common tail of its two prompts, less
-    the tail that the two personas' chat turns already share ("… person making statements …")."""
-    def ids(text):
-        return tokenizer(text, add_special_tokens=False)["input_ids"]
-
-    def common_tail(a, b):
-        n = 0
-        while n < min(len(a), len(b)) and a[-1 - n] == b[-1 - n]:
-            n += 1
-        return n
-    template = common_tail(ids(chat(tokenizer, persona(True))), ids(chat(tokenizer, persona(False))))
-    return [max(common_tail(ids(pos), ids(neg)) - template, 1) for pos, neg in pairs]
-
-
-def suffix_mask(nll, lengths):
-    """[p, seq-1]: 1 on the NLL terms of each pair's last `lengths[i]` tokens (left padding: they align)."""
-    cols = torch.arange(nll.shape[1], device=nll.device)
-    return (cols >= nll.shape[1] - torch.tensor(lengths, device=nll.device)[:, None]).float()
-
-
-def output_gap(nll, lengths):
-    """Per pair: mean over the shared reply of log p(token | honest) − log p(token | dishonest), [p]."""
-    mask = suffix_mask(nll[0::2], lengths)
-    return ((nll[1::2] - nll[0::2]) * mask).sum(-1) / mask.sum(-1)
-
-
-def readout(model, batch, layer, basis, last_n, window):
-    """z at block `layer`, [2p, n, r], and the logits of the last `window` positions, [2p, window, vocab]
-    (the vocabulary head runs only there: the shared reply and the token before it)."""
-    found, out = block_outputs(model, dict(batch, logits_to_keep=window), [layer], stop=False)
-    return project(found[layer], basis, last_n), out.logits
-
-
-def window_nll(logits, batch):
-    """NLL of the last window − 1 tokens from the logits of the last `window` positions, [2p, window-1]."""
-    logits = logits[:, :-1].float()
-    targets = batch["input_ids"][:, -logits.shape[1]:, None].to(logits.device)
-    return logits.logsumexp(-1) - logits.gather(-1, targets).squeeze(-1)
-
-
-def readout_z(model, tokenizer, pairs, cfg, basis):
-    """z for the interleaved pairs, [2p, n, r], without running the blocks after `layer`."""
-    batch = tokenize(tokenizer, interleave(pairs), basis.device)
-    return project(block_outputs(model, batch, [cfg.layer])[0][cfg.layer], basis, cfg.last_n)
-
-
-class _StopForward(Exception):
-    """Raised by a hook once the last block we need has run: the rest of the model is skipped."""
-
-
-def block_outputs(model, batch, layers, stop=True):
-    """({i: output of decoder block i, [batch, seq, d_model]}, model output or None).
-
-    Temporary hooks capture the blocks; with stop=True the forward ends after the last of them, so
-    the later blocks and the vocabulary head are never computed."""
-    found, blocks = {}, decoder_layers(model)
-
-    def keep(i):
-        def hook(module, inputs, output):
-            found[i] = output[0] if isinstance(output, tuple) else output
-            if stop and len(found) == len(layers):
-                raise _StopForward
-        return hook
-    handles = [blocks[i].register_forward_hook(keep(i)) for i in layers]
-    out = None
-    try:
-        out = model(**batch)
-    except _StopForward:
-        pass
-    finally:
-        for handle in handles:
-            handle.remove()
-    return found, out
-
-
-def project(h, basis, last_n):
-    """z = h U_r for the last n tokens, [2p, n, r]."""
-    return h[:, -last_n:].to(basis.device).float() @ basis
-
-
-def gap(z, direction):
-    """Δ = mean over pairs and tokens of (z_pos − z_neg)·d."""
-    return ((z[0::2] - z[1::2]) @ direction).mean()
-
-
-def batches(pairs, size):
-    for start in range(0, len(pairs), size):
-        yield pairs[start:start + size]
-
-
-@torch.no_grad()
-def preference_direction(model, tokenizer, pairs, cfg, basis):
-    """d, oriented so mean Δ > 0: the first principal component of z_pos − z_neg on the unsteered
-    model (cfg.direction "pc1"), or their normalised mean ("mean").
-
-    Returns d [r], |Δ_0| over these pairs (the unit of the separation term) and the mean squared
-    norm of z_pos − z_neg (the unit of the even penalty)."""
-    diffs = []
-    for chunk in batches(pairs[:cfg.direction_pairs], cfg.batch_pairs):
-        z = readout_z(model, tokenizer, chunk, cfg, basis)
-        diffs.append((z[0::2] - z[1::2]).flatten(0, 1))                # [p·n, r]
-    diffs = torch.cat(diffs)
-    if cfg.direction == "mean":
-        direction = diffs.mean(0) / diffs.mean(0).norm()
-    else:
-        direction = torch.linalg.svd(diffs - diffs.mean(0), full_matrices=False).Vh[0]
-    if (diffs @ direction).mean() < 0:
-        direction = -direction
-    return direction, (diffs @ direction).mean().abs(), diffs.pow(2).sum(-1).mean()
-
-
-def mean_kl(logits, logp_ref):
-    """Mean over positions of KL(p_c ‖ p_0) between next-token distributions."""
-    logp = logits.float().log_softmax(-1)                               # [2p, window, vocab]
-    return (logp.exp() * (logp - logp_ref)).sum(-1).mean()
-
-
-def coherence(cfg, logits, nll, ref):
-    """How far the steered reply left the reference, past a trust region (zero inside), over the
-    reply window:
-
-    kl:  relu(KL̄_c − kl_tau)², KL̄_c = mean per-token KL(p_c ‖ p_0) — the quantity the evaluation doses by;
-    nll: mean over tokens of relu(NLL_c − NLL_0 − tau)²."""
-    if cfg.coherence == "kl":
-        return F.relu(mean_kl(logits, ref["logp"]) - cfg.kl_tau).pow(2)
-    return F.relu(nll - ref["nll"] - cfg.tau).pow(2).mean()
-
-
-def monotonic_hinge(delta_plus, delta_minus, margin):
-    """The output gap must move one way at c = +1 and the other at c = −1, each by more than θ:
-
-        h = mean_pairs relu(θ − δ₊) + relu(θ + δ₋), or its mirror (δ₊ < −θ, δ₋ > θ), whichever the
-        batch violates less. Zero, with zero gradient, once every pair moves oppositely past θ."""
-    up = (F.relu(margin - delta_plus) + F.relu(margin + delta_minus)).mean()
-    down = (F.relu(margin + delta_plus) + F.relu(margin - delta_minus)).mean()
-    return torch.minimum(up, down)
-
-
-def even_penalty(z_plus, z_minus, z_ref, unit):
-    """‖(z₊ + z₋)/2 − z₀‖² per token, in units of the base persona gap ‖z_pos − z_neg‖²: the part of
-    the read-out change that both signs share. Zero, with zero gradient, on an exactly odd change."""
-    return ((z_plus + z_minus) / 2 - z_ref).pow(2).sum(-1).mean() / unit
-
-
-def odd_share(plus, minus, ref):
-    """mean|odd| / (mean|odd| + mean|even|), odd = (x₊ − x₋)/2, even = (x₊ + x₋)/2 − x₀ (norms on the last axis)."""
-    odd = ((plus - minus) / 2).reshape(len(ref), -1).norm(dim=-1).mean()
-    even = ((plus + minus) / 2 - ref).reshape(len(ref), -1).norm(dim=-1).mean()
-    return float(odd / (odd + even)) if odd + even > 0 else float("nan")
-
-
-@torch.no_grad()
-def heldout_stats(model, tokenizer, adapter, pairs, cfg, basis, direction):
-    """On pairs never trained on: Δ_c for c = +1, 0, −1, and the odd share of the read-out change
-    (per token z) and of the output gap (per pair): does ±1 act as an axis, or alike (damage)?"""
-    z, out = {c: [] for c in (1.0, 0.0, -1.0)}, {c: [] for c in (1.0, 0.0, -1.0)}
-    for chunk in batches(pairs, cfg.batch_pairs):
-        batch, lengths = tokenize(tokenizer, interleave(chunk), basis.device), suffix_lengths(tokenizer, chunk)
-        for c in z:
-            with adapter.steer(c):
-                zc, logits = readout(model, batch, cfg.layer, basis, cfg.last_n, max(lengths) + 1)
-            z[c].append(zc)
-            out[c].append(output_gap(window_nll(logits, batch), lengths))
-    z, out = {c: torch.cat(v) for c, v in z.items()}, {c: torch.cat(v) for c, v in out.items()}
-    return {"delta": {c: float(gap(v, direction)) for c, v in z.items()},
-            "odd_share_readout": odd_share(z[1.0], z[-1.0], z[0.0]),
-            "odd_share_output": odd_share(out[1.0], out[-1.0], out[0.0]),
-            "output_gap": {c: float(v.mean()) for c, v in out.items()}}
-
-
-def schedule(cfg):
-    """Learning-rate factor per step: linear warm-up over cfg.warmup of the steps, then cosine to 0."""
-    warm = max(1, round(cfg.warmup * cfg.steps))
-    return lambda step: (step + 1) / warm if step < warm else \
-        0.5 * (1 + math.cos(math.pi * (step - warm) / max(1, cfg.steps - warm)))
-
-
-def train(model, tokenizer, adapter, pairs, cfg=None, progress=True):
-    """Fit θ, λ of `adapter` with the contrastive loss; returns stats incl. the held-out diagnostics."""
-    cfg = cfg or TrainConfig()
-    cfg.layer = default_layer(model) if cfg.layer is None else cfg.layer
-    if not 0 <= cfg.layer < len(decoder_layers(model)):
-        raise InputError(f"--layer {cfg.layer} is out of range 0..{len(decoder_layers(model)) - 1}")
-    n_hold = min(cfg.holdout, len(pairs) // 4)
-    if n_hold < 1 or len(pairs) - n_hold < cfg.batch_pairs:
-        raise InputError(f"{len(pairs)} pairs are too few for batches of {cfg.batch_pairs} plus a held-out slice")
-    held, train_pairs = pairs[:n_hold], pairs[n_hold:]
-    writer = readout_writer(model, cfg.layer)
-    basis = top_svd(writer.weight, adapter.rank)[0].to(input_device(model))  # U_r, [d_model, r]
-    flags = [p.requires_grad for p in model.parameters()]
-    model.requires_grad_(False)                                          # only θ, λ learn: no weight grads
-    start, rng = time.time(), random.Random(cfg.seed)
-    torch.manual_seed(cfg.seed)
-    try:
-        with adapter.steer(0.0):
-            direction, scale, unit = preference_direction(model, tokenizer, train_pairs, cfg, basis)
-        opt = torch.optim.AdamW(adapter.parameters(), lr=cfg.lr, weight_decay=0.0)
-        lr_at = torch.optim.lr_scheduler.LambdaLR(opt, schedule(cfg))
-        bar = tqdm(range(cfg.steps), desc="train", disable=not progress)
-        for step in bar:
-            logs = train_step(model, tokenizer, adapter, rng.sample(train_pairs, cfg.batch_pairs),
-                              cfg, basis, direction, (scale, unit), opt)
-            lr_at.step()
-            if not math.isfinite(logs["loss"]):
-                raise InputError(f"non-finite loss at step {step} ({logs}): lower --lr or raise the trust region")
-            bar.set_postfix({k: f"{v:.3g}" for k, v in logs.items()})
-    finally:
-        for p, flag in zip(model.parameters(), flags):
-            p.requires_grad_(flag)
-    return {"steps": cfg.steps, "heldout": heldout_stats(model, tokenizer, adapter, held, cfg, basis, direction),
-            "final": logs, "seconds": time.time() - start, "n_train": len(train_pairs), "n_heldout": n_hold,
-            "layer": cfg.layer}
-
-
-def train_step(model, tokenizer, adapter, chunk, cfg, basis, direction, units, opt):
-    """One reference pass at c = 0, then c = +1 and c = −1 in one graph (the even and monotonic
-    terms compare the two signs), one backward.
-
-    L = Σ_{c=±1} [sep(m_c) + w_coh · coherence_c] + w_mono · hinge(δ₊, δ₋) + w_even · even(z₊, z₋, z₀)."""
-    scale, unit = units
-    batch = tokenize(tokenizer, interleave(chunk), basis.device)
-    lengths = suffix_lengths(tokenizer, chunk)
-    window = max(lengths) + 1                                            # the shared reply and the token before
-    with torch.no_grad(), adapter.steer(0.0):
-        z_ref, logits = readout(model, batch, cfg.layer, basis, cfg.last_n, window)
-        nll = window_nll(logits, batch)
-        ref = {"nll": nll, "logp": logits.float().log_softmax(-1), "gap": output_gap(nll, lengths)}
-    gap_ref = gap(z_ref, direction)
-    z, out, loss, logs = {}, {}, 0.0, {}
-    for c in (1.0, -1.0):
-        with adapter.steer(c):
-            z[c], logits = readout(model, batch, cfg.layer, basis, cfg.last_n, window)
-        nll = window_nll(logits, batch)
-        moved = c * (gap(z[c], direction) - gap_ref) / scale             # m_c > 0: c pushes the right way
-        separation = -F.logsigmoid(moved) if cfg.separation == "logsigmoid" else -moved
-        coh = coherence(cfg, logits, nll, ref)
-        out[c] = output_gap(nll, lengths) - ref["gap"]                   # δ_c per pair
-        loss = loss + separation + cfg.coherence_weight * coh
-        logs[f"d{c:+.0f}"] = gap(z[c], direction).item()
-        logs["coh"] = logs.get("coh", 0.0) + coh.item() / 2
-    if cfg.mono_weight:
-        mono = monotonic_hinge(out[1.0], out[-1.0], cfg.mono_margin)
-        loss, logs["mono"] = loss + cfg.mono_weight * mono, mono.item()
-    if cfg.even_weight:
-        even = even_penalty(z[1.0], z[-1.0], z_ref, unit)
-        loss, logs["even"] = loss + cfg.even_weight * even, even.item()
-    opt.zero_grad(set_to_none=True)
-    loss.backward()
-    if cfg.clip:
-        torch.nn.utils.clip_grad_norm_(adapter.parameters(), cfg.clip)
-    opt.step()
-    logs["loss"] = loss.item()
-    logs["odd_z"] = odd_share(z[1.0].detach(), z[-1.0].detach(), z_ref)
-    return logs
-
-
-# ----------------------------------------------------------------------------- sign calibration
-
-def load_probes(path=None):
-    """[{question, honest_answer}] from a CSV; honest_answer is 'Yes' or 'No'."""
-    path = Path(path or DATA_DIR / "probes.csv")
-    if not path.is_file():
-        raise InputError(f"probe file {path} does not exist")
-    with open(path, newline="", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))
-    for i, row in enumerate(rows):
-        if row.get("honest_answer") not in ("Yes", "No") or not row.get("question"):
-            raise InputError(f"{path} row {i + 2}: needs columns question and honest_answer (Yes|No)")
-    return rows
-
-
-def probe_sources(paths=None):
-    """{file stem: probes} for each probe CSV (default data/probes.csv): one sign source per file."""
-    return {Path(p).stem: load_probes(p) for p in (paths or [DATA_DIR / "probes.csv"])}
-
-
-def honesty_margins(model, tokenizer, probes):
-    """Per probe, the log-ratio toward the honest answer: logratio × (+1 if honest is Yes else −1), [n]."""
-    logratio = score_yes_no(model, tokenizer, [yes_no_prompt(tokenizer, p["question"]) for p in probes])["logratio"]
-    return logratio * np.array([1.0 if p["honest_answer"] == "Yes" else -1.0 for p in probes])
-
-
-def honesty_margin(model, tokenizer, probes):
-    """Mean log-ratio toward the honest answer over the probes."""
-    return float(honesty_margins(model, tokenizer, probes).mean())
-
-
-def bootstrap_interval(x, n_boot=2000, seed=0):
-    """95% percentile-bootstrap interval of the mean of x."""
-    x = np.asarray(x, dtype=float)
-    means = x[np.random.default_rng(seed).integers(0, len(x), size=(n_boot, len(x)))].mean(1)
-    return [float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))]
-
-
-def sign_report(model, tokenizer, steer, sources=None):
-    """Which end of the axis is honest, with its uncertainty.
-
-    sources: {name: probes} (default {"probes": data/probes.csv}). Per probe, g = margin(+1) − margin(−1);
-    per source the mean of g with a bootstrap interval. The sign is that of the mean over all probes
-    pooled; `agree` says every source points the same way, `certain` that the pooled interval excludes 0."""
-    sources = sources or {"probes": load_probes()}
-    if not isinstance(sources, dict):
-        sources = {"probes": sources}
-    gaps = {}
-    for name, probes in sources.items():
-        with steer(1.0):
-            plus = honesty_margins(model, tokenizer, probes)
-        with steer(-1.0):
-            minus = honesty_margins(model, tokenizer, probes)
-        gaps[name] = plus - minus
-    pooled = np.concatenate(list(gaps.values()))
-    report = {name: {"gap": float(g.mean()), "ci": bootstrap_interval(g), "n": len(g)} for name, g in gaps.items()}
-    interval = bootstrap_interval(pooled)
-    return {"sign": 1 if pooled.mean() >= 0 else -1, "gap": float(pooled.mean()), "ci": interval,
-            "sources": report, "agree": len({g["gap"] >= 0 for g in report.values()}) == 1,
-            "certain": interval[0] > 0 or interval[1] < 0}
-
-
-def calibrate_sign(model, tokenizer, steer, probes=None):
-    """+1 if steer(+1) answers the probes more honestly than steer(−1), else −1 (see sign_report)."""
-    return sign_report(model, tokenizer, steer, probes)["sign"]
-
-
-def describe_sign(report):
-    """One line: the sign, the margin gap with its interval per source, and any doubt."""
-    parts = [f"{name} {r['gap']:+.3f} [{r['ci'][0]:+.3f}, {r['ci'][1]:+.3f}] (n={r['n']})"
-             for name, r in report["sources"].items()]
-    doubt = ([] if report["agree"] else ["the sources disagree"]) + \
-            ([] if report["certain"] else ["the interval straddles 0"])
-    return (f"sign {report['sign']:+d} from margin(+1) − margin(−1): " + "; ".join(parts)
-            + (f" — UNCERTAIN: {', '.join(doubt)}" if doubt else ""))
 
 
 # ----------------------------------------------------------------------------- CLI
