@@ -4,6 +4,7 @@
     train step / its passes    one train_step vs 1 no-grad forward + 2 forward+backward of the
                                plain model (backward through activations; weights frozen in both)  (≤ 1.2×)
     attach                     seconds to SVD and hook every default target
+    dose                       seconds to find one method's c* on the neutral set (calibrate_dose)
     scoring                    rows/s of score_yes_no on offline dilemma prompts (~115 tokens) and
                                on ~200-token ones (aim ≥ 4), and its time vs plain uncached forwards
                                of the same batches (the shared-prefix cache makes it < 1)
@@ -89,10 +90,11 @@ def main():
     results["hooked / plain forward"] = hooked / plain
 
     cfg.layer = ip.default_layer(model)
-    basis = ip.top_svd(ip.decoder_layers(model)[cfg.layer].mlp.down_proj.weight, adapter.rank)[0]
+    basis = ip.top_svd(ip.readout_writer(model, cfg.layer).weight, adapter.rank)[0]
     direction = torch.nn.functional.normalize(torch.randn(adapter.rank), dim=0)
     opt = torch.optim.AdamW(adapter.parameters(), lr=0.0)              # lr 0: the weights stay as they are
-    step = timed(lambda: ip.train_step(model, tok, adapter, pairs, cfg, basis, direction, torch.tensor(1.0), opt))
+    units = (torch.tensor(1.0), torch.tensor(1.0))                    # separation and even-penalty units
+    step = timed(lambda: ip.train_step(model, tok, adapter, pairs, cfg, basis, direction, units, opt))
     adapter.detach()
     results["train step / its passes"] = step / timed(lambda: plain_passes(model, batch))
 
@@ -103,6 +105,10 @@ def main():
         results[f"  mean tokens of a {label} prompt"] = sum(len(tok(x)["input_ids"]) for x in prompts) / len(prompts)
         if label == "dilemma":
             results["  scoring / plain forwards"] = seconds / timed(lambda: plain_forwards(model, tok, prompts), 1)
+    neutral = ev.NeutralKL(model, tok, ev.load_neutral())
+    steerer = ev.null_steerers(model, 1, {})[0]
+    results["dose of one method (s)"] = timed(lambda: ev.calibrate_dose(lambda c: neutral.at(steerer, c),
+                                                                        ev.KL_BUDGET), repeats=1)
     results["peak memory (GiB)"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
     if args.pipelines:

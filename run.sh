@@ -72,14 +72,14 @@ experiment() {
   # Full run: every script's defaults. On the embedded model (a CPU) three are trimmed to keep the
   # whole run within 20 minutes on 2 cores: 36 training steps instead of 50, 64 pairs for pca and
   # random (a first principal component needs few), 32 questions and 8 SFT steps for weight_diff.
-  local seed=${SEED:-0} ip_flags="" bl_flags="" wd_flags="" ev_flags="--split test" sm_flags=""
+  local seed=${SEED:-0} ip_flags="" bl_flags="" wd_flags="" ev_flags="--split test" sm_flags="" sign_n=24
   if [ "$MODEL" = embedded ]; then
     ip_flags="--steps 36"; bl_flags="--max-pairs 64"; wd_flags="--max-questions 32 --steps 8"
   fi
   if [ "${QUICK:-0}" = 1 ]; then
     ip_flags="--steps 6 --batch-pairs 4"; bl_flags="--max-pairs 32"
     wd_flags="--max-questions 8 --steps 4 --max-new-tokens 24"; ev_flags="--split test --max-dilemmas 8 --null 1"
-    sm_flags="--max-new-tokens 16"
+    sm_flags="--max-new-tokens 16"; sign_n=4
   fi
   cat > "$STAGE/commands.sh" <<EOF
 # The exact commands of this run, in order. Re-run them with: bash $RUN_DIR/commands.sh
@@ -87,10 +87,13 @@ set -euo pipefail
 PY=$PY MODEL=$MODEL RUN=\${RUN:-$RUN_DIR}
 EOF
   local t0=$SECONDS
-  step innerpissa "\$PY innerpissa.py --model \$MODEL --seed $seed $ip_flags --out \$RUN/innerpissa.safetensors"
-  step pca "\$PY baselines.py pca --model \$MODEL --seed $seed $bl_flags --out \$RUN/pca.safetensors"
-  step random "\$PY baselines.py random --model \$MODEL --seed $seed $bl_flags --out \$RUN/random.safetensors"
-  step weight_diff "\$PY baselines.py weight_diff --model \$MODEL --seed $seed $wd_flags --out \$RUN/weight_diff.safetensors"
+  # Every sign is calibrated on our probes and on Truthfulness dilemmas of the tune half, never the test half.
+  step sign_probes "\$PY eval_dilemmas.py --dilemmas ${DILEMMAS:-data} --split tune --max-dilemmas $sign_n --write-probes \$RUN/tune_probes.csv"
+  local probes="--probes data/probes.csv \$RUN/tune_probes.csv"
+  step innerpissa "\$PY innerpissa.py --model \$MODEL --seed $seed $ip_flags $probes --out \$RUN/innerpissa.safetensors"
+  step pca "\$PY baselines.py pca --model \$MODEL --seed $seed $bl_flags $probes --out \$RUN/pca.safetensors"
+  step random "\$PY baselines.py random --model \$MODEL --seed $seed $bl_flags $probes --out \$RUN/random.safetensors"
+  step weight_diff "\$PY baselines.py weight_diff --model \$MODEL --seed $seed $wd_flags $probes --out \$RUN/weight_diff.safetensors"
   step eval "\$PY eval_dilemmas.py --model \$MODEL --seed $seed --dilemmas ${DILEMMAS:-data} $ev_flags \
 --artifacts \$RUN/innerpissa.safetensors \$RUN/pca.safetensors \$RUN/random.safetensors \$RUN/weight_diff.safetensors \
 --methods prompt base --out \$RUN"
