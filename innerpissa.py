@@ -1256,7 +1256,7 @@ def main(argv=None):
     adapter.evidence = {"heldout": stats["heldout"], "sign_report": report}
     adapter.save(args.out)
     h = stats["heldout"]
-    print(f"innerpissa: {len(adapter.names)} layers below read-out block {layer}, rank {args.rank}, "
+    print(f"innerpissa: {len(adapter.names)} layers, read-out block {layer}, rank {args.rank}, "
           f"{stats['steps']} steps, {time.time() - start:.0f} s -> {args.out}\n"
           f"  held-out ({stats['n_heldout']} pairs, before the sign): Δ+1 {h['delta'][1.0]:.3f}  Δ0 {h['delta'][0.0]:.3f}"
           f"  Δ-1 {h['delta'][-1.0]:.3f}; odd share read-out {h['odd_share_readout']:.2f}, output gap "
