@@ -66,8 +66,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from innerpissa import (DATA_DIR, InnerPiSSA, InputError, add_device_map, chat, input_device, load_artifact, load_model,
-                        run_cli, score_yes_no, tokenize, yes_no_prompt)
+from innerpissa import (DATA_DIR, InnerPiSSA, InputError, add_device_map, chat, hidden_size, input_device, load_artifact,
+                        load_model, run_cli, score_yes_no, tokenize, yes_no_prompt)
 
 TARGET = "Virtue/Truthfulness"
 SYSTEMS = ("Virtue", "MFT", "WVS", "Maslow")             # values.csv columns that name categories
@@ -468,7 +468,7 @@ def null_steerers(model, k, artifacts, seed=0):
         if meta["kind"] in ("pca", "random"):
             norms = dict(zip(meta["layers"], meta["norms"]))
             break
-    d_model = model.get_input_embeddings().weight.shape[1]
+    d_model = hidden_size(model)
     template = {i: torch.full((d_model,), n / d_model ** 0.5) for i, n in norms.items()}  # |template_i| = n_i
     return [baselines.build(model, {f"layers.{i}": v for i, v in
                                     baselines.random_directions(template, NULL_SEED + seed + j).items()},
