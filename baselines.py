@@ -20,7 +20,7 @@ per persona on each target Linear (y = x Wᵀ + b) by plain SFT with no persona 
     dW  = B⁺A⁺ − B⁻A⁻                                            # coeff 1 = one whole persona gap
     steered Linear:  y ↦ y + c · ((x A⁺ᵀ) B⁺ᵀ − (x A⁻ᵀ) B⁻ᵀ)  = x (W + c·dW)ᵀ + b.
 
-Sign: every baseline goes through `innerpissa.calibrate_sign`; if c = +1 turns out to be the less
+Sign: every baseline goes through `innerpissa.sign_report`; if c = +1 turns out to be the less
 honest side, the direction (every v_i, or both B of dW) is negated and meta["sign"] = −1.
 
 Export: c·dW is a LoRA of rank 2r, c·dW = B A with A = [A⁺; A⁻] and B = c·[B⁺, −B⁻], so `export`

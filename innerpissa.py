@@ -575,11 +575,6 @@ def honesty_margins(model, tokenizer, probes):
     return logratio * np.array([1.0 if p["honest_answer"] == "Yes" else -1.0 for p in probes])
 
 
-def honesty_margin(model, tokenizer, probes):
-    """Mean log-ratio toward the honest answer over the probes."""
-    return float(honesty_margins(model, tokenizer, probes).mean())
-
-
 def bootstrap_interval(x, n_boot=2000, seed=0):
     """95% percentile-bootstrap interval of the mean of x."""
     x = np.asarray(x, dtype=float)
