@@ -1198,6 +1198,8 @@ def parse_args(argv):
     t.add_argument("--steps", type=int, default=d.steps, help=f"optimiser steps (default {d.steps})")
     t.add_argument("--lr", type=float, default=d.lr, help=f"AdamW peak learning rate (default {d.lr})")
     t.add_argument("--batch-pairs", type=int, default=d.batch_pairs, help=f"pairs per step (default {d.batch_pairs})")
+    t.add_argument("--max-pairs", type=int, default=None,
+                   help="use only the first N shuffled suffix pairs, held-out slice included (default: all)")
     t.add_argument("--separation", choices=("logsigmoid", "linear"), default=d.separation,
                    help=f"separation term: -log sigmoid(m) or the unbounded -m (default {d.separation})")
     t.add_argument("--direction", choices=("pc1", "mean"), default=d.direction,
@@ -1231,6 +1233,8 @@ def main(argv=None):
         export_args(parser)
         return run_export(parser.parse_args(argv[1:]), "innerpissa", innerpissa_factors)
     args = parse_args(argv)
+    if args.max_pairs is not None and args.max_pairs < 2:
+        raise InputError(f"--max-pairs {args.max_pairs} must be at least 2 (a held-out slice plus a batch)")
     check_writable(args.out)
     sources = probe_sources(args.probes)
     start = time.time()
@@ -1245,7 +1249,7 @@ def main(argv=None):
                       kl_tau=args.kl_tau, tau=args.tau, coherence_weight=args.coherence_weight,
                       mono_weight=args.mono_weight, mono_margin=args.mono_margin, even_weight=args.even_weight,
                       warmup=args.warmup, clip=args.clip or None, seed=args.seed)
-    stats = train(model, tok, adapter, make_pairs(tok, seed=args.seed), cfg)
+    stats = train(model, tok, adapter, make_pairs(tok, n=args.max_pairs, seed=args.seed), cfg)
     report = sign_report(model, tok, adapter.steer, sources)
     adapter.set_sign(report["sign"])
     adapter.evidence = {"heldout": stats["heldout"], "sign_report": report}

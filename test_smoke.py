@@ -404,6 +404,8 @@ def run_main(monkeypatch, capsys, tiny, argv):
     (["--target", "no_such_layer"], "matches no nn.Linear"),
     (["--rank", "1000"], "--rank 1000 must be in"),
     (["--layer", "99"], "--layer 99 is out of range"),
+    (["--max-pairs", "1"], "--max-pairs 1 must be at least 2"),
+    (["--max-pairs", "6", "--batch-pairs", "8"], "6 pairs are too few"),  # proves --max-pairs is applied
 ])
 def test_cli_bad_input_is_one_line_and_writes_nothing(monkeypatch, capsys, tiny, tmp_path, flags, message):
     out = tmp_path / "a.safetensors"
