@@ -67,7 +67,8 @@ import numpy as np
 import torch
 
 from innerpissa import (DATA_DIR, InnerPiSSA, InputError, add_device_map, chat, hidden_size, input_device, load_artifact,
-                        load_model, run_cli, score_yes_no, tokenize, yes_no_prompt)
+                        load_model, run_cli, score_yes_no, tokenize, yes_no_prompt,
+                        continue_from, right_pad, run_prefix, shared_prefix)
 
 TARGET = "Virtue/Truthfulness"
 SYSTEMS = ("Virtue", "MFT", "WVS", "Maslow")             # values.csv columns that name categories
@@ -385,16 +386,21 @@ class NeutralKL:
 
     @torch.no_grad()
     def logprobs(self, system=None):
-        """[T, vocab]: log p(next token) at each position that predicts an assistant token. Left
-        padding puts every reply at the end, so the vocabulary head runs on the last positions only."""
-        texts, out = self.texts(system), []
+        """[T, vocab]: log p(next token) at each position that predicts an assistant token.
+
+        Every text opens with the same chat header (≈ a third of its tokens): it runs once per call
+        and each right-padded batch continues from its key/value cache, as in score_yes_no."""
         device = input_device(self.model)
-        for s in range(0, len(texts), self.batch_size):
-            n_answer = self.n_answer[s:s + self.batch_size]
-            batch = tokenize(self.tokenizer, texts[s:s + self.batch_size], device)
-            logits = self.model(**batch, logits_to_keep=max(n_answer) + 1).logits   # [b, max n + 1, vocab]
-            for row, n in zip(logits, n_answer):
-                out.append(row[-n - 1:-1].float().log_softmax(-1))                # [n, vocab]
+        ids = [self.tokenizer(t, add_special_tokens=False)["input_ids"] for t in self.texts(system)]
+        k = len(prefix := shared_prefix(ids))
+        kv, _ = run_prefix(self.model, prefix, ids[0][k], device)
+        out = []
+        for s in range(0, len(ids), self.batch_size):
+            own, n_answer = [x[k:] for x in ids[s:s + self.batch_size]], self.n_answer[s:s + self.batch_size]
+            m = max(n_answer)     # per row, the m positions before its last token (the last n predict its reply)
+            keep = torch.tensor([range(len(x) - m - 1, len(x) - 1) for x in own], device=device).clamp(min=0)
+            logits = continue_from(self.model, kv, right_pad(own, device), keep)      # [b, m, vocab]
+            out += [row[m - n:].float().log_softmax(-1) for row, n in zip(logits, n_answer)]  # [n, vocab] each
         return torch.cat(out)
 
     def kl(self, logp):

@@ -931,15 +931,16 @@ def right_pad(seqs, device):
             "attention_mask": torch.tensor([[1] * len(s) + [0] * (width - len(s)) for s in seqs], device=device)}
 
 
-def continue_from(model, kv, batch):
-    """Logits [b, S, vocab] of a right-padded batch that continues the cached prefix (kv None: none)."""
+def continue_from(model, kv, batch, keep=0):
+    """Logits [b, S, vocab] of a right-padded batch that continues the cached prefix (kv None: none).
+    keep, a [b, m] tensor of positions per row, runs the vocabulary head only there: [b, m, vocab]."""
     (b, width), k = batch["input_ids"].shape, kv[0][0].shape[-2] if kv else 0
     cache = DynamicCache([(key.expand(b, -1, -1, -1), value.expand(b, -1, -1, -1)) for key, value in kv],
                          config=model.config) if kv else None
     mask = batch["attention_mask"]
     return model(input_ids=batch["input_ids"], attention_mask=torch.cat([mask.new_ones(b, k), mask], 1),
                  position_ids=k + torch.arange(width, device=mask.device).expand(b, -1),
-                 past_key_values=cache, use_cache=kv is not None).logits
+                 past_key_values=cache, use_cache=kv is not None, logits_to_keep=keep).logits
 
 
 @torch.no_grad()

@@ -749,6 +749,22 @@ def eval_setup(tiny, tmp_path, monkeypatch):
     return model, tok, tmp_path
 
 
+@torch.no_grad()
+def test_neutral_logprobs_with_the_cached_header_equal_plain_forwards(eval_setup):
+    """The chat header runs once and the replies continue from its cache: each reply's next-token
+    log-probs are those of a full forward of its own text, with or without a system prompt, and
+    with a steerer hooked (the header's cache is steered too)."""
+    model, tok, tmp = eval_setup
+    kl = ev.NeutralKL(model, tok, NEUTRAL, batch_size=2)          # rows of unequal length share a batch
+    steerer = ev.load_steerer(model, tmp / "ip.safetensors")
+    for system, c in ((None, 0.0), ("Answer briefly.", 0.0), (None, 1.0)):
+        with steerer.steer(c):
+            want = [model(**ip.tokenize(tok, [text])).logits[0, -n - 1:-1].float().log_softmax(-1)
+                    for text, n in zip(kl.texts(system), kl.n_answer)]
+            torch.testing.assert_close(kl.logprobs(system), torch.cat(want), atol=1e-4, rtol=1e-4)
+    steerer.detach()
+
+
 def test_dose_meets_the_budget_at_both_signs_and_ignores_the_dilemmas(eval_setup):
     model, tok, tmp = eval_setup
     steerer = ev.load_steerer(model, tmp / "ip.safetensors")
