@@ -61,6 +61,7 @@ import os
 import sys
 import tempfile
 import time
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -375,7 +376,7 @@ class NeutralKL:
         self.model, self.tokenizer, self.batch_size = model, tokenizer, batch_size
         self.rows = [dict(r, assistant=self.clip(r["assistant"])) for r in rows[:NEUTRAL_ROWS]]
         self.n_answer = [len(tokenizer(r["assistant"], add_special_tokens=False)["input_ids"]) for r in self.rows]
-        self.ref = self.logprobs()
+        self.ref, self.memo = self.logprobs(), weakref.WeakKeyDictionary()
 
     def clip(self, text):
         """The reply cut to its first NEUTRAL_TOKENS tokens: the dose runs a dozen times per method."""
@@ -406,12 +407,17 @@ class NeutralKL:
     def kl(self, logp):
         return float((logp.exp() * (logp - self.ref)).sum(-1).mean())
 
+    def of(self, steerer, c):
+        """KL(p_c ‖ p_0) of one steerer at one signed c, remembered: the dose and the table both ask."""
+        memo = self.memo.setdefault(steerer, {})
+        if float(c) not in memo:
+            with steerer.steer(c):
+                memo[float(c)] = self.kl(self.logprobs())
+        return memo[float(c)]
+
     def at(self, steerer, c):
         """max(KL(+c), KL(−c)): the worse of the two signs (NaN if either is NaN)."""
-        def one(sign):
-            with steerer.steer(sign * c):
-                return self.kl(self.logprobs())
-        return float(np.max([one(1.0), one(-1.0)]))
+        return float(np.max([self.of(steerer, c), self.of(steerer, -c)]))
 
     def prompt(self, c):
         """KL of the prompt baseline's persona system prompt at c = ±1 (same assistant tokens)."""
@@ -491,11 +497,11 @@ def evaluate(model, tokenizer, rows, methods, artifacts, budget, doses, null_k, 
     """
     tail = question_lengths(tokenizer, rows)
 
-    def score(label, prompts, subset=None):
+    def score(label, prompts, subset=None, nll=True):
         idx = range(len(rows)) if subset is None else subset
         print(f"scoring {label} ({len(idx)} rows)", file=sys.stderr)
         return score_yes_no(model, tokenizer, [prompts[i] for i in idx], batch_size=batch_size, progress=True,
-                            nll_last=[tail[i] for i in idx])
+                            nll_last=[tail[i] for i in idx], nll=nll)
 
     kl = NeutralKL(model, tokenizer, neutral, batch_size)
     plain = row_prompts(tokenizer, rows)
@@ -515,7 +521,7 @@ def evaluate(model, tokenizer, rows, methods, artifacts, budget, doses, null_k, 
             for d in doses:
                 c = d * dose[name][0] + 0.0
                 with steerer.steer(c):
-                    raw[name][c] = dict(score(f"{name} c={c:+.4g}", plain), kl=kl.kl(kl.logprobs()))
+                    raw[name][c] = dict(score(f"{name} c={c:+.4g}", plain), kl=kl.of(steerer, c))
         finally:
             steerer.detach()  # hooks out before the next method, also when scoring failed
     truth = [i for i, r in enumerate(rows) if r["labels"].get(TARGET, 0)]
@@ -525,7 +531,7 @@ def evaluate(model, tokenizer, rows, methods, artifacts, budget, doses, null_k, 
         ends = []
         for sign in (1.0, -1.0):
             with steerer.steer(sign * c):
-                ends.append(score(f"null {j} c={sign * c:+.4g}", plain, truth)["logratio"])
+                ends.append(score(f"null {j} c={sign * c:+.4g}", plain, truth, nll=False)["logratio"])
         rows_t, ref_t = [rows[i] for i in truth], base["logratio"][truth]
         deltas = [category_scores(rows_t, e)[TARGET] - category_scores(rows_t, ref_t)[TARGET] for e in ends]
         null.append({"seed": NULL_SEED + j, "coeff": c, "kl": k, "effect": (deltas[0] - deltas[1]) / 2})

@@ -944,12 +944,13 @@ def continue_from(model, kv, batch, keep=0):
 
 
 @torch.no_grad()
-def score_yes_no(model, tokenizer, prompts, batch_size=16, progress=False, nll_last=None):
+def score_yes_no(model, tokenizer, prompts, batch_size=16, progress=False, nll_last=None, nll=True):
     """Next-token Yes/No log-ratio, p(yes)+p(no) and the prompt's mean NLL, one forward per batch.
 
     logratio = logsumexp(logp[yes ids]) − logsumexp(logp[no ids]). `nll_last` (one int per prompt)
     limits the NLL to the last k tokens, so prompts that differ only in a prefix (a system prompt)
-    are compared on the same text.
+    are compared on the same text. nll=False skips it (NaN) and runs the vocabulary head on the
+    last token only.
 
     All prompts start with the same chat header and instruction (≈ 40% of a DailyDilemmas prompt):
     that shared prefix runs once, and every batch continues from its key/value cache, batched by
@@ -962,24 +963,34 @@ def score_yes_no(model, tokenizer, prompts, batch_size=16, progress=False, nll_l
     k = len(prefix)
     kv, prefix_nll = run_prefix(model, prefix, ids[0][k], device)                       # [K]
     order = sorted(range(len(prompts)), key=lambda i: len(ids[i]))
-    out = {key: np.zeros(len(prompts)) for key in ("logratio", "pmass", "nll")}
+    out = {key: np.full(len(prompts), np.nan) for key in ("logratio", "pmass", "nll")}
     for start in tqdm(range(0, len(prompts), batch_size), desc="score", disable=not progress, leave=False):
         idx = order[start:start + batch_size]
         batch = right_pad([ids[i][k:] for i in idx], device)
-        logits = continue_from(model, kv, batch).to(device)                             # [b, S, vocab]
         own = batch["attention_mask"].sum(-1)                                           # [b] tokens after the prefix
-        logp = logits[torch.arange(len(idx)), own - 1].float().log_softmax(-1)          # [b, vocab] at the last token
+        logits = continue_from(model, kv, batch, keep=0 if nll else (own - 1)[:, None]).to(device)  # [b, S|1, V]
+        last = logits[torch.arange(len(idx)), own - 1] if nll else logits[:, 0]          # [b, vocab] at the last token
+        logp = last.float().log_softmax(-1)
         lp_yes, lp_no = logp[:, yes].logsumexp(-1), logp[:, no].logsumexp(-1)
-        # NLL terms of the whole prompt, in order: the prefix's K, then the S−1 of its own  [b, K+S−1]
-        nll = torch.cat([prefix_nll.expand(len(idx), -1), token_nll(logits, batch)], 1)
-        mask = torch.cat([torch.ones_like(prefix_nll).expand(len(idx), -1), target_mask(batch)], 1)
-        if nll_last is not None:  # keep the last nll_last[i] of the prompt's k + own − 1 terms
-            first = (k + own - 1 - torch.tensor([nll_last[i] for i in idx], device=device))[:, None]
-            mask = mask * (torch.arange(mask.shape[1], device=device) >= first)
-        nll = (nll * mask).sum(-1) / mask.sum(-1)
-        for key, value in (("logratio", lp_yes - lp_no), ("pmass", lp_yes.exp() + lp_no.exp()), ("nll", nll)):
+        scores = {"logratio": lp_yes - lp_no, "pmass": lp_yes.exp() + lp_no.exp()}
+        if nll:
+            scores["nll"] = prompt_nll(logits, batch, prefix_nll, k, own,
+                                       None if nll_last is None else [nll_last[i] for i in idx])
+        for key, value in scores.items():
             out[key][idx] = value.double().cpu().numpy()
     return out
+
+
+def prompt_nll(logits, batch, prefix_nll, k, own, nll_last=None):
+    """Mean NLL per prompt [b] from the prefix's K terms and the batch's own S − 1; with nll_last,
+    over the last nll_last[i] of the prompt's K + own − 1 terms only."""
+    b, device = len(own), own.device
+    nll = torch.cat([prefix_nll.expand(b, -1), token_nll(logits, batch)], 1)           # [b, K+S−1]
+    mask = torch.cat([torch.ones_like(prefix_nll).expand(b, -1), target_mask(batch)], 1)
+    if nll_last is not None:
+        first = (k + own - 1 - torch.tensor(nll_last, device=device))[:, None]
+        mask = mask * (torch.arange(mask.shape[1], device=device) >= first)
+    return (nll * mask).sum(-1) / mask.sum(-1)
 
 
 # ----------------------------------------------------------------------------- generation

@@ -670,6 +670,10 @@ def test_batched_scores_equal_one_at_a_time(tiny, tmp_path):
     for key in ("logratio", "pmass", "nll"):
         np.testing.assert_allclose(batched[key], [s[key][0] for s in single], atol=1e-4, rtol=0)
     assert np.ptp(batched["logratio"]) > 0                         # prompts really differ
+    last_only = ev.score_yes_no(model, tok, prompts, batch_size=4, nll=False)  # the head on the last token only
+    np.testing.assert_allclose(last_only["logratio"], batched["logratio"], atol=1e-5, rtol=0)
+    np.testing.assert_allclose(last_only["pmass"], batched["pmass"], atol=1e-6, rtol=0)
+    assert np.isnan(last_only["nll"]).all()
 
 
 def full_forward_scores(model, tok, prompt, last=None):
