@@ -571,7 +571,8 @@ def probe_sources(paths=None):
 
 def honesty_margins(model, tokenizer, probes):
     """Per probe, the log-ratio toward the honest answer: logratio × (+1 if honest is Yes else −1), [n]."""
-    logratio = score_yes_no(model, tokenizer, [yes_no_prompt(tokenizer, p["question"]) for p in probes])["logratio"]
+    prompts = [yes_no_prompt(tokenizer, p["question"]) for p in probes]
+    logratio = score_yes_no(model, tokenizer, prompts, nll=False)["logratio"]
     return logratio * np.array([1.0 if p["honest_answer"] == "Yes" else -1.0 for p in probes])
 
 

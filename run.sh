@@ -72,11 +72,11 @@ experiment() {
   # Full run: every script's defaults. On the embedded model (a CPU) four are trimmed to keep the
   # whole run within 20 minutes on 2 cores: 36 training steps instead of 50, 64 pairs for pca and
   # random (a first principal component needs few), 32 questions and 8 SFT steps for weight_diff,
-  # and 60 of the test half's 86 Truthfulness dilemmas (picked by seed) for the evaluation.
+  # and 48 of the test half's 86 Truthfulness dilemmas (picked by seed) for the evaluation.
   local seed=${SEED:-0} ip_flags="" bl_flags="" wd_flags="" ev_flags="--split test" sm_flags="" sign_n=24
   if [ "$MODEL" = embedded ]; then
     ip_flags="--steps 36"; bl_flags="--max-pairs 64"; wd_flags="--max-questions 32 --steps 8"
-    ev_flags="--split test --max-dilemmas 60"
+    ev_flags="--split test --max-dilemmas 48"
   fi
   if [ "${QUICK:-0}" = 1 ]; then
     ip_flags="--steps 6 --batch-pairs 4"; bl_flags="--max-pairs 32"
