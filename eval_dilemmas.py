@@ -408,7 +408,8 @@ class NeutralKL:
         return float((logp.exp() * (logp - self.ref)).sum(-1).mean())
 
     def of(self, steerer, c):
-        """KL(p_c ‖ p_0) of one steerer at one signed c, remembered: the dose and the table both ask."""
+        """KL(p_c ‖ p_0) of one steerer at one signed c, remembered: the dose and the table both ask.
+        The memory assumes the steerer does not change; after editing one, call self.memo.clear()."""
         memo = self.memo.setdefault(steerer, {})
         if float(c) not in memo:
             with steerer.steer(c):
