@@ -38,10 +38,11 @@ from contextlib import contextmanager
 import torch
 from tqdm import tqdm
 
-from innerpissa import (DATA_DIR, ArgParser, InputError, add_device_map, block_outputs, chat, check_writable,
-                        decoder_layers, default_target, export_args, find_linears, generate, hidden_size,
-                        input_device, load_artifact, load_model, make_pairs, model_name, persona, position_ids,
-                        probe_sources, read_lines, run_cli, run_export, save_artifact, sign_report, tokenize)
+from harness import (ArgParser, add_device_map, cached_logratio, check_writable, export_args, generate, load_model,
+                     probe_sources, read_lines, run_cli, run_export)
+from innerpissa import (DATA_DIR, InputError, block_outputs, chat, decoder_layers, default_target, find_linears,
+                        hidden_size, input_device, load_artifact, make_pairs, model_name, persona, position_ids,
+                        save_artifact, sign_report, tokenize)
 
 KINDS = ("pca", "random", "weight_diff")
 
@@ -286,7 +287,7 @@ def weight_diff_factors(model, path, c):
 
 def calibrate(model, tok, tensors, meta, sources=None):
     """Sign via innerpissa.sign_report; on −1, c → −c by negating every v_i, or both B of dW."""
-    report = sign_report(model, tok, build(model, tensors, meta).steer, sources)
+    report = sign_report(model, tok, build(model, tensors, meta).steer, sources or probe_sources(), cached_logratio)
     if report["sign"] < 0:
         tensors = {k: -t if k.startswith("layers.") or k.endswith((".B_pos", ".B_neg")) else t
                    for k, t in tensors.items()}

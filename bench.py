@@ -25,6 +25,7 @@ import time
 import torch
 
 import eval_dilemmas as ev
+import harness
 import innerpissa as ip
 
 
@@ -71,10 +72,10 @@ def long_prompts(tok, rows, tokens=200):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--model", default=ip.EMBEDDED, help="model to measure (default embedded)")
+    p.add_argument("--model", default=harness.EMBEDDED, help="model to measure (default embedded)")
     p.add_argument("--pipelines", action="store_true", help="also time the QUICK=1 and full offline run.sh")
     args = p.parse_args()
-    model, tok = ip.load_model(args.model)
+    model, tok = harness.load_model(args.model)
     model.requires_grad_(False)
     cfg = ip.TrainConfig()
     pairs = ip.make_pairs(tok, n=cfg.batch_pairs)
@@ -100,7 +101,7 @@ def main():
 
     rows = ev.load_dilemmas("data", max_dilemmas=16)
     for label, prompts in (("dilemma", ev.row_prompts(tok, rows)), ("~200-token", long_prompts(tok, rows))):
-        seconds = timed(lambda: ip.score_yes_no(model, tok, prompts), repeats=1)
+        seconds = timed(lambda: harness.score_yes_no(model, tok, prompts), repeats=1)
         results[f"scoring {label} prompts (rows/s)"] = len(prompts) / seconds
         results[f"  mean tokens of a {label} prompt"] = sum(len(tok(x)["input_ids"]) for x in prompts) / len(prompts)
         if label == "dilemma":
@@ -127,4 +128,4 @@ def main():
 
 
 if __name__ == "__main__":
-    ip.run_cli(main)
+    harness.run_cli(main)

@@ -67,9 +67,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from innerpissa import (DATA_DIR, InnerPiSSA, InputError, add_device_map, chat, hidden_size, input_device, load_artifact,
-                        load_model, run_cli, score_yes_no, tokenize, yes_no_prompt,
-                        continue_from, right_pad, run_prefix, shared_prefix)
+from harness import (add_device_map, continue_from, load_model, right_pad, run_cli, run_prefix, score_yes_no,
+                     shared_prefix)
+from innerpissa import (DATA_DIR, InnerPiSSA, InputError, chat, hidden_size, input_device, load_artifact,
+                        yes_no_prompt)
 
 TARGET = "Virtue/Truthfulness"
 SYSTEMS = ("Virtue", "MFT", "WVS", "Maslow")             # values.csv columns that name categories

