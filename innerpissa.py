@@ -438,17 +438,27 @@ def block_outputs(model, batch, layers, stop=True, **kwargs):
 
 @dataclass
 class Pass:
-    """One pass over a batch of pairs: h [2p, n, d_model] at the loss block's last n tokens, and the
-    logits [2p, w, vocab] of the last w positions (the shared reply and the token before it)."""
+    """One pass over a batch of pairs. h [2p, n, d_model]: the loss block's output at each row's last n
+    tokens; logits [m, vocab] only where a reply token is predicted, row-major, so the positions of
+    rows 2i and 2i+1 (the same reply) line up; targets [m] those tokens; pair [m] the pair of each."""
     h: torch.Tensor
-    logits: torch.Tensor
-    ids: torch.Tensor        # [2p, seq] the token ids the logits read (the rows after the cache, if cached)
+    logits: torch.Tensor | None = None
+    targets: torch.Tensor | None = None
+    rows: torch.Tensor | None = None      # [m] the row of each position (pair = row // 2)
+
+    def honest(self, x):
+        """The entries of x [m, …] on honest rows; .dishonest the others, in the same reply order."""
+        return x[self.rows % 2 == 0]
+
+    def dishonest(self, x):
+        return x[self.rows % 2 == 1]
 
 
 class PairRunner:
     """Runs interleaved pairs at a coefficient, plainly (every full row) or cached: the honest and the
     dishonest chat, the same in every pair up to the last `carry` tokens, run once per coefficient
-    (c = 0 once per run) and every row continues from their key/value cache. Same numbers either way."""
+    (c = 0 once per run) and every row continues from their key/value cache. Same numbers either way.
+    The vocabulary head runs only where a reply token is predicted."""
 
     def __init__(self, model, tokenizer, adapter, pairs, layer, last_n, cached=True):
         self.model, self.tokenizer, self.adapter, self.layer, self.last_n = model, tokenizer, adapter, layer, last_n
@@ -457,42 +467,53 @@ class PairRunner:
             ids = [token_ids(tokenizer, t) for t in interleave(pairs)]
             self.k = min(common_prefix(ids[0::2]), common_prefix(ids[1::2])) - last_n  # both chats cut to k tokens
             self.cached = self.k > 0
-            self.prefix = torch.tensor([ids[0][:self.k], ids[1][:self.k]], device=self.device)  # [2, k]
+            self.prefix = [ids[0][:self.k], ids[1][:self.k]]
 
     def prefix_kv(self, c):
         """[(keys, values)] per layer of the two persona chats at c, [2, heads, k, head_dim]."""
         if c == 0 and self.ref_kv is not None:
             return self.ref_kv
         with self.adapter.steer(c), torch.set_grad_enabled(torch.is_grad_enabled() and c != 0):
-            out = self.model(input_ids=self.prefix, use_cache=True)
+            out = self.model(input_ids=torch.tensor(self.prefix, device=self.device), use_cache=True)
         kv = [(layer.keys, layer.values) for layer in out.past_key_values.layers]
         if c == 0:
             self.ref_kv = [(k.detach(), v.detach()) for k, v in kv]
         return kv
 
-    def run(self, pairs, c, window):
-        """Pass at coefficient c for these pairs."""
-        texts = interleave(pairs)
-        with self.adapter.steer(c):
-            if not self.cached:
-                return self._forward(tokenize(self.tokenizer, texts, self.device), window)
-            kv = self.prefix_kv(c)
-            rows = torch.arange(len(texts), device=self.device) % 2                  # 0 honest, 1 dishonest
-            cache = DynamicCache([(k[rows], v[rows]) for k, v in kv], config=self.model.config)
-            ids = [token_ids(self.tokenizer, t) for t in texts]
-            if any(x[:self.k] != self.prefix[i % 2].tolist() for i, x in enumerate(ids)):
-                raise ValueError("a pair does not start with the persona chat this runner cached")
-            ids = [x[self.k:] for x in ids]
-            width = max(map(len, ids))
-            mask = torch.tensor([[0] * (width - len(x)) + [1] * len(x) for x in ids], device=self.device)
-            batch = {"input_ids": torch.tensor([[0] * (width - len(x)) + x for x in ids], device=self.device),
-                     "attention_mask": torch.cat([mask.new_ones(len(ids), self.k), mask], 1),
-                     "position_ids": self.k + position_ids(mask), "past_key_values": cache, "use_cache": True}
-            return self._forward(batch, window)
+    def batch(self, texts, c):
+        """The model's inputs for the rows: left-padded full rows, or what follows the cached chats."""
+        if not self.cached:
+            return tokenize(self.tokenizer, texts, self.device)
+        ids = [token_ids(self.tokenizer, t) for t in texts]
+        if any(x[:self.k] != self.prefix[i % 2] for i, x in enumerate(ids)):
+            raise ValueError("a pair does not start with the persona chat this runner cached")
+        ids, kv = [x[self.k:] for x in ids], self.prefix_kv(c)
+        rows, width = torch.arange(len(ids), device=self.device) % 2, max(map(len, ids))  # 0 honest, 1 dishonest
+        mask = torch.tensor([[0] * (width - len(x)) + [1] * len(x) for x in ids], device=self.device)
+        return {"input_ids": torch.tensor([[0] * (width - len(x)) + x for x in ids], device=self.device),
+                "attention_mask": torch.cat([mask.new_ones(len(ids), self.k), mask], 1),
+                "position_ids": self.k + position_ids(mask), "use_cache": True,
+                "past_key_values": DynamicCache([(k[rows], v[rows]) for k, v in kv], config=self.model.config)}
 
-    def _forward(self, batch, window):
-        found, out = block_outputs(self.model, batch, [self.layer], stop=False, logits_to_keep=window)
-        return Pass(found[self.layer][:, -self.last_n:].float(), out.logits.float(), batch["input_ids"])
+    def run(self, pairs, c, lengths=None):
+        """Pass at coefficient c; with `lengths` (reply tokens per pair) also the reply's logits."""
+        with self.adapter.steer(c):
+            batch = self.batch(interleave(pairs), c)
+            if lengths is None:                                   # h only: stop after the loss block
+                return Pass(block_outputs(self.model, batch, [self.layer])[0][self.layer][:, -self.last_n:].float())
+            ids, width = batch["input_ids"], batch["input_ids"].shape[1]
+            n = torch.tensor(lengths, device=ids.device).repeat_interleave(2)               # [2p]
+            keep = torch.arange(width, device=ids.device) >= width - 1 - n[:, None]        # [2p, S]
+            keep[:, -1] = False                                   # the last position predicts past the text
+            head = self.model.get_output_embeddings().register_forward_pre_hook(
+                lambda module, args: (args[0][keep][None],))      # [1, m, d_model]: only the kept positions
+            try:
+                found, out = block_outputs(self.model, batch, [self.layer], stop=False)
+            finally:
+                head.remove()
+            rows = torch.arange(len(ids), device=ids.device)[:, None].expand_as(keep)[keep]
+            targets = ids.roll(-1, 1)[keep]                       # the token each kept position predicts
+            return Pass(found[self.layer][:, -self.last_n:].float(), out.logits[0].float(), targets, rows)
 
 
 def next_token_nll(logits, targets):
@@ -502,21 +523,11 @@ def next_token_nll(logits, targets):
     return logits.logsumexp(-1) - logits.gather(-1, targets[..., None].to(logits.device)).squeeze(-1)
 
 
-def reply_mask(lengths, width, device=None):
-    """[2p, width]: 1 on the last lengths[i] of `width` positions of both rows of pair i."""
-    n = torch.tensor(lengths, device=device).repeat_interleave(2)[:, None]
-    return (torch.arange(width, device=device) >= width - n).float()
-
-
-def reply_nll(p):
-    """NLL of the last w − 1 tokens of a Pass from the logits of its last w positions, [2p, w−1]."""
-    return next_token_nll(p.logits[:, :-1], p.ids[:, -(p.logits.shape[1] - 1):])
-
-
-def output_gap(nll, lengths):
-    """Per pair: mean over the shared reply of log p(tok | honest) − log p(tok | dishonest), [p]."""
-    mask = reply_mask(lengths, nll.shape[1], nll.device)[0::2]
-    return ((nll[1::2] - nll[0::2]) * mask).sum(-1) / mask.sum(-1)
+def output_gap(p, nll):
+    """Per pair: mean over the shared reply of log p(tok | honest) − log p(tok | dishonest), [pairs]."""
+    pair, diff = p.honest(p.rows) // 2, p.dishonest(nll) - p.honest(nll)
+    total = torch.zeros(int(p.rows.max()) // 2 + 1, device=nll.device).index_add(0, pair, diff)
+    return total / torch.bincount(pair, minlength=len(total)).clamp(min=1)
 
 
 def kl(logp, logp_ref):
@@ -532,10 +543,6 @@ def odd_share(plus, minus, ref):
     odd = ((plus - minus) / 2).norm(dim=-1).mean()
     even = ((plus + minus) / 2 - ref).norm(dim=-1).mean()
     return float(odd / (odd + even)) if odd + even > 0 else float("nan")
-
-
-def masked_mean(x, mask):
-    return (x * mask).sum() / mask.sum().clamp(min=1)
 
 
 # ----------------------------------------------------------------------------- objectives
@@ -602,7 +609,7 @@ def pair_differences(runner, pairs, cfg):
     """h_pos − h_neg at the unsteered model, [p, n, d_model] over the last n tokens."""
     diffs = []
     for chunk in batches(pairs[:cfg.direction_pairs], cfg.batch_pairs):
-        h = runner.run(chunk, 0.0, window=1).h
+        h = runner.run(chunk, 0.0).h
         diffs.append(h[0::2] - h[1::2])
     return torch.cat(diffs)
 
@@ -667,16 +674,16 @@ def even_penalty(z_plus, z_minus, z_ref, unit):
 
 
 def readout_loss(space, ref, out, lengths, cfg, progress):
-    """Σ_± [−log σ(m_c) + w_kl relu(KL̄_c − τ)²] + w_mono hinge(δ₊, δ₋) + w_even even(z₊, z₋, z₀); KL̄ over
-    each row's own reply tokens. The hinge points the way the separation term does (+1 ↑)."""
-    z0, nll0 = ref.h @ space.basis, reply_nll(ref)
-    logp0, mask = ref.logits[:, :-1].log_softmax(-1), reply_mask(lengths, nll0.shape[1], nll0.device)
+    """Σ_± [−log σ(m_c) + w_kl relu(KL̄_c − τ)²] + w_mono hinge(δ₊, δ₋) + w_even even(z₊, z₋, z₀), KL̄ over
+    the reply tokens. The hinge points the way the separation term does: at +1 the output gap grows."""
+    z0, logp0 = ref.h @ space.basis, ref.logits.log_softmax(-1)                # [2p, n, r], [m, vocab]
+    gap0 = output_gap(ref, next_token_nll(ref.logits, ref.targets))
     z, delta, loss, logs = {}, {}, 0.0, {}
     for c in (1.0, -1.0):
         z[c] = out[c].h @ space.basis
         moved = c * (gap(z[c], space.direction) - gap(z0, space.direction)) / space.scale
-        coh = F.relu(masked_mean(kl(out[c].logits[:, :-1].log_softmax(-1), logp0), mask) - cfg.kl_tau).pow(2)
-        delta[c] = output_gap(reply_nll(out[c]), lengths) - output_gap(nll0, lengths)
+        coh = F.relu(kl(out[c].logits.log_softmax(-1), logp0).mean() - cfg.kl_tau).pow(2)
+        delta[c] = output_gap(out[c], next_token_nll(out[c].logits, out[c].targets)) - gap0
         loss = loss - F.logsigmoid(moved) + cfg.coherence_weight * coh
         logs[f"d{c:+.0f}"], logs["coh"] = gap(z[c], space.direction).item(), logs.get("coh", 0.0) + coh.item() / 2
     mono = monotonic_hinge(delta[1.0], delta[-1.0], cfg.mono_margin)
@@ -685,9 +692,9 @@ def readout_loss(space, ref, out, lengths, cfg, progress):
     return loss + cfg.mono_weight * mono + cfg.even_weight * even, logs
 
 
-def tv_barrier(logits, p_ref, tau, weight):
+def tv_barrier(p, p_ref, tau, weight):
     """log1p(w·v)² + v per position, v = relu(½‖p − p_ref‖₁ − τ): zero, with zero gradient, inside τ."""
-    v = F.relu(0.5 * (logits.softmax(-1) - p_ref).abs().sum(-1) - tau)
+    v = F.relu(0.5 * (p - p_ref).abs().sum(-1) - tau)
     return torch.log1p(weight * v).pow(2) + v
 
 
@@ -698,21 +705,21 @@ def antipasto_loss(space, ref, out, lengths, cfg, progress):
     full0 = ref.h.mean(1)[0::2] - ref.h.mean(1)[1::2]                         # [p, d_model]
     s0 = full0 @ space.basis                                                  # [p, k]
     std = (s0.std(0) if len(s0) > 1 else torch.ones_like(s0[0])).clamp(min=1e-6).detach()
-    logp0 = ref.logits[:, :-1].log_softmax(-1)                                # [2p, w−1, vocab]
-    nll0, entropy = reply_nll(ref), -(logp0.exp() * logp0).sum(-1)            # [2p, w−1]
-    mask, tau = reply_mask(lengths, nll0.shape[1], nll0.device), 0.9 * torch.sqrt(entropy + 0.02)
+    logp0 = ref.logits.log_softmax(-1)                                        # [m, vocab]
+    entropy = -(logp0.exp() * logp0).sum(-1)                                  # [m]
+    tau, gap0 = 0.9 * torch.sqrt(entropy + 0.02), output_gap(ref, next_token_nll(ref.logits, ref.targets))
     cos, delta, coh = {}, {}, 0.0
-    for c, rows in ((1.0, slice(0, None, 2)), (-1.0, slice(1, None, 2))):
+    for c, side in ((1.0, 0), (-1.0, 1)):
         full = out[c].h.mean(1)[0::2] - out[c].h.mean(1)[1::2] - full0        # [p, d_model]
         inside = ((full @ space.basis).norm(dim=-1) / full.norm(dim=-1).clamp(min=1e-12)) ** power
         cos[c] = F.cosine_similarity((full @ space.basis) / std, s0 / std, dim=-1) * inside
-        barrier = tv_barrier(out[c].logits[:, :-1][rows], logp0.exp()[rows], tau[rows], 10.0 * ramp)
-        coh = coh + masked_mean(barrier, mask[rows])
-        delta[c] = output_gap(reply_nll(out[c]), lengths) - output_gap(nll0, lengths)
+        rows = out[c].rows % 2 == side                                        # honest rows at +1, dishonest at −1
+        coh = coh + tv_barrier(out[c].logits[rows].softmax(-1), logp0[rows].exp(), tau[rows], 10.0 * ramp).mean()
+        delta[c] = output_gap(out[c], next_token_nll(out[c].logits, out[c].targets)) - gap0
     k = 30 * cos[1.0] * cos[-1.0]
     proj = (k + F.relu(k).pow(2)).mean()
     orient = 1.0 if (cos[1.0] - cos[-1.0]).mean() >= 0 else -1.0             # the sign the projection picked
-    mono = monotonic_hinge(delta[1.0], delta[-1.0], 0.5 * masked_mean(entropy, mask).sqrt() + 0.04, orient)
+    mono = monotonic_hinge(delta[1.0], delta[-1.0], 0.5 * entropy.mean().sqrt() + 0.04, orient)
     logs = {"proj": proj.item(), "coh": coh.item(), "mono": mono.item(), "cos+": cos[1.0].mean().item()}
     return proj + coh + cfg.mono_weight * ramp * mono, logs
 
@@ -732,10 +739,9 @@ def schedule(cfg):
 def step_loss(runner, space, chunk, cfg, progress):
     """The reference pass at c = 0, then c = +1 and c = −1 in one graph; (loss, logs, passes)."""
     lengths = suffix_lengths(runner.tokenizer, chunk)
-    window = max(lengths) + 1                                             # the shared reply and the token before
     with torch.no_grad():
-        ref = runner.run(chunk, 0.0, window)
-    out = {c: runner.run(chunk, c, window) for c in (1.0, -1.0)}
+        ref = runner.run(chunk, 0.0, lengths)
+    out = {c: runner.run(chunk, c, lengths) for c in (1.0, -1.0)}
     loss, logs = LOSSES[cfg.objective](space, ref, out, lengths, cfg, progress)
     return loss, logs, (ref, out)
 
@@ -759,9 +765,9 @@ def heldout_stats(runner, space, pairs, cfg):
     for chunk in batches(pairs, cfg.batch_pairs):
         lengths = suffix_lengths(runner.tokenizer, chunk)
         for c in z:
-            p = runner.run(chunk, c, max(lengths) + 1)
+            p = runner.run(chunk, c, lengths)
             z[c].append(p.h @ space.basis)
-            gaps[c].append(output_gap(reply_nll(p), lengths))
+            gaps[c].append(output_gap(p, next_token_nll(p.logits, p.targets)))
     z, gaps = {c: torch.cat(v) for c, v in z.items()}, {c: torch.cat(v) for c, v in gaps.items()}
     return {"delta": {c: float(gap(v, space.direction)) for c, v in z.items()},
             "odd_share_readout": odd_share(z[1.0], z[-1.0], z[0.0]),

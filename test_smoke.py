@@ -12,10 +12,12 @@ import ast
 import contextlib
 import copy
 import csv
+import inspect
 import json
 import math
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -80,6 +82,15 @@ def make_model(vocab_size, seed=0, layers=4):
     model = Qwen3ForCausalLM(cfg).eval()
     model.config.name_or_path = "tiny-qwen3"
     return model
+
+
+# The same builders as source, for a script run in another directory (the copy-alone test).
+TINY_SOURCE = "\n".join([
+    "import torch",
+    "from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers",
+    "from transformers import PreTrainedTokenizerFast, Qwen3Config, Qwen3ForCausalLM",
+    f"CHATML = {CHATML!r}", f"CORPUS = {CORPUS!r}",
+    inspect.getsource(make_tokenizer), inspect.getsource(make_model)]) + "\n"
 
 
 @pytest.fixture(scope="session")
@@ -173,9 +184,18 @@ def test_cayley_rotation_is_orthogonal_and_inverts_with_minus_c(c):
 def test_scaled_singular_values_multiply_back_to_s_squared(tiny):
     model, _ = tiny
     layer = trained_adapter(model).layers[0]
-    s_plus, s_minus = layer.S * torch.exp(1.7 * layer.lam), layer.S * torch.exp(-1.7 * layer.lam)
+    s_plus, s_minus = layer.scaled_s(1.7), layer.scaled_s(-1.7)
     assert torch.allclose(s_plus * s_minus, layer.S ** 2, rtol=1e-5)
-    assert not torch.allclose(s_plus, layer.S, rtol=1e-2)
+    assert not torch.allclose(s_plus, layer.S, rtol=1e-2) and torch.equal(layer.scaled_s(0.0), layer.S)
+
+
+def test_attach_defaults_are_the_cli_recipe(tiny):
+    """InnerPiSSA.attach and `python innerpissa.py` bound the rotation alike (both 0.5 rad)."""
+    model, _ = tiny
+    cli = harness.parse_args(["--out", "x.safetensors"])
+    adapter = ip.InnerPiSSA.attach(model)
+    assert adapter.max_angle == cli.max_angle == 0.5 and adapter.rank == cli.rank and adapter.rotate_u == cli.rotate_u
+    assert all(layer.max_angle == 0.5 for layer in adapter.layers)
 
 
 def test_top_svd_reconstructs_weight_at_full_rank(tiny):
@@ -286,6 +306,127 @@ def test_even_penalty_raises_the_odd_share_of_the_readout_change(tiny):
     assert shares[10.0] > shares[0.0] + 0.1, shares
 
 
+@pytest.mark.parametrize("objective", ["readout", "antipasto"])
+def test_cached_step_equals_the_plain_step(tiny, objective):
+    """Loss and every gradient of one training step, persona chats cached vs every full row run."""
+    model, tok = tiny
+    model.requires_grad_(False)
+    pairs, results = ip.make_pairs(tok, n=12), []
+    adapter = trained_adapter(model, rank=4)
+    cfg = ip.resolve(ip.TrainConfig(objective=objective, batch_pairs=4, layer=2), model)
+    for cached in (False, True):
+        runner = ip.PairRunner(model, tok, adapter, pairs, cfg.layer, cfg.last_n, cached)
+        assert runner.cached == cached
+        space = ip.readout_space(model, runner, pairs, cfg, 4) if objective == "readout" else \
+            ip.antipasto_space(model, runner, pairs, cfg, 4)
+        adapter.zero_grad()
+        loss, _, _ = ip.step_loss(runner, space, pairs[:4], cfg, progress=0.5)
+        loss.backward()
+        results.append((loss.detach(), [p.grad.clone() for p in adapter.parameters()]))
+    (loss_plain, grads_plain), (loss_cached, grads_cached) = results
+    assert torch.allclose(loss_cached, loss_plain, rtol=1e-5, atol=0) and loss_plain.abs() > 0
+    for g_plain, g_cached in zip(grads_plain, grads_cached):
+        assert g_plain.abs().max() > 0
+        assert (g_cached - g_plain).norm() <= 1e-5 * g_plain.norm() + 1e-9
+
+
+def fake_pass(h, logits, rows=None):
+    rows = torch.tensor([0, 1]) if rows is None else rows
+    return ip.Pass(h, logits, torch.zeros(len(rows), dtype=torch.long), rows)
+
+
+def test_antiparallel_loss_is_scale_free_and_symmetric_in_the_honest_sign():
+    """The projection term of antipasto_loss alone (TV barrier inside its threshold, hinge weight 0)."""
+    torch.manual_seed(0)
+    p, d, basis = 6, 8, torch.linalg.qr(torch.randn(8, 4))[0]
+    cfg = ip.TrainConfig(objective="antipasto", mono_weight=0.0)
+    rows = torch.arange(2 * p)
+    h0, move = torch.randn(2 * p, 3, d), torch.randn(2 * p, 3, d)
+    logits = torch.zeros(2 * p, 5)                                     # the same distribution at every c
+
+    def loss(plus, minus):
+        out = {1.0: fake_pass(h0 + plus, logits, rows), -1.0: fake_pass(h0 + minus, logits, rows)}
+        return ip.antipasto_loss(ip.Space(basis, basis[0]), fake_pass(h0, logits, rows), out, [1] * p, cfg, 0.5)[0]
+    base = loss(move, -move)
+    assert torch.allclose(loss(10 * move, -10 * move), base, atol=1e-5)      # scale-free in δ±
+    assert torch.allclose(loss(-move, move), base, atol=1e-5)                # either sign may be the honest one
+    assert base < 0 < loss(move, move)                                      # opposite moves win, alike ones lose
+
+
+def test_tv_barrier_and_hinge_are_zero_with_zero_gradient_inside_their_thresholds():
+    p_ref = torch.tensor([[0.5, 0.3, 0.2]])
+    p = torch.tensor([[0.45, 0.35, 0.2]], requires_grad=True)              # TV 0.05 < τ 0.1
+    barrier = ip.tv_barrier(p, p_ref, torch.tensor([0.1]), 10.0).sum()
+    barrier.backward()
+    assert barrier.item() == 0 and p.grad.abs().max() == 0
+    assert ip.tv_barrier(torch.tensor([[0.9, 0.05, 0.05]]), p_ref, torch.tensor([0.1]), 10.0).item() > 0
+    d_plus, d_minus = torch.tensor([0.6], requires_grad=True), torch.tensor([-0.7], requires_grad=True)
+    hinge = ip.monotonic_hinge(d_plus, d_minus, torch.tensor(0.5))
+    hinge.backward()
+    assert hinge.item() == 0 and d_plus.grad.abs().max() == 0 and d_minus.grad.abs().max() == 0
+
+
+def test_data_aware_selection_picks_the_planted_directions(tiny):
+    """A Linear whose output basis has 3 singular directions aligned with what separates honest from
+    dishonest inputs (planted, with small singular values) gets those 3 among its chosen r = 3."""
+    model, tok = tiny
+    pairs = ip.make_pairs(tok, n=16)
+    blocks = ip.decoder_layers(model)
+    name = "model.layers.1.self_attn.o_proj"
+    found = []
+    hook = blocks[1].register_forward_pre_hook(
+        lambda m, a, kw: found.append((a[0] if a else kw["hidden_states"])[:, -1]), with_kwargs=True)
+    with torch.no_grad():
+        for chunk in ip.batches(pairs, 8):
+            model(**ip.tokenize(tok, ip.interleave(chunk)))
+    hook.remove()
+    h = torch.cat(found)
+    diff = (h[0::2] - h[1::2]).mean(0)                                   # [64] what separates the personas
+    q = torch.linalg.qr(torch.cat([diff[:, None], torch.randn(64, 63)], 1))[0]   # q[:, 0] ∥ diff
+    planted = [0, 1, 2]
+    s = torch.linspace(5.0, 1.0, 64)
+    s[planted] = torch.tensor([0.5, 0.4, 0.3])                           # the smallest: never in a top-3 by S
+    with torch.no_grad():
+        model.get_submodule(name).weight.copy_((q * s) @ torch.linalg.qr(torch.randn(64, 64))[0].T)
+    adapter = ip.InnerPiSSA.attach(model, target=name + "$", rank=3)
+    ip.select_directions(model, tok, adapter, pairs, 3)
+    u = adapter.layers[0].U                                              # [64, 3] the chosen left vectors
+    assert (u.T @ q[:, 0]).abs().max() > 0.99                            # the separating direction is chosen
+    assert set(adapter.layers[0].index.tolist()) != {0, 1, 2}            # not simply the top three
+
+
+def test_innerpissa_py_alone_attaches_trains_steers_saves_loads(tmp_path):
+    """innerpissa.py copied into an empty directory: with a model and pairs it builds itself."""
+    import shutil
+    shutil.copy(Path(ip.__file__), tmp_path / "innerpissa.py")
+    script = tmp_path / "use.py"
+    script.write_text(TINY_SOURCE + textwrap.dedent("""
+        import torch, innerpissa as ip
+        assert not hasattr(ip, "load_model")
+        tok = make_tokenizer(); model = make_model(len(tok))
+        pairs = ip.make_pairs(tok, suffixes=["The sky is", "I think", "Paris is", "One plus one",
+                                             "The robot", "Water is", "My friend", "The sea"] * 2)
+        adapter = ip.InnerPiSSA.attach(model, rank=4)
+        base = model(**ip.tokenize(tok, ["Hello there"])).logits
+        for objective in ("readout", "antipasto"):
+            ip.train(model, tok, adapter, pairs, ip.TrainConfig(objective=objective, steps=2, batch_pairs=4,
+                                                                 direction_pairs=8), progress=False)
+        with adapter.steer(1.0):
+            steered = model(**ip.tokenize(tok, ["Hello there"])).logits
+        assert not torch.allclose(steered, base)
+        adapter.save("a.safetensors"); adapter.detach()
+        assert torch.equal(model(**ip.tokenize(tok, ["Hello there"])).logits, base)
+        again = ip.InnerPiSSA.load(model, "a.safetensors")
+        with again.steer(1.0):
+            assert torch.allclose(model(**ip.tokenize(tok, ["Hello there"])).logits, steered, atol=1e-5)
+        again.detach()
+        print("alone ok")
+    """))
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=tmp_path,
+                          env={**__import__("os").environ, "PYTHONPATH": str(tmp_path)})
+    assert proc.returncode == 0 and "alone ok" in proc.stdout, proc.stderr[-2000:]
+
+
 def test_even_penalty_and_hinge_vanish_with_zero_gradient_on_an_odd_change():
     torch.manual_seed(0)
     z_ref, move = torch.randint(-8, 8, (6, 4, 8)) / 4, torch.randint(-8, 8, (6, 4, 8)) / 4   # exact in float
@@ -307,14 +448,18 @@ def test_even_penalty_and_hinge_vanish_with_zero_gradient_on_an_odd_change():
 
 
 def test_output_gap_reads_exactly_the_shared_reply(tiny):
-    _, tok = tiny
+    model, tok = tiny
     pairs = ip.make_pairs(tok, n=6)
-    suffixes = [pos.rsplit("\n", 1)[1] for pos, _ in pairs]
-    assert ip.suffix_lengths(tok, pairs) == [len(tok(s, add_special_tokens=False)["input_ids"]) for s in suffixes]
-    nll = torch.zeros(4, 10)
-    nll[1, -3:] = 2.0                                                  # the dishonest row finds its reply harder
-    nll[1, :-3] = 50.0                                                 # what comes before does not count
-    assert ip.output_gap(nll, [3, 3]).tolist() == [2.0, 0.0]
+    suffixes = [tok(pos.rsplit("\n", 1)[1], add_special_tokens=False)["input_ids"] for pos, _ in pairs]
+    lengths = ip.suffix_lengths(tok, pairs)
+    assert lengths == [len(s) for s in suffixes]
+    adapter = ip.InnerPiSSA.attach(model, rank=4)
+    for cached in (False, True):
+        p = ip.PairRunner(model, tok, adapter, pairs, 2, 2, cached).run(pairs, 0.0, lengths)
+        assert p.honest(p.targets).tolist() == [t for s in suffixes for t in s] == p.dishonest(p.targets).tolist()
+    nll = (p.rows % 2 == 1).float() * 2.0                             # the dishonest row finds its reply harder
+    assert ip.output_gap(p, nll).tolist() == [2.0] * 6
+    adapter.detach()
 
 
 @pytest.mark.parametrize("layers", [4, 8, 30])
