@@ -487,13 +487,14 @@ class PairRunner:
         ids = [token_ids(self.tokenizer, t) for t in texts]
         if any(x[:self.k] != self.prefix[i % 2] for i, x in enumerate(ids)):
             raise ValueError("a pair does not start with the persona chat this runner cached")
-        ids, kv = [x[self.k:] for x in ids], self.prefix_kv(c)
-        rows, width = torch.arange(len(ids), device=self.device) % 2, max(map(len, ids))  # 0 honest, 1 dishonest
+        ids = [x[self.k:] for x in ids]
+        kv, width = self.prefix_kv(c), max(map(len, ids))
         mask = torch.tensor([[0] * (width - len(x)) + [1] * len(x) for x in ids], device=self.device)
         return {"input_ids": torch.tensor([[0] * (width - len(x)) + x for x in ids], device=self.device),
                 "attention_mask": torch.cat([mask.new_ones(len(ids), self.k), mask], 1),
                 "position_ids": self.k + position_ids(mask), "use_cache": True,
-                "past_key_values": DynamicCache([(k[rows], v[rows]) for k, v in kv], config=self.model.config)}
+                "past_key_values": DynamicCache([(k.repeat(len(ids) // 2, 1, 1, 1), v.repeat(len(ids) // 2, 1, 1, 1))
+                                                 for k, v in kv], config=self.model.config)}   # rows: honest, dishonest, …
 
     def run(self, pairs, c, lengths=None):
         """Pass at coefficient c; with `lengths` (reply tokens per pair) also the reply's logits."""
@@ -713,9 +714,9 @@ def antipasto_loss(space, ref, out, lengths, cfg, progress):
         full = out[c].h.mean(1)[0::2] - out[c].h.mean(1)[1::2] - full0        # [p, d_model]
         inside = ((full @ space.basis).norm(dim=-1) / full.norm(dim=-1).clamp(min=1e-12)) ** power
         cos[c] = F.cosine_similarity((full @ space.basis) / std, s0 / std, dim=-1) * inside
-        rows = out[c].rows % 2 == side                                        # honest rows at +1, dishonest at −1
-        coh = coh + tv_barrier(out[c].logits[rows].softmax(-1), logp0[rows].exp(), tau[rows], 10.0 * ramp).mean()
-        delta[c] = output_gap(out[c], next_token_nll(out[c].logits, out[c].targets)) - gap0
+        rows, logp = out[c].rows % 2 == side, out[c].logits.log_softmax(-1)  # honest rows at +1, dishonest at −1
+        coh = coh + tv_barrier(logp[rows].exp(), logp0[rows].exp(), tau[rows], 10.0 * ramp).mean()
+        delta[c] = output_gap(out[c], -logp.gather(-1, out[c].targets[:, None]).squeeze(-1)) - gap0
     k = 30 * cos[1.0] * cos[-1.0]
     proj = (k + F.relu(k).pow(2)).mean()
     orient = 1.0 if (cos[1.0] - cos[-1.0]).mean() >= 0 else -1.0             # the sign the projection picked
