@@ -522,7 +522,8 @@ def evaluate(model, tokenizer, rows, methods, artifacts, budget, doses, null_k, 
             for d in doses:
                 c = d * dose[name][0] + 0.0
                 with steerer.steer(c):
-                    raw[name][c] = dict(score(f"{name} c={c:+.4g}", plain), kl=kl.of(steerer, c))
+                    scores = score(f"{name} c={c:+.4g}", plain)
+                raw[name][c] = dict(scores, kl=kl.of(steerer, c))   # outside steer(c): of() enters it itself
         finally:
             steerer.detach()  # hooks out before the next method, also when scoring failed
     truth = [i for i, r in enumerate(rows) if r["labels"].get(TARGET, 0)]

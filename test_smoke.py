@@ -857,6 +857,31 @@ def test_cli_bad_input_one_line_error_and_nothing_written(eval_setup, capsys, pr
     assert not (tmp / "out").exists()
 
 
+def save_random_artifact(model, path, scale=0.125):
+    """A sign-calibrated-looking random (kind 'random') artifact on blocks 1 and 2 of the tiny model."""
+    g = torch.Generator().manual_seed(5)
+    vectors = {i: torch.randn(ip.hidden_size(model), generator=g) * scale for i in (1, 2)}
+    ip.save_artifact(path, {f"layers.{i}": v for i, v in vectors.items()},
+                     {"kind": "random", "sign": 1, "layers": [1, 2], "norms": [float(v.norm()) for v in vectors.values()]})
+    return path
+
+
+def test_recorded_kl_of_a_baseline_at_every_dose_is_its_own(eval_setup):
+    """raw[method][c]["kl"] at a dose d ≠ ±1 is the KL of that c, as a fresh NeutralKL measures it
+    outside any steer() — not of 2c (a KL taken inside steer(c) on a steerer that stacked hooks)."""
+    model, tok, tmp = eval_setup
+    path = save_random_artifact(model, tmp / "rnd.safetensors")
+    rows = ev.load_dilemmas(tmp / "dilemmas.csv")[:8]
+    raw, dose, _ = ev.evaluate(model, tok, rows, [], {"random": path}, 0.005, [-2.0, -1.0, -0.5, 0.5, 1.0, 2.0],
+                               0, NEUTRAL)
+    fresh, steerer = ev.NeutralKL(model, tok, NEUTRAL), ev.load_steerer(model, path)
+    for d in (-2.0, -0.5, 0.5, 2.0):
+        c = d * dose["random"][0]
+        assert raw["random"][c]["kl"] == pytest.approx(fresh.of(steerer, c), rel=1e-6, abs=1e-9)
+    assert raw["random"][2 * dose["random"][0]]["kl"] > 0.005 >= raw["random"][dose["random"][0]]["kl"]
+    assert not hook_ids(model)
+
+
 # ----------------------------------------------------------------------------- baselines.py
 
 
@@ -938,6 +963,24 @@ def test_coeff_zero_is_base_and_exit_removes_every_hook(tiny, kind):
     with steerer.steer(1.0):
         steerer.detach()
         assert len(hook_ids(model)) == 0
+
+
+@pytest.mark.parametrize("kind", ["pca", "weight_diff"])
+def test_nested_steer_sets_the_coefficient_instead_of_adding(tiny, kind):
+    """As InnerPiSSA.steer: steer(2) inside steer(0.5) runs at 2 (not 2.5), with no second set of
+    hooks, and leaving it restores 0.5; steer(0) inside is the base model."""
+    model, tok = tiny
+    base, steerer = logits(model, tok, PROMPTS), _random_steerer(model, kind)
+    with steerer.steer(2.0):
+        single, n_hooks = logits(model, tok, PROMPTS), len(hook_ids(model))
+    with steerer.steer(0.5):
+        outer = logits(model, tok, PROMPTS)
+        with steerer.steer(2.0):
+            assert torch.equal(logits(model, tok, PROMPTS), single) and len(hook_ids(model)) == n_hooks
+        with steerer.steer(0.0):
+            assert torch.equal(logits(model, tok, PROMPTS), base)
+        assert torch.equal(logits(model, tok, PROMPTS), outer) and not torch.allclose(outer, single)
+    assert not hook_ids(model) and torch.equal(logits(model, tok, PROMPTS), base)
 
 
 def test_hook_handles_blocks_that_return_tuples():
