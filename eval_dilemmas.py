@@ -82,7 +82,7 @@ N_PERM, MIN_OTHERS = 2000, 10
 KL_BUDGET = 0.1      # default --kl: nats per token of KL(p_c ‖ p_0) on the neutral set (see README)
 DOSE_STEPS = 5       # KL evaluations (each: both signs) to find c*
 NULL_K = 4           # default --null: random-direction steerers in the null
-NULL_SEED = 1000     # their seeds are NULL_SEED + seed + j, never the random baseline's seed
+NULL_SEED = 1000     # direction j of --seed s is seeded by SeedSequence([NULL_SEED, s, j]): disjoint per s
 NEUTRAL_ROWS, NEUTRAL_TOKENS = 32, 24   # the dose reads the first 32 neutral replies, 24 tokens each
 
 
@@ -471,9 +471,15 @@ def load_steerer(model, path):
     return baselines.load(model, path)
 
 
+def null_seed(seed, j):
+    """Generator seed of null direction j under --seed `seed`: different seeds give disjoint sets."""
+    return int(np.random.SeedSequence([NULL_SEED, seed, j]).generate_state(1)[0])
+
+
 def null_steerers(model, k, artifacts, seed=0):
     """K random-direction steerers at the layers (and per-layer norms) of the pca/random artifact,
-    or at baselines.layer_range with unit norms: the dose makes the overall scale irrelevant."""
+    or at baselines.layer_range with unit norms: the dose makes the overall scale irrelevant.
+    Direction j is seeded by null_seed(seed, j); every direction has the same per-layer norms."""
     import baselines
     norms = {i: 1.0 for i in baselines.layer_range(model)}
     for path in artifacts.values():
@@ -484,13 +490,13 @@ def null_steerers(model, k, artifacts, seed=0):
     d_model = hidden_size(model)
     template = {i: torch.full((d_model,), n / d_model ** 0.5) for i, n in norms.items()}  # |template_i| = n_i
     return [baselines.build(model, {f"layers.{i}": v for i, v in
-                                    baselines.random_directions(template, NULL_SEED + seed + j).items()},
-                            {"kind": "random", "sign": 1}) for j in range(k)]
+                                    baselines.random_directions(template, null_seed(seed, j)).items()},
+                            {"kind": "random", "sign": 1, "seed": null_seed(seed, j)}) for j in range(k)]
 
 
-def evaluate(model, tokenizer, rows, methods, artifacts, budget, doses, null_k, neutral, batch_size=16):
+def evaluate(model, tokenizer, rows, methods, artifacts, budget, doses, null_k, neutral, batch_size=16, seed=0):
     """Raw scores {method: {coeff: {"logratio", "pmass", "nll"}}} (arrays [n_rows]), the doses
-    {method: (c*, KL)} and the null [{c, kl, effect}].
+    {method: (c*, KL)} and the null [{seed, coeff, kl, effect}] of null_steerers(…, seed).
 
     c = 0 is the unsteered model for every method (no system prompt, hooks inert): scored once.
     Each artifact is dosed on the neutral set before any row is scored, then scored at d·c* for
@@ -528,7 +534,7 @@ def evaluate(model, tokenizer, rows, methods, artifacts, budget, doses, null_k, 
             steerer.detach()  # hooks out before the next method, also when scoring failed
     truth = [i for i, r in enumerate(rows) if r["labels"].get(TARGET, 0)]
     null = []
-    for j, steerer in enumerate(null_steerers(model, null_k, artifacts)):
+    for j, steerer in enumerate(null_steerers(model, null_k, artifacts, seed)):
         c, k = calibrate_dose(lambda c: kl.at(steerer, c), budget)
         ends = []
         for sign in (1.0, -1.0):
@@ -536,7 +542,7 @@ def evaluate(model, tokenizer, rows, methods, artifacts, budget, doses, null_k, 
                 ends.append(score(f"null {j} c={sign * c:+.4g}", plain, truth, nll=False)["logratio"])
         rows_t, ref_t = [rows[i] for i in truth], base["logratio"][truth]
         deltas = [category_scores(rows_t, e)[TARGET] - category_scores(rows_t, ref_t)[TARGET] for e in ends]
-        null.append({"seed": NULL_SEED + j, "coeff": c, "kl": k, "effect": (deltas[0] - deltas[1]) / 2})
+        null.append({"seed": steerer.meta["seed"], "coeff": c, "kl": k, "effect": (deltas[0] - deltas[1]) / 2})
     return raw, dose, null
 
 
@@ -728,7 +734,7 @@ def main(argv=None):
 
     start = time.perf_counter()
     raw, dose, null = evaluate(model, tokenizer, rows, args.methods, artifacts, args.kl, doses, args.null,
-                               neutral, args.batch_size)
+                               neutral, args.batch_size, args.seed)
     print(f"evaluated in {time.perf_counter() - start:.1f} s", file=sys.stderr)
 
     ref = next(iter(raw.values()))[0.0]  # the shared c = 0 scores

@@ -812,6 +812,7 @@ def test_end_to_end_cli_writes_table_and_files(eval_setup, capsys):
     assert s["pmass_ratio_plus"] == pytest.approx(plus["pmass"] / results["methods"]["innerpissa"]["0.0"]["pmass"])
     assert len(results["null"]) == 2 and all(0 < n["kl"] <= 0.005 for n in results["null"])
     assert s["null_percentile"] == ev.null_percentile(s["effect"], [n["effect"] for n in results["null"]])
+    assert [n["seed"] for n in results["null"]] == [ev.null_seed(0, j) for j in range(2)]
     for key in ("coeff", "kl", "delta_plus", "delta_minus", "p_plus", "p_minus", "odd_share", "pmass_ratio_plus",
                 "pmass_ratio_minus", "delta_nll_plus", "delta_nll_minus", "null_percentile"):
         assert key in results["summary"]["prompt"] and key in s
@@ -880,6 +881,24 @@ def test_recorded_kl_of_a_baseline_at_every_dose_is_its_own(eval_setup):
         assert raw["random"][c]["kl"] == pytest.approx(fresh.of(steerer, c), rel=1e-6, abs=1e-9)
     assert raw["random"][2 * dose["random"][0]]["kl"] > 0.005 >= raw["random"][dose["random"][0]]["kl"]
     assert not hook_ids(model)
+
+
+def test_seed_reaches_the_null_directions(tiny, monkeypatch):
+    model, _ = tiny
+
+    def directions(seed):
+        zero = torch.zeros(ip.hidden_size(model))
+        return [torch.cat([f(None, zero) for f in s.deltas.values()]) for s in ev.null_steerers(model, 3, {}, seed)]
+    a, b, c = directions(0), directions(0), directions(1)
+    assert all(torch.equal(x, y) for x, y in zip(a, b))                       # same seed: same directions
+    assert all(not torch.allclose(x, y) for x in a for y in c)                # another seed: none shared
+    seen = {}
+    monkeypatch.setattr(ev, "evaluate", lambda *a, **kw: seen.setdefault("args", a) and (_ for _ in ()).throw(
+        KeyboardInterrupt))
+    monkeypatch.setattr(ev, "load_model", lambda name, **kw: tiny)
+    with pytest.raises(KeyboardInterrupt):
+        ev.main(["--methods", "base", "--seed", "7", "--out", "unused"])
+    assert seen["args"][-1] == 7                                              # main passes --seed on
 
 
 # ----------------------------------------------------------------------------- baselines.py
