@@ -42,7 +42,8 @@ Protocol. Nothing below looks at the rows being evaluated before they are scored
    against c = 0: "anything changed", not "it steers".
 
 Verdict: steers if E > 0, null_percentile ≥ 0.95, odd share ≥ ½ and coherent at both signs;
-damages if not, and incoherent at either sign or odd share < ½; otherwise nothing.
+damages if not, and incoherent at either sign or odd share < ½; otherwise nothing (also when no
+row moved at all, so the odd share is undefined).
 
 Output in --out: results.json {"summary": {method: {coeff, kl, delta_plus, …}}, "methods": {name:
 {coeff: metrics}}, "null", "config", …} with coeff keys str(float(c)) of the coefficient actually
@@ -342,16 +343,22 @@ def null_percentile(effect, null_effects):
 
 
 def verdict(m):
-    """One word for a summary entry; the rules are printed under the table (VERDICT_RULES)."""
-    share, pct = m["odd_share"] or 0.0, m["null_percentile"]
+    """One word for a summary entry; the rules are printed under the table (VERDICT_RULES).
+    odd_share None means no row moved at either sign: no effect, so "nothing" unless incoherent."""
+    share, pct = m["odd_share"], m["null_percentile"]
     incoherent = m["incoherent_plus"] or m["incoherent_minus"]
-    if m["effect"] > 0 and pct is not None and pct >= 0.95 and share >= 0.5 and not incoherent:
+    if incoherent:
+        return "damages"
+    if share is None:
+        return "nothing"
+    if m["effect"] > 0 and pct is not None and pct >= 0.95 and share >= 0.5:
         return "steers"
-    return "damages" if incoherent or share < 0.5 else "nothing"
+    return "damages" if share < 0.5 else "nothing"
 
 
 VERDICT_RULES = ("steers: E > 0, null percentile ≥ 0.95, odd share ≥ 0.5 and pmass ratio ≥ 0.5 at both signs; "
-                 "damages: otherwise, if pmass ratio < 0.5 at either sign or odd share < 0.5; nothing: the rest")
+                 "damages: otherwise, if pmass ratio < 0.5 at either sign or odd share < 0.5; "
+                 "nothing: the rest (also when no row moved)")
 
 
 # ----------------------------------------------------------------------------- dose

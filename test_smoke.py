@@ -605,6 +605,9 @@ def test_verdict_rules():
     assert ev.verdict(dict(good, odd_share=0.3)) == "damages"
     assert ev.verdict(dict(good, null_percentile=0.75)) == "nothing"
     assert ev.verdict(dict(good, effect=-0.2, null_percentile=0.0)) == "nothing"
+    # no effect at all (every row unchanged at both signs): no odd share, and no damage either
+    assert ev.verdict(dict(good, effect=0.0, odd_share=None, null_percentile=0.0)) == "nothing"
+    assert ev.verdict(dict(good, effect=0.0, odd_share=None, incoherent_plus=True)) == "damages"
 
 
 def test_truth_probes_take_the_honest_side_from_the_labels(tmp_path, capsys):
