@@ -598,16 +598,30 @@ def test_best_dose_never_picks_an_incoherent_setting():
 
 
 def test_verdict_rules():
-    good = {"effect": 0.2, "null_percentile": 1.0, "odd_share": 0.8, "incoherent_plus": False,
+    good = {"effect": 0.2, "null_percentile": 1.0, "null_p95": 0.1, "odd_share": 0.8, "incoherent_plus": False,
             "incoherent_minus": False}
     assert ev.verdict(good) == "steers"
     assert ev.verdict(dict(good, incoherent_minus=True)) == "damages"
     assert ev.verdict(dict(good, odd_share=0.3)) == "damages"
-    assert ev.verdict(dict(good, null_percentile=0.75)) == "nothing"
+    assert ev.verdict(dict(good, null_p95=0.3, null_percentile=0.75)) == "nothing"
     assert ev.verdict(dict(good, effect=-0.2, null_percentile=0.0)) == "nothing"
+    assert ev.verdict(dict(good, null_p95=None, null_percentile=None)) == "nothing"   # --null 0: never steers
     # no effect at all (every row unchanged at both signs): no odd share, and no damage either
     assert ev.verdict(dict(good, effect=0.0, odd_share=None, null_percentile=0.0)) == "nothing"
     assert ev.verdict(dict(good, effect=0.0, odd_share=None, incoherent_plus=True)) == "damages"
+
+
+def test_verdict_needs_e_above_the_null_95th_percentile():
+    """K = 16 |E_k| = 0.01 … 0.16: p95 lies between the 15th and 16th (0.1525); E just above it steers,
+    just below it does not, even though E beats 15 of 16 null directions (null_percentile 0.9375)."""
+    null = [{"effect": (-1) ** k * 0.01 * k} for k in range(1, 17)]
+    effects = [n["effect"] for n in null]
+    p95 = ev.null_p95(effects)
+    assert p95 == pytest.approx(0.1525) and ev.null_p95([]) is None
+    base = {"odd_share": 0.8, "incoherent_plus": False, "incoherent_minus": False, "null_p95": p95}
+    for effect, want in ((p95 + 1e-6, "steers"), (p95 - 1e-6, "nothing")):
+        m = dict(base, effect=effect, null_percentile=ev.null_percentile(effect, effects))
+        assert m["null_percentile"] == 15 / 16 and ev.verdict(m) == want
 
 
 def test_truth_probes_take_the_honest_side_from_the_labels(tmp_path, capsys):
@@ -815,9 +829,11 @@ def test_end_to_end_cli_writes_table_and_files(eval_setup, capsys):
     assert s["pmass_ratio_plus"] == pytest.approx(plus["pmass"] / results["methods"]["innerpissa"]["0.0"]["pmass"])
     assert len(results["null"]) == 2 and all(0 < n["kl"] <= 0.005 for n in results["null"])
     assert s["null_percentile"] == ev.null_percentile(s["effect"], [n["effect"] for n in results["null"]])
+    assert s["null_p95"] == ev.null_p95([n["effect"] for n in results["null"]]) is not None
+    assert f"null p95 (95th percentile of |E_k|): {s['null_p95']:.3f}" in table
     assert [n["seed"] for n in results["null"]] == [ev.null_seed(0, j) for j in range(2)]
     for key in ("coeff", "kl", "delta_plus", "delta_minus", "p_plus", "p_minus", "odd_share", "pmass_ratio_plus",
-                "pmass_ratio_minus", "delta_nll_plus", "delta_nll_minus", "null_percentile"):
+                "pmass_ratio_minus", "delta_nll_plus", "delta_nll_minus", "null_percentile", "null_p95"):
         assert key in results["summary"]["prompt"] and key in s
     at0 = results["methods"]["innerpissa"]["0.0"]
     assert at0["delta_target"] == 0 and at0["delta_nll"] == 0 and at0["p"] == 1.0
@@ -902,6 +918,46 @@ def test_seed_reaches_the_null_directions(tiny, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         ev.main(["--methods", "base", "--seed", "7", "--out", "unused"])
     assert seen["args"][-1] == 7                                              # main passes --seed on
+
+
+def test_null_shares_a_dose_only_within_the_budget():
+    """dose_null with KL(c) = w·c²: close weights share direction 0's c* unless one would exceed the
+    budget (then dosed alone); spread-out weights are each dosed alone. Every dose is within budget."""
+    class FakeKL:
+        def __init__(self, w):
+            self.w = w
+
+        def at(self, s, c):
+            return self.w[s] * c * c
+    budget = 0.1
+    close = FakeKL([1.0, 0.98, 1.15, 0.99, 1.5, 0.5])           # cv of the first 4: 0.07
+    got = ev.dose_null(close, range(6), budget)
+    assert [how for _, _, how in got] == ["own", "shared", "own", "shared", "own", "shared"]
+    assert [close.at(j, got[0][0]) <= budget for j in range(6)] == [True, True, False, True, False, True]
+    assert all(k == close.at(j, c) <= budget for j, (c, k, _) in enumerate(got))
+    assert len({c for c, _, how in got if how == "shared"} | {got[0][0]}) == 1
+    spread = FakeKL([1.0, 3.0, 0.3, 2.0, 1.0])
+    assert ev.kl_spread(spread, range(4), 1.0)["cv"] > ev.NULL_SHARE_CV
+    got = ev.dose_null(spread, range(5), budget)
+    assert all(how == "own" for _, _, how in got) and all(spread.at(j, c) <= budget for j, (c, _, _) in enumerate(got))
+    assert ev.dose_null(close, [], budget) == []
+
+
+@pytest.mark.parametrize("share_cv", [math.inf, -1.0])     # always share the dose / never share it
+def test_every_null_direction_stays_within_the_budget_at_its_dose(eval_setup, monkeypatch, share_cv):
+    model, tok, tmp = eval_setup
+    monkeypatch.setattr(ev, "NULL_SHARE_CV", share_cv)
+    rows, budget = ev.load_dilemmas(tmp / "dilemmas.csv")[:8], 0.005
+    _, _, null = ev.evaluate(model, tok, rows, [], {}, budget, [-1.0, 1.0], 4, NEUTRAL, seed=3)
+    assert [n["seed"] for n in null] == [ev.null_seed(3, j) for j in range(4)]
+    if share_cv < 0:
+        assert all(n["dose"] == "own" for n in null)
+    assert all(n["coeff"] == null[0]["coeff"] for n in null if n["dose"] == "shared")
+    fresh = ev.NeutralKL(model, tok, NEUTRAL)
+    for n, steerer in zip(null, ev.null_steerers(model, 4, {}, seed=3)):   # re-measured, not just as recorded
+        assert 0 < fresh.at(steerer, n["coeff"]) <= budget and n["kl"] == pytest.approx(fresh.at(steerer, n["coeff"]))
+    if share_cv > 0:
+        assert any(n["dose"] == "shared" and n["coeff"] == null[0]["coeff"] for n in null)
 
 
 # ----------------------------------------------------------------------------- baselines.py
