@@ -518,8 +518,8 @@ def null_steerers(model, k, artifacts, seed=0):
 
 def kl_spread(kl, steerers, c):
     """Does a random direction's neutral KL depend on its direction, or only on its norms? For steerers
-    of equal per-layer norms: {"kl": [max(KL(+c), KL(−c)) each], "mean", "cv"}, cv = std / mean (NaN
-    if the mean is 0). A small cv lets the null share one dose (see dose_null)."""
+    of equal per-layer norms: {"c", "kl": [max(KL(+c), KL(−c)) each], "mean", "cv"}, cv = std / mean
+    (NaN if the mean is 0). A small cv lets the null share one dose (see dose_null)."""
     kls = [kl.at(s, c) for s in steerers]
     mean = float(np.mean(kls))
     return {"c": float(c), "kl": kls, "mean": mean, "cv": float(np.std(kls) / mean) if mean > 0 else math.nan}
