@@ -49,36 +49,43 @@ KINDS = ("pca", "random", "weight_diff")
 
 # --------------------------------------------------------------------------- steering by hooks
 
-def _hook(delta, c):
-    """Forward hook returning y + c · delta(inputs, y); handles blocks that return a tuple."""
-    def hook(module, inputs, output):
-        y = output[0] if isinstance(output, tuple) else output  # [batch, seq, d_out]
-        y = y + c * delta(inputs, y)
-        return (y, *output[1:]) if isinstance(output, tuple) else y
-    return hook
-
-
 class Steerer:
-    """Adds c · delta(inputs, y) to the output y of each module in `deltas`, only inside `steer(c)`."""
+    """Adds c · delta(inputs, y) to the output y of each module in `deltas`, only inside `steer(c)`.
+
+    Like InnerPiSSA.steer, steer(c) *sets* the coefficient: a nested steer(c2) inside steer(c1)
+    runs at c2 (not c1 + c2) and leaving it restores c1. One hook per module, reading self.c."""
 
     def __init__(self, deltas, meta):
-        self.deltas, self.meta, self._handles = deltas, meta, []
+        self.deltas, self.meta, self.c, self._handles = deltas, meta, 0.0, []
+
+    def _hook(self, delta):
+        """Forward hook returning y + c · delta(inputs, y); handles blocks that return a tuple."""
+        def hook(module, inputs, output):
+            if self.c == 0:
+                return None                                         # untouched: bitwise the base model
+            y = output[0] if isinstance(output, tuple) else output  # [batch, seq, d_out]
+            y = y + self.c * delta(inputs, y)
+            return (y, *output[1:]) if isinstance(output, tuple) else y
+        return hook
 
     @contextmanager
     def steer(self, c):
-        """Hooks in on enter (none at c = 0, so the model is bitwise the base), out on exit or error."""
-        c = float(c)
-        handles = [] if c == 0 else [m.register_forward_hook(_hook(f, c)) for m, f in self.deltas.items()]
-        self._handles += handles
+        """Run at coefficient c; leaving restores the previous one, also on exceptions. Hooks go in when
+        a non-zero c is entered and out when the coefficient returns to 0, so at c = 0 outside any
+        other steer() no hook is attached and the model is bitwise the base."""
+        previous, self.c = self.c, float(c)
+        if self.c != 0 and not self._handles:
+            self._handles = [m.register_forward_hook(self._hook(f)) for m, f in self.deltas.items()]
         try:
             yield self
         finally:
-            for h in handles:
-                h.remove()
-            self._handles = [h for h in self._handles if h not in handles]
+            self.c = previous
+            if previous == 0:
+                self.detach()
 
     def detach(self):
-        """Remove every hook this steerer holds; a no-op when none is attached."""
+        """Remove every hook this steerer holds; a no-op when none is attached. The next steer(c ≠ 0)
+        hooks in again."""
         for h in self._handles:
             h.remove()
         self._handles = []

@@ -745,13 +745,30 @@ def test_best_dose_never_picks_an_incoherent_setting():
 
 
 def test_verdict_rules():
-    good = {"effect": 0.2, "null_percentile": 1.0, "odd_share": 0.8, "incoherent_plus": False,
+    good = {"effect": 0.2, "null_percentile": 1.0, "null_p95": 0.1, "odd_share": 0.8, "incoherent_plus": False,
             "incoherent_minus": False}
     assert ev.verdict(good) == "steers"
     assert ev.verdict(dict(good, incoherent_minus=True)) == "damages"
     assert ev.verdict(dict(good, odd_share=0.3)) == "damages"
-    assert ev.verdict(dict(good, null_percentile=0.75)) == "nothing"
+    assert ev.verdict(dict(good, null_p95=0.3, null_percentile=0.75)) == "nothing"
     assert ev.verdict(dict(good, effect=-0.2, null_percentile=0.0)) == "nothing"
+    assert ev.verdict(dict(good, null_p95=None, null_percentile=None)) == "nothing"   # --null 0: never steers
+    # no effect at all (every row unchanged at both signs): no odd share, and no damage either
+    assert ev.verdict(dict(good, effect=0.0, odd_share=None, null_percentile=0.0)) == "nothing"
+    assert ev.verdict(dict(good, effect=0.0, odd_share=None, incoherent_plus=True)) == "damages"
+
+
+def test_verdict_needs_e_above_the_null_95th_percentile():
+    """K = 16 |E_k| = 0.01 … 0.16: p95 lies between the 15th and 16th (0.1525); E just above it steers,
+    just below it does not, even though E beats 15 of 16 null directions (null_percentile 0.9375)."""
+    null = [{"effect": (-1) ** k * 0.01 * k} for k in range(1, 17)]
+    effects = [n["effect"] for n in null]
+    p95 = ev.null_p95(effects)
+    assert p95 == pytest.approx(0.1525) and ev.null_p95([]) is None
+    base = {"odd_share": 0.8, "incoherent_plus": False, "incoherent_minus": False, "null_p95": p95}
+    for effect, want in ((p95 + 1e-6, "steers"), (p95 - 1e-6, "nothing")):
+        m = dict(base, effect=effect, null_percentile=ev.null_percentile(effect, effects))
+        assert m["null_percentile"] == 15 / 16 and ev.verdict(m) == want
 
 
 def test_truth_probes_take_the_honest_side_from_the_labels(tmp_path, capsys):
@@ -959,8 +976,11 @@ def test_end_to_end_cli_writes_table_and_files(eval_setup, capsys):
     assert s["pmass_ratio_plus"] == pytest.approx(plus["pmass"] / results["methods"]["innerpissa"]["0.0"]["pmass"])
     assert len(results["null"]) == 2 and all(0 < n["kl"] <= 0.005 for n in results["null"])
     assert s["null_percentile"] == ev.null_percentile(s["effect"], [n["effect"] for n in results["null"]])
+    assert s["null_p95"] == ev.null_p95([n["effect"] for n in results["null"]]) is not None
+    assert f"null p95 (95th percentile of |E_k|): {s['null_p95']:.3f}" in table
+    assert [n["seed"] for n in results["null"]] == [ev.null_seed(0, j) for j in range(2)]
     for key in ("coeff", "kl", "delta_plus", "delta_minus", "p_plus", "p_minus", "odd_share", "pmass_ratio_plus",
-                "pmass_ratio_minus", "delta_nll_plus", "delta_nll_minus", "null_percentile"):
+                "pmass_ratio_minus", "delta_nll_plus", "delta_nll_minus", "null_percentile", "null_p95"):
         assert key in results["summary"]["prompt"] and key in s
     at0 = results["methods"]["innerpissa"]["0.0"]
     assert at0["delta_target"] == 0 and at0["delta_nll"] == 0 and at0["p"] == 1.0
@@ -1002,6 +1022,89 @@ def test_cli_bad_input_one_line_error_and_nothing_written(eval_setup, capsys, pr
     if problem == "missing column":
         assert "values_aggregated" in err
     assert not (tmp / "out").exists()
+
+
+def save_random_artifact(model, path, scale=0.125):
+    """A sign-calibrated-looking random (kind 'random') artifact on blocks 1 and 2 of the tiny model."""
+    g = torch.Generator().manual_seed(5)
+    vectors = {i: torch.randn(ip.hidden_size(model), generator=g) * scale for i in (1, 2)}
+    ip.save_artifact(path, {f"layers.{i}": v for i, v in vectors.items()},
+                     {"kind": "random", "sign": 1, "layers": [1, 2], "norms": [float(v.norm()) for v in vectors.values()]})
+    return path
+
+
+def test_recorded_kl_of_a_baseline_at_every_dose_is_its_own(eval_setup):
+    """raw[method][c]["kl"] at a dose d ≠ ±1 is the KL of that c, as a fresh NeutralKL measures it
+    outside any steer() — not of 2c (a KL taken inside steer(c) on a steerer that stacked hooks)."""
+    model, tok, tmp = eval_setup
+    path = save_random_artifact(model, tmp / "rnd.safetensors")
+    rows = ev.load_dilemmas(tmp / "dilemmas.csv")[:8]
+    raw, dose, _ = ev.evaluate(model, tok, rows, [], {"random": path}, 0.005, [-2.0, -1.0, -0.5, 0.5, 1.0, 2.0],
+                               0, NEUTRAL)
+    fresh, steerer = ev.NeutralKL(model, tok, NEUTRAL), ev.load_steerer(model, path)
+    for d in (-2.0, -0.5, 0.5, 2.0):
+        c = d * dose["random"][0]
+        assert raw["random"][c]["kl"] == pytest.approx(fresh.of(steerer, c), rel=1e-6, abs=1e-9)
+    assert raw["random"][2 * dose["random"][0]]["kl"] > 0.005 >= raw["random"][dose["random"][0]]["kl"]
+    assert not hook_ids(model)
+
+
+def test_seed_reaches_the_null_directions(tiny, monkeypatch):
+    model, _ = tiny
+
+    def directions(seed):
+        zero = torch.zeros(ip.hidden_size(model))
+        return [torch.cat([f(None, zero) for f in s.deltas.values()]) for s in ev.null_steerers(model, 3, {}, seed)]
+    a, b, c = directions(0), directions(0), directions(1)
+    assert all(torch.equal(x, y) for x, y in zip(a, b))                       # same seed: same directions
+    assert all(not torch.allclose(x, y) for x in a for y in c)                # another seed: none shared
+    seen = {}
+    monkeypatch.setattr(ev, "evaluate", lambda *a, **kw: seen.setdefault("args", a) and (_ for _ in ()).throw(
+        KeyboardInterrupt))
+    monkeypatch.setattr(ev, "load_model", lambda name, **kw: tiny)
+    with pytest.raises(KeyboardInterrupt):
+        ev.main(["--methods", "base", "--seed", "7", "--out", "unused"])
+    assert seen["args"][-1] == 7                                              # main passes --seed on
+
+
+def test_null_shares_a_dose_only_within_the_budget():
+    """dose_null with KL(c) = w·c²: close weights share direction 0's c* unless one would exceed the
+    budget (then dosed alone); spread-out weights are each dosed alone. Every dose is within budget."""
+    class FakeKL:
+        def __init__(self, w):
+            self.w = w
+
+        def at(self, s, c):
+            return self.w[s] * c * c
+    budget = 0.1
+    close = FakeKL([1.0, 0.98, 1.15, 0.99, 1.5, 0.5])           # cv of the first 4: 0.07
+    got = ev.dose_null(close, range(6), budget)
+    assert [how for _, _, how in got] == ["own", "shared", "own", "shared", "own", "shared"]
+    assert [close.at(j, got[0][0]) <= budget for j in range(6)] == [True, True, False, True, False, True]
+    assert all(k == close.at(j, c) <= budget for j, (c, k, _) in enumerate(got))
+    assert len({c for c, _, how in got if how == "shared"} | {got[0][0]}) == 1
+    spread = FakeKL([1.0, 3.0, 0.3, 2.0, 1.0])
+    assert ev.kl_spread(spread, range(4), 1.0)["cv"] > ev.NULL_SHARE_CV
+    got = ev.dose_null(spread, range(5), budget)
+    assert all(how == "own" for _, _, how in got) and all(spread.at(j, c) <= budget for j, (c, _, _) in enumerate(got))
+    assert ev.dose_null(close, [], budget) == []
+
+
+@pytest.mark.parametrize("share_cv", [math.inf, -1.0])     # always share the dose / never share it
+def test_every_null_direction_stays_within_the_budget_at_its_dose(eval_setup, monkeypatch, share_cv):
+    model, tok, tmp = eval_setup
+    monkeypatch.setattr(ev, "NULL_SHARE_CV", share_cv)
+    rows, budget = ev.load_dilemmas(tmp / "dilemmas.csv")[:8], 0.005
+    _, _, null = ev.evaluate(model, tok, rows, [], {}, budget, [-1.0, 1.0], 4, NEUTRAL, seed=3)
+    assert [n["seed"] for n in null] == [ev.null_seed(3, j) for j in range(4)]
+    if share_cv < 0:
+        assert all(n["dose"] == "own" for n in null)
+    assert all(n["coeff"] == null[0]["coeff"] for n in null if n["dose"] == "shared")
+    fresh = ev.NeutralKL(model, tok, NEUTRAL)
+    for n, steerer in zip(null, ev.null_steerers(model, 4, {}, seed=3)):   # re-measured, not just as recorded
+        assert 0 < fresh.at(steerer, n["coeff"]) <= budget and n["kl"] == pytest.approx(fresh.at(steerer, n["coeff"]))
+    if share_cv > 0:
+        assert any(n["dose"] == "shared" and n["coeff"] == null[0]["coeff"] for n in null)
 
 
 # ----------------------------------------------------------------------------- baselines.py
@@ -1085,6 +1188,24 @@ def test_coeff_zero_is_base_and_exit_removes_every_hook(tiny, kind):
     with steerer.steer(1.0):
         steerer.detach()
         assert len(hook_ids(model)) == 0
+
+
+@pytest.mark.parametrize("kind", ["pca", "weight_diff"])
+def test_nested_steer_sets_the_coefficient_instead_of_adding(tiny, kind):
+    """As InnerPiSSA.steer: steer(2) inside steer(0.5) runs at 2 (not 2.5), with no second set of
+    hooks, and leaving it restores 0.5; steer(0) inside is the base model."""
+    model, tok = tiny
+    base, steerer = logits(model, tok, PROMPTS), _random_steerer(model, kind)
+    with steerer.steer(2.0):
+        single, n_hooks = logits(model, tok, PROMPTS), len(hook_ids(model))
+    with steerer.steer(0.5):
+        outer = logits(model, tok, PROMPTS)
+        with steerer.steer(2.0):
+            assert torch.equal(logits(model, tok, PROMPTS), single) and len(hook_ids(model)) == n_hooks
+        with steerer.steer(0.0):
+            assert torch.equal(logits(model, tok, PROMPTS), base)
+        assert torch.equal(logits(model, tok, PROMPTS), outer) and not torch.allclose(outer, single)
+    assert not hook_ids(model) and torch.equal(logits(model, tok, PROMPTS), base)
 
 
 def test_hook_handles_blocks_that_return_tuples():
