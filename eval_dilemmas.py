@@ -76,8 +76,8 @@ import torch
 
 from harness import (add_device_map, continue_from, load_model, right_pad, run_cli, run_prefix, score_yes_no,
                      shared_prefix)
-from innerpissa import (DATA_DIR, InnerPiSSA, InputError, chat, hidden_size, input_device, load_artifact,
-                        yes_no_prompt)
+from innerpissa import (DATA_DIR, InnerPiSSA, InputError, chat, hidden_size, input_device, kl, load_artifact,
+                        odd_share, yes_no_prompt)
 
 TARGET = "Virtue/Truthfulness"
 SYSTEMS = ("Virtue", "MFT", "WVS", "Maslow")             # values.csv columns that name categories
@@ -342,8 +342,8 @@ def odd_even(ref, plus, minus):
     odd share = mean|odd| / (mean|odd| + mean|even|), None when no row changed at all."""
     d_plus, d_minus = plus - ref, minus - ref
     odd, even = np.abs(d_plus - d_minus).mean() / 2, np.abs(d_plus + d_minus).mean() / 2
-    share = odd / (odd + even) if odd + even > 0 else None
-    return float(odd), float(even), None if share is None else float(share)
+    share = odd_share(*(torch.as_tensor(x, dtype=torch.float64) for x in (plus, minus, ref)))  # training's definition
+    return float(odd), float(even), None if math.isnan(share) else share
 
 
 def null_percentile(effect, null_effects):
@@ -428,7 +428,7 @@ class NeutralKL:
         return torch.cat(out)
 
     def kl(self, logp):
-        return float((logp.exp() * (logp - self.ref)).sum(-1).mean())
+        return float(kl(logp, self.ref).mean())
 
     def of(self, steerer, c):
         """KL(p_c ‖ p_0) of one steerer at one signed c, remembered: the dose and the table both ask.
