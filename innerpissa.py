@@ -104,10 +104,10 @@ def top_svd(weight, rank, index=None):
 class SVDSteer(nn.Module):
     """One target Linear: frozen U_r, S_r, V_r buffers and the learnable θ_v, θ_u, λ."""
 
-    def __init__(self, linear, rank, rotate_u, max_angle=None, scaling="exp", index=None):
+    def __init__(self, linear, rank, rotate_u, max_angle=None, scaling="exp"):
         super().__init__()
         self.max_angle, self.scaling = max_angle, scaling
-        self.select(linear, rank, index)
+        self.select(linear, rank)
         device = linear.weight.device
         # Small non-zero init: at zero, c = ±1 give identical outputs and the gradient vanishes.
         self.theta_v = nn.Parameter(torch.randn(rank, rank, device=device) * 1e-3)
@@ -131,10 +131,6 @@ class SVDSteer(nn.Module):
         r_u = (cayley(self.theta_u, c, self.max_angle) if self.theta_u is not None
                else torch.eye(len(self.S), device=self.S.device))
         return (r_v * self.scaled_s(c)) @ r_u.T - torch.diag(self.S)
-
-    def factors(self, c):
-        """(A, B) with B A = W_c − W = U_r M_cᵀ V_rᵀ: A = V_rᵀ [r, d_in], B = U_r M_cᵀ [d_out, r]."""
-        return self.V.T, self.U @ self.delta_core(c).T
 
 
 class InnerPiSSA(nn.Module):
@@ -199,15 +195,15 @@ class InnerPiSSA(nn.Module):
 
     @torch.no_grad()
     def lora_factors(self, c):
-        """{Linear name: (A [r, d_in], B [d_out, r])} with B A = W_c − W: a rank-r LoRA, exact at this c."""
-        return {name: layer.factors(float(c)) for name, layer in zip(self.names, self.layers)}
+        """{Linear name: (A, B)}, A = V_rᵀ [r, d_in], B = U_r M_cᵀ [d_out, r]: B A = W_c − W, a LoRA exact at c."""
+        return {name: (layer.V.T, layer.U @ layer.delta_core(float(c)).T) for name, layer in zip(self.names, self.layers)}
 
     def merge(self, c):
         """{state-dict key: W_c} to write a plain checkpoint steered at fixed c."""
         return merged_weights(self.model[0], self.lora_factors(c))
 
     def metadata(self):
-        return {"kind": self.kind, "model": model_name(self.model[0]), "target": self.target, "rank": self.rank,
+        return {"kind": self.kind, "model": self.model[0].config.name_or_path, "target": self.target, "rank": self.rank,
                 "rotate_u": self.rotate_u, "max_angle": self.max_angle, "scaling": self.scaling, "sign": self.sign,
                 "layers": self.names, **self.evidence, "shapes": [list(m.weight.shape) for m in self.hosts.values()]}
 
@@ -227,27 +223,21 @@ class InnerPiSSA(nn.Module):
             raise InputError(f"{path} is a {meta.get('kind')!r} artifact, not one of {', '.join(kinds)}")
         adapter = cls.attach(model, meta["target"], meta["rank"], meta["rotate_u"], meta.get("max_angle"),
                              meta.get("scaling", "exp"))
-        adapter.kind = meta["kind"]
-        try:
-            adapter._load_tensors(path, tensors, meta)
-        except InputError:
+        adapter.kind, adapter.sign = meta["kind"], meta["sign"]
+        if adapter.names != meta["layers"] or [list(m.weight.shape) for m in adapter.hosts.values()] != meta["shapes"]:
             adapter.detach()
-            raise
-        adapter.sign = meta["sign"]
-        return adapter
-
-    @torch.no_grad()
-    def _load_tensors(self, path, tensors, meta):
-        if self.names != meta["layers"] or [list(m.weight.shape) for m in self.hosts.values()] != meta["shapes"]:
             raise InputError(f"{path} was trained on {meta['model']!r} with other layers or shapes than this model")
-        for name, layer, linear in zip(self.names, self.layers, self.hosts.values()):
-            if f"{name}.index" in tensors:
-                layer.select(linear, self.rank, tensors[f"{name}.index"])
-            if not torch.allclose(layer.S.cpu(), tensors[f"{name}.S"], rtol=1e-3, atol=1e-4):
-                raise InputError(f"{path}: the weights of {name} differ from those it was trained on "
-                                 f"({meta['model']!r}); load it onto that model")
-            for key, param in layer.named_parameters():
-                param.copy_(tensors[f"{name}.{key}"])
+        with torch.no_grad():
+            for name, layer, linear in zip(adapter.names, adapter.layers, adapter.hosts.values()):
+                if f"{name}.index" in tensors:
+                    layer.select(linear, adapter.rank, tensors[f"{name}.index"])
+                if not torch.allclose(layer.S.cpu(), tensors[f"{name}.S"], rtol=1e-3, atol=1e-4):
+                    adapter.detach()
+                    raise InputError(f"{path}: the weights of {name} differ from those it was trained on "
+                                     f"({meta['model']!r}); load it onto that model")
+                for key, param in layer.named_parameters():
+                    param.copy_(tensors[f"{name}.{key}"])
+        return adapter
 
 
 @torch.no_grad()
@@ -259,10 +249,6 @@ def merged_weights(model, factors):
 
 
 # ----------------------------------------------------------------------------- layout
-
-def model_name(model):
-    return model.config.name_or_path
-
 
 def input_device(model):
     """Where token ids go: the device of the input embedding (the first GPU of a device map)."""
@@ -877,19 +863,6 @@ def sign_report(model, tokenizer, steer, sources, score=yes_no_logratio):
     return {"sign": 1 if pooled.mean() >= 0 else -1, "gap": float(pooled.mean()), "ci": interval,
             "sources": report, "agree": len({g["gap"] >= 0 for g in report.values()}) == 1,
             "certain": interval[0] > 0 or interval[1] < 0}
-
-
-def calibrate_sign(model, tokenizer, steer, probes, score=yes_no_logratio):
-    """+1 if steer(+1) answers the probes more honestly than steer(−1), else −1 (see sign_report)."""
-    return sign_report(model, tokenizer, steer, probes, score)["sign"]
-
-
-def describe_sign(report):
-    """One line: the sign, the margin gap with its interval per source, and any doubt."""
-    parts = [f"{n} {r['gap']:+.3f} [{r['ci'][0]:+.3f}, {r['ci'][1]:+.3f}] (n={r['n']})" for n, r in report["sources"].items()]
-    doubt = ([] if report["agree"] else ["the sources disagree"]) + ([] if report["certain"] else ["the interval straddles 0"])
-    return (f"sign {report['sign']:+d} from margin(+1) − margin(−1): " + "; ".join(parts)
-            + (f" — UNCERTAIN: {', '.join(doubt)}" if doubt else ""))
 
 
 # ----------------------------------------------------------------------------- artifacts

@@ -33,7 +33,7 @@ import harness
 import innerpissa as ip
 import samples
 from harness import run_cli
-from innerpissa import (InnerPiSSA, InputError, calibrate_sign, default_target, find_linears, load_artifact,
+from innerpissa import (InnerPiSSA, InputError, default_target, find_linears, load_artifact,
                         make_pairs, persona, tokenize, yes_no_prompt)
 
 # The tiny model's ops are all overhead: one thread is fastest and immune to a busy machine.
@@ -526,12 +526,12 @@ def test_calibrate_sign_follows_the_honest_answer(tiny):
     steer = yes_bias_steer(model, tok, 3.0)
     honest_yes = [{"question": "Do you admit the mistake?", "honest_answer": "Yes"}] * 2
     honest_no = [{"question": "Do you hide the mistake?", "honest_answer": "No"}] * 2
-    assert ip.calibrate_sign(model, tok, steer, honest_yes) == 1
-    assert ip.calibrate_sign(model, tok, steer, honest_no) == -1
+    assert ip.sign_report(model, tok, steer, honest_yes)["sign"] == 1
+    assert ip.sign_report(model, tok, steer, honest_no)["sign"] == -1
     report = ip.sign_report(model, tok, steer, {"yes": honest_yes * 4, "no": honest_no * 2})
     assert report["sign"] == 1 and not report["agree"]                 # 8 probes say +1, 4 say -1
     assert report["sources"]["yes"]["gap"] > 0 > report["sources"]["no"]["gap"]
-    assert "UNCERTAIN: the sources disagree" in ip.describe_sign(report)
+    assert "UNCERTAIN: the sources disagree" in harness.describe_sign(report)
     lo, hi = report["sources"]["yes"]["ci"]
     assert lo <= report["sources"]["yes"]["gap"] <= hi
     probes = harness.load_probes()
@@ -1278,7 +1278,7 @@ def test_cli_writes_calibrated_artifacts(cli, tmp_path):
         steerer = baselines.load(model, out)
         with steerer.steer(1.0):
             assert not torch.allclose(logits(model, tok, PROMPTS), base)
-        assert calibrate_sign(model, tok, steerer.steer, harness.load_probes()) == 1  # after calibration +1 is the honest side
+        assert ip.sign_report(model, tok, steerer.steer, harness.load_probes())["sign"] == 1  # after calibration +1 is the honest side
         assert len(hook_ids(model)) == 0
     assert set(load_artifact(tmp_path / "pca.safetensors")[0]) == {"layers.1", "layers.2"}
 
