@@ -330,6 +330,16 @@ def test_cached_step_equals_the_plain_step(tiny, objective):
         assert (g_cached - g_plain).norm() <= 1e-5 * g_plain.norm() + 1e-9
 
 
+def test_train_leaves_the_callers_config_and_the_odd_share_is_per_token(tiny):
+    model, tok = tiny
+    cfg = ip.TrainConfig(steps=1, batch_pairs=4, direction_pairs=8)
+    adapter = ip.InnerPiSSA.attach(model, rank=4)
+    ip.train(model, tok, adapter, ip.make_pairs(tok, n=12), cfg, progress=False)
+    assert cfg.layer is None and cfg.lr is None                         # resolved on a copy
+    plus, minus = torch.tensor([[[3.0], [9.0]]]), torch.tensor([[[-3.0], [1.0]]])   # odd 3, 4; even 0, 5
+    assert ip.odd_share(plus, minus, torch.zeros(1, 2, 1)) == pytest.approx(3.5 / 6)  # per token, not per row (0.5)
+
+
 def fake_pass(h, logits, rows=None):
     rows = torch.tensor([0, 1]) if rows is None else rows
     return ip.Pass(h, logits, torch.zeros(len(rows), dtype=torch.long), rows)
@@ -457,6 +467,7 @@ def test_output_gap_reads_exactly_the_shared_reply(tiny):
     for cached in (False, True):
         p = ip.PairRunner(model, tok, adapter, pairs, 2, 2, cached).run(pairs, 0.0, lengths)
         assert p.honest(p.targets).tolist() == [t for s in suffixes for t in s] == p.dishonest(p.targets).tolist()
+        assert p.logits.shape[0] == 2 * sum(lengths)                    # the head ran on reply positions only
     nll = (p.rows % 2 == 1).float() * 2.0                             # the dishonest row finds its reply harder
     assert ip.output_gap(p, nll).tolist() == [2.0] * 6
     adapter.detach()
