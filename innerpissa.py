@@ -553,13 +553,14 @@ class TrainConfig:
     warmup: float = 0.1          # fraction of steps with a linear warm-up, then cosine decay to 0
     clip: float | None = 1.0     # gradient-norm clip (None: off)
     holdout: int = 48            # pairs kept out of training for the held-out diagnostics
-    direction_pairs: int = 64    # training pairs that define the loss space (and the data-aware directions)
+    direction_pairs: int | None = None  # training pairs that define the loss space and the data-aware directions
     cached: bool = True          # run the persona chats once per coefficient (same numbers, cheaper)
     seed: int = 0
 
 
-RECIPES = {"readout": dict(lr=4e-3, batch_pairs=4, last_n=4, weight_decay=0.0, mono_weight=1.0),
-           "antipasto": dict(lr=2e-3, batch_pairs=14, last_n=3, weight_decay=1e-4, mono_weight=30.0)}
+RECIPES = {"readout": dict(lr=4e-3, batch_pairs=4, last_n=4, weight_decay=0.0, mono_weight=1.0, direction_pairs=64),
+           "antipasto": dict(lr=2e-3, batch_pairs=14, last_n=3, weight_decay=1e-4, mono_weight=30.0,
+                             direction_pairs=256)}
 
 
 def resolve(cfg, model):
