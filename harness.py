@@ -443,6 +443,10 @@ def parse_args(argv):
     t = p.add_argument_group("training (None = the objective's recipe, innerpissa.RECIPES)")
     t.add_argument("--layer", type=int, default=None, help="loss block (default ≈ 0.75·depth readout, 0.5 antipasto)")
     t.add_argument("--steps", type=int, default=d.steps, help=f"optimiser steps (default {d.steps})")
+    t.add_argument("--epochs", type=float, default=None,
+                   help="train this many passes over the training pairs instead of --steps")
+    t.add_argument("--patience", type=int, default=None,
+                   help="stop after N held-out checks (every 20 steps) without improvement; keep the best")
     t.add_argument("--lr", type=float, default=None, help="AdamW peak learning rate (readout 4e-3, antipasto 2e-3)")
     t.add_argument("--batch-pairs", type=int, default=None, help="pairs per step (readout 4, antipasto 14)")
     t.add_argument("--max-pairs", type=int, default=None,
@@ -500,7 +504,7 @@ def train_main(argv=None):
     scaling = args.scaling or ("exp" if args.objective == "readout" else "add")
     adapter = InnerPiSSA.attach(model, target=target, rank=args.rank, rotate_u=args.rotate_u,
                                 max_angle=args.max_angle or None, scaling=scaling)
-    cfg = TrainConfig(objective=args.objective, steps=args.steps, lr=args.lr, batch_pairs=args.batch_pairs,
+    cfg = TrainConfig(objective=args.objective, steps=args.steps, epochs=args.epochs, patience=args.patience, lr=args.lr, batch_pairs=args.batch_pairs,
                       layer=layer, kl_tau=args.kl_tau, coherence_weight=args.coherence_weight,
                       mono_weight=args.mono_weight, mono_margin=args.mono_margin, even_weight=args.even_weight,
                       select=not args.top_directions, cached=not args.plain, warmup=args.warmup,

@@ -46,6 +46,7 @@ Usage: adapter = InnerPiSSA.attach(model); train(model, tok, adapter, make_pairs
        python innerpissa.py --model embedded --out runs/x/innerpissa.safetensors   (CLI: harness.py)
 """
 import contextlib
+import copy
 import json
 import math
 import os
@@ -538,6 +539,9 @@ def odd_share(plus, minus, ref):
 class TrainConfig:
     objective: str = "readout"   # "readout" (ours) or "antipasto" (the authors')
     steps: int = 50
+    epochs: float | None = None  # if set: steps = ⌈epochs · training pairs / batch_pairs⌉
+    patience: int | None = None  # if set: stop when the held-out loss has not improved for this many checks
+    check_every: int = 20        # steps between held-out checks (with patience)
     lr: float | None = None      # None: the objective's recipe (RECIPES), likewise below
     batch_pairs: int | None = None   # pairs per step: 2 × batch_pairs rows
     layer: int | None = None     # loss block ℓ (None: default_layer)
@@ -774,7 +778,8 @@ def train(model, tokenizer, adapter, pairs, cfg=None, progress=True):
     held, train_pairs = pairs[:n_hold], pairs[n_hold:]
     flags = [p.requires_grad for p in model.parameters()]
     model.requires_grad_(False)                                          # only θ, λ learn: no weight grads
-    rng = random.Random(cfg.seed)
+    if cfg.epochs:
+        cfg = replace(cfg, steps=math.ceil(cfg.epochs * len(train_pairs) / cfg.batch_pairs))
     torch.manual_seed(cfg.seed)
     try:
         if cfg.objective == "antipasto" and cfg.select:
@@ -782,23 +787,45 @@ def train(model, tokenizer, adapter, pairs, cfg=None, progress=True):
         runner = PairRunner(model, tokenizer, adapter, pairs, cfg.layer, cfg.last_n, cfg.cached)
         space = (readout_space if cfg.objective == "readout" else antipasto_space)(model, runner, train_pairs,
                                                                                   cfg, adapter.rank)
-        opt = torch.optim.AdamW(adapter.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        lr_at = torch.optim.lr_scheduler.LambdaLR(opt, schedule(cfg))
-        start, bar = time.time(), tqdm(range(cfg.steps), desc="train", disable=not progress)
-        for step in bar:
-            logs = train_step(runner, space, rng.sample(train_pairs, cfg.batch_pairs), cfg, opt, step / cfg.steps)
-            lr_at.step()
-            if not math.isfinite(logs["loss"]):
-                raise InputError(f"non-finite loss at step {step} ({logs}): lower --lr")
-            bar.set_postfix({k: f"{v:.3g}" for k, v in logs.items()})
+        start = time.time()
+        steps, logs = fit(runner, space, adapter, train_pairs, held, cfg, progress)
         seconds = time.time() - start
     finally:
         for p, flag in zip(model.parameters(), flags):
             p.requires_grad_(flag)
-    return {"objective": cfg.objective, "steps": cfg.steps, "pair_examples": cfg.steps * cfg.batch_pairs,
-            "pair_examples_per_s": cfg.steps * cfg.batch_pairs / max(seconds, 1e-9), "seconds": seconds,
+    return {"objective": cfg.objective, "steps": steps, "pair_examples": steps * cfg.batch_pairs,
+            "pair_examples_per_s": steps * cfg.batch_pairs / max(seconds, 1e-9), "seconds": seconds,
             "heldout": heldout_stats(runner, space, held, cfg), "final": logs, "n_train": len(train_pairs),
             "n_heldout": n_hold, "layer": cfg.layer}
+
+
+def fit(runner, space, adapter, train_pairs, held, cfg, progress=True):
+    """The optimiser loop over batches drawn at random (seeded); (steps run, last step's logs). With
+    cfg.patience, every cfg.check_every steps the loss on the held-out pairs (at full ramps) is checked;
+    training stops after `patience` checks without improvement and keeps the best parameters."""
+    opt = torch.optim.AdamW(adapter.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    lr_at, rng = torch.optim.lr_scheduler.LambdaLR(opt, schedule(cfg)), random.Random(cfg.seed)
+    best, kept, waited = math.inf, None, 0
+    for step in (bar := tqdm(range(cfg.steps), desc="train", disable=not progress)):
+        logs = train_step(runner, space, rng.sample(train_pairs, cfg.batch_pairs), cfg, opt, step / cfg.steps)
+        lr_at.step()
+        if not math.isfinite(logs["loss"]):
+            raise InputError(f"non-finite loss at step {step} ({logs}): lower --lr")
+        bar.set_postfix({k: f"{v:.3g}" for k, v in logs.items()})
+        if cfg.patience and (step + 1) % cfg.check_every == 0:
+            with torch.no_grad():
+                loss = np.mean([step_loss(runner, space, chunk, cfg, 1.0)[0].item()
+                                for chunk in batches(held, cfg.batch_pairs)])
+            if loss < best:
+                best, kept, waited = loss, copy.deepcopy(adapter.state_dict()), 0
+            else:
+                waited += 1
+            if waited >= cfg.patience:
+                break
+    if kept is not None:
+        adapter.load_state_dict(kept)
+    return step + 1, logs
+
 
 
 # ----------------------------------------------------------------------------- sign calibration

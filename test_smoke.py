@@ -340,6 +340,16 @@ def test_train_leaves_the_callers_config_and_the_odd_share_is_per_token(tiny):
     assert ip.odd_share(plus, minus, torch.zeros(1, 2, 1)) == pytest.approx(3.5 / 6)  # per token, not per row (0.5)
 
 
+def test_epochs_set_the_steps_and_patience_stops_a_run_that_cannot_improve(tiny):
+    model, tok = tiny
+    adapter, pairs = ip.InnerPiSSA.attach(model, rank=4), ip.make_pairs(tok, n=12)        # 3 held out, 9 train
+    stats = ip.train(model, tok, adapter, pairs, ip.TrainConfig(epochs=1, batch_pairs=4, direction_pairs=8),
+                     progress=False)
+    assert stats["steps"] == 3 and stats["pair_examples"] == 12                         # ⌈9 / 4⌉ steps
+    frozen = ip.TrainConfig(steps=10, lr=0.0, patience=1, check_every=1, batch_pairs=4, direction_pairs=8)
+    assert ip.train(model, tok, adapter, pairs, frozen, progress=False)["steps"] == 2    # no better at check 2
+
+
 def fake_pass(h, logits, rows=None):
     rows = torch.tensor([0, 1]) if rows is None else rows
     return ip.Pass(h, logits, torch.zeros(len(rows), dtype=torch.long), rows)
