@@ -427,11 +427,11 @@ def block_outputs(model, batch, layers, stop=True, **kwargs):
 class Pass:
     """One pass over a batch of pairs. h [2p, n, d_model]: the loss block's output at each row's last n
     tokens; logits [m, vocab] only where a reply token is predicted, row-major, so the positions of
-    rows 2i and 2i+1 (the same reply) line up; targets [m] those tokens; pair [m] the pair of each."""
+    rows 2i and 2i+1 (the same reply) line up; targets [m] those tokens; rows [m] the row of each."""
     h: torch.Tensor
     logits: torch.Tensor | None = None
     targets: torch.Tensor | None = None
-    rows: torch.Tensor | None = None      # [m] the row of each position (pair = row // 2)
+    rows: torch.Tensor | None = None      # pair = row // 2; even rows honest
 
     def honest(self, x):
         """The entries of x [m, …] on honest rows; .dishonest the others, in the same reply order."""
@@ -443,9 +443,10 @@ class Pass:
 
 class PairRunner:
     """Runs interleaved pairs at a coefficient, plainly (every full row) or cached: the honest and the
-    dishonest chat, the same in every pair up to the last `carry` tokens, run once per coefficient
-    (c = 0 once per run) and every row continues from their key/value cache. Same numbers either way.
-    The vocabulary head runs only where a reply token is predicted."""
+    dishonest chat (each the same in every pair, cut `last_n` tokens before the reply so the loss block
+    is read on rows' own tokens) run once per coefficient, at c = 0 once per run, and every row
+    continues from their key/value cache. Same numbers either way (tested). The vocabulary head runs
+    only where a reply token is predicted."""
 
     def __init__(self, model, tokenizer, adapter, pairs, layer, last_n, cached=True):
         self.model, self.tokenizer, self.adapter, self.layer, self.last_n = model, tokenizer, adapter, layer, last_n
