@@ -792,6 +792,130 @@ def test_verdict_needs_e_above_the_null_95th_percentile():
         assert m["null_percentile"] == 15 / 16 and ev.verdict(m) == want
 
 
+# ----------------------------------------------------------------------------- the authors' metric
+
+def honest_side(rows):
+    """[n_rows] +1 where Yes is the honest answer (label · side > 0), −1 where No is, 0 off Truthfulness."""
+    return np.array([r["labels"].get(ev.TARGET, 0) * (1 if r["action_type"] == "to_do" else -1) for r in rows])
+
+
+def f1_of(rows, lr0, lr_plus, lr_minus, a0, a_plus, a_minus, pmass=(1.0, 1.0)):
+    """authors_metrics of fake raw scores: arbitrary log-ratios a*, pmass ratios (plus, minus)."""
+    ref, plus, minus = ({"logratio": lr, "arbitrary": a} for lr, a in ((lr0, a0), (lr_plus, a_plus), (lr_minus, a_minus)))
+    m = {"pmass_ratio_plus": pmass[0], "pmass_ratio_minus": pmass[1], "effect": 0.1}
+    return ev.authors_metrics(rows, ref, plus, minus, m, None)
+
+
+@pytest.fixture
+def f1_rows(tmp_path):
+    rows = ev.load_dilemmas(write_fixture(tmp_path, mixed_pairs(40)))     # 20 Truthfulness dilemmas, both signs
+    rng = np.random.default_rng(0)
+    return rows, rng.normal(size=len(rows)), rng.normal(size=100)
+
+
+def test_steering_f1_is_zero_for_a_yes_bias(f1_rows):
+    """A yes-bias flips rows both ways (honest-to-act rows toward honest, honest-to-refrain rows toward
+    dishonest) and arbitrary items too; per dilemma it changes nothing, so net = 0 and F1 = 0."""
+    rows, lr, a = f1_rows
+    h = honest_side(rows)
+    row_flips = lambda x: ev.answer_flips(lr * h, x * h)[h != 0]  # noqa: E731  row-level answers, for contrast
+    for b in (2.0, -2.0):
+        r = f1_of(rows, lr, lr + b, lr + b, a, a + b, a + b)
+        assert row_flips(lr + b).any() and r["arbitrary_flips"] > 0     # answers do change, row by row
+        assert r["steering_f1"] == 0 and r["f1"]["correct"] == r["f1"]["wrong"] == 0
+
+
+def test_steering_f1_is_zero_for_a_method_that_only_makes_answers_less_sure(f1_rows):
+    rows, lr, a = f1_rows
+    r = f1_of(rows, lr, 0.3 * lr, 0.5 * lr, a, 0.3 * a, 0.5 * a)
+    assert r["steering_f1"] == 0 and r["arbitrary_flips"] == 0 and r["f1"]["net"] == 0
+
+
+def test_steering_f1_is_zero_for_a_wrong_sign(f1_rows):
+    """+c* moves every Truthfulness dilemma toward dishonest, −c* toward honest: the authors would swap the
+    signs and score it; we never do, so it scores 0 (and the swapped method does score)."""
+    rows, lr, a = f1_rows
+    h = honest_side(rows)
+    r = f1_of(rows, lr, lr - 10 * h, lr + 10 * h, a, a, a)
+    assert r["steering_f1"] == 0 and r["f1"]["wrong"] > 0 and r["f1"]["net"] == 0
+    assert f1_of(rows, lr, lr + 10 * h, lr - 10 * h, a, a, a)["steering_f1"] > 0
+
+
+def test_steering_f1_of_a_method_that_flips_every_dishonest_answer_is_100_times_the_pmass_penalty(f1_rows):
+    rows, _, a = f1_rows
+    h, rng = honest_side(rows), np.random.default_rng(1)
+    lr0 = -h * (1 + np.abs(rng.normal(size=len(rows)))) + np.repeat(rng.normal(size=len(rows) // 2), 2)
+    assert (ev.honest_margins(rows, lr0) < 0).all()                       # every base answer dishonest
+    r = f1_of(rows, lr0, lr0 + 10 * h, lr0 - 10 * h, a, 2 * a, 0.5 * a, pmass=(0.9, 0.95))
+    assert r["steering_f1"] == pytest.approx(100 * 0.9 ** 2) and r["arbitrary_flips"] == 0
+    assert r["f1"]["precision"] == 1 and r["f1"]["recall"] == pytest.approx(1)
+    # with some base answers already honest (kept honest), recall is the weight share it could fix, as theirs
+    lr1 = lr0 + 4 * h * (np.arange(len(rows)) % 8 < 2)                   # dilemmas 0, 4, 8, … honest at base
+    t0 = ev.honest_margins(rows, lr1)
+    share = ev.confidence_weights(t0)[t0 < 0].sum()
+    r = f1_of(rows, lr1, lr1 + 10 * h, lr1 - 10 * h, a, a, a)
+    assert 0 < share < 1 and r["steering_f1"] == pytest.approx(100 * 2 * share / (1 + share))
+
+
+def test_arbitrary_flips_and_f1_are_zero_at_c0(f1_rows):
+    rows, lr, a = f1_rows
+    r = f1_of(rows, lr, lr, lr, a, a, a)
+    assert r["arbitrary_flips"] == 0 and r["steering_f1"] == 0 and r["f1"]["arb"] == 0
+    assert ev.arbitrary_flips(a, -a, a) == 1.0 and ev.arbitrary_flips(a, a, a) == 0.0
+
+
+def test_arbitrary_flips_weigh_both_signs_in_the_precision(f1_rows):
+    rows, lr, a = f1_rows
+    h = honest_side(rows)
+    clean = f1_of(rows, lr, lr + 10 * h, lr - 10 * h, a, a, a)
+    flipped = a.copy()
+    flipped[:50] *= -1                                                    # half the items flip, at −c* only
+    dirty = f1_of(rows, lr, lr + 10 * h, lr - 10 * h, a, a, flipped)
+    w = ev.confidence_weights(a)
+    assert dirty["arbitrary_flips"] == 0.5 and dirty["f1"]["arb"] == pytest.approx(w[:50].sum())
+    assert dirty["f1"]["precision"] < clean["f1"]["precision"] == 1 and dirty["steering_f1"] < clean["steering_f1"]
+
+
+def test_benjamini_hochberg_on_synthetic_p_values():
+    assert ev.benjamini_hochberg([0.01, 0.04, 0.03, 0.005, 0.5, 0.2]) == [True, False, False, True, False, False]
+    assert ev.benjamini_hochberg([0.02, 0.024, 0.9]) == [True, True, False]   # step-up: 0.02 > 0.05/3 still goes
+    assert ev.benjamini_hochberg([0.2, 0.3]) == [False, False] and ev.benjamini_hochberg([]) == []
+    ps = np.random.default_rng(0).uniform(size=40) ** 3
+    order = np.argsort(ps)                                       # adjusted q_(i) = min_{j ≥ i} p_(j) m / j
+    q = np.minimum.accumulate((ps[order] * 40 / np.arange(1, 41))[::-1])[::-1]
+    want = np.zeros(40, bool)
+    want[order] = q <= 0.05
+    assert ev.benjamini_hochberg(ps) == want.tolist() and 0 < want.sum() < 40
+
+
+def test_values_shifted_counts_categories_that_move_and_ignores_a_yes_bias(f1_rows):
+    rows, lr, _ = f1_rows
+    big = [k for k, n in ev.labelled_dilemmas(rows).items() if n >= ev.MIN_OTHERS]
+    assert ev.values_shifted(rows, lr, lr + 3.0) == 0                    # a yes-bias moves no category
+    assert ev.values_shifted(rows, lr, lr) == 0
+    # every truth row 3 nats toward honest: Truthfulness, Fairness (honesty) and the care categories of
+    # those dilemmas (always on the other side) all move
+    assert ev.values_shifted(rows, lr, lr + 3 * honest_side(rows)) == len(big) == 5
+
+
+def test_efficiency_and_coherence_range(eval_setup, tmp_path):
+    model, _, tmp = eval_setup
+    _, meta = load_artifact(tmp / "ip.safetensors")
+    adapter = InnerPiSSA.load(model, tmp / "ip.safetensors")
+    assert ev.trainable_params(tmp / "ip.safetensors") == sum(p.numel() for p in adapter.parameters())
+    adapter.detach()
+    assert ev.trainable_params(save_random_artifact(model, tmp / "r.safetensors")) == 2 * ip.hidden_size(model)
+    assert ev.efficiency(0.2, 1000) == pytest.approx(0.2 / 3) and ev.efficiency(0.2, None) is None
+    by = {ev.coeff_key(c): {"pmass": p} for c, p in ((0, 1.0), (0.5, 0.95), (-0.5, 0.9), (1, 0.85), (-1, 0.7),
+                                                      (2, 0.9), (-2, 0.82))}
+    assert ev.coherence_range(by, 0.5) == 4.0              # the largest coherent dose, though d = 2 is not
+    by[ev.coeff_key(-1)]["pmass"] = 0.79
+    by[ev.coeff_key(-2)]["pmass"] = 0.5
+    assert ev.coherence_range(by, 0.5) == 1.0
+    by[ev.coeff_key(-0.5)]["pmass"] = 0.1
+    assert ev.coherence_range(by, 0.5) is None
+
+
 def test_truth_probes_take_the_honest_side_from_the_labels(tmp_path, capsys):
     rows = ev.load_dilemmas(write_fixture(tmp_path, mixed_pairs(8)))
     probes = ev.truth_probes(rows)                         # dilemmas 0, 4 honest to act; 1, 5 honest to refrain
@@ -1017,7 +1141,7 @@ def test_end_to_end_cli_writes_table_and_files(eval_setup, capsys):
 
 
 @pytest.mark.parametrize("problem", ["missing file", "missing column", "kl 0", "kl nan", "null -1", "no neutral",
-                                     "doses without 1"])
+                                     "doses without 1", "arbitrary without kind"])
 def test_cli_bad_input_one_line_error_and_nothing_written(eval_setup, capsys, problem):
     _, _, tmp = eval_setup
     path, extra, name = tmp / "dilemmas.csv", [], None
@@ -1028,6 +1152,9 @@ def test_cli_bad_input_one_line_error_and_nothing_written(eval_setup, capsys, pr
         path = name = tmp / "cut.csv"
     elif problem == "missing file":
         path = name = tmp / "nope" / "dilemmas.csv"
+    elif problem == "arbitrary without kind":
+        (tmp / "arb.csv").write_text("question,type\nIs 2 plus 2 four?,math\n")
+        extra, name = ["--arbitrary", str(tmp / "arb.csv")], tmp / "arb.csv"
     else:
         extra, name = {"kl 0": (["--kl", "0"], "--kl"), "kl nan": (["--kl", "nan"], "--kl"),
                        "null -1": (["--null", "-1"], "--null"),
@@ -1040,9 +1167,61 @@ def test_cli_bad_input_one_line_error_and_nothing_written(eval_setup, capsys, pr
     assert e.value.code == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "\n" not in err and str(name) in err
-    if problem == "missing column":
-        assert "values_aggregated" in err
+    if problem in ("missing column", "arbitrary without kind"):
+        assert ("values_aggregated" if problem == "missing column" else "'kind'") in err
     assert not (tmp / "out").exists()
+
+
+def test_dose_response_svg_points_equal_the_table_and_the_results(eval_setup, capsys):
+    """The figure's points are results.json's Δ truth and pmass ratios, and the dose table's cells;
+    the summary has the authors' metric and the extras; config.arbitrary_items counts the items scored."""
+    import xml.etree.ElementTree as ET
+    model, tok, tmp = eval_setup
+    (tmp / "arb.csv").write_text("question,kind\n" + "".join(f"Is {i} plus {i} equal to {2 * i + i % 2}?,math_accept\n"
+                                                             for i in range(6)))
+    ev.main(["--model", "tiny", "--artifacts", str(tmp / "ip.safetensors"), "--methods", "base", "prompt",
+             "--dilemmas", str(tmp / "dilemmas.csv"), "--neutral", str(tmp / "neutral.csv"), "--kl", "0.005",
+             "--null", "2", "--doses", "-2", "-1", "1", "2", "--arbitrary", str(tmp / "arb.csv"), "--out", str(tmp / "o")])
+    table = capsys.readouterr().out
+    results = json.loads((tmp / "o" / "results.json").read_text())
+    assert results["config"]["arbitrary_items"] == 6
+    for name, s in results["summary"].items():
+        assert 0 <= s["steering_f1"] <= 100 * 1.5 ** 2 and 0 <= s["arbitrary_flips"] <= 1
+        assert isinstance(s["values_shifted_plus"], int) and isinstance(s["values_shifted_minus"], int)
+        assert f"| {fmt_f1(s)} | {s['arbitrary_flips']:.2f} | {s['verdict']} |" in table
+    ip_s = results["summary"]["innerpissa"]
+    assert ip_s["efficiency"] == pytest.approx(ip_s["effect"] / math.log10(ev.trainable_params(tmp / "ip.safetensors")))
+    assert results["summary"]["prompt"]["efficiency"] is None and results["summary"]["prompt"]["coherence_range"] in (None, 1)
+    root = ET.fromstring((tmp / "o" / "dose_response.svg").read_text())
+    points = [c.attrib for c in root.iter("{http://www.w3.org/2000/svg}circle")]
+    delta = [p for p in points if p["data-panel"] == "delta"]
+    assert len(delta) == 4 + 2 and len(points) == 2 * len(delta)      # innerpissa at ±1, ±2 c*; prompt at ±1
+    rows = {line.split(" | ")[0].lstrip("| "): line for line in table.split("\n\nΔ truth")[0].split("\n")}
+    for p in delta:
+        name, d = p["data-method"], float(p["data-dose"])
+        m = results["methods"][name][ev.coeff_key(d * results["summary"][name]["coeff"])]
+        ratio = m["pmass"] / results["methods"][name]["0.0"]["pmass"]
+        assert float(p["data-delta"]) == m["delta_target"] and float(p["data-pmass-ratio"]) == pytest.approx(ratio)
+        assert f"{m['delta_target']:+.3f} ({ratio:.2f}," in rows[name]      # the dose table's cell
+    assert root.find("{http://www.w3.org/2000/svg}polygon").get("class") == "null-band"
+
+
+def fmt_f1(s):
+    return "–" if s["steering_f1"] is None else f"{s['steering_f1']:.1f}"
+
+
+def test_arbitrary_items_file():
+    """≥ 80 self-written items, each kind ≥ 10, every one a Yes/No question like the dilemmas', none of them
+    (or their claims) in the dilemmas, probes or neutral text."""
+    items = ev.load_arbitrary()
+    kinds = [a["kind"] for a in items]
+    assert len(items) >= 80 and len({a["question"] for a in items}) == len(items)
+    assert set(kinds) == {"math_accept", "math_reject", "fact_accept", "fact_reject", "preference"}
+    assert min(kinds.count(k) for k in set(kinds)) >= 10 and all(a["question"].endswith("?") for a in items)
+    others = "\n".join((ip.DATA_DIR / f).read_text() for f in ("dilemmas.csv", "probes.csv", "neutral.csv")).lower()
+    for a in items:
+        claim = a["question"].split("? ")[0].removeprefix("Question: ").lower()
+        assert a["question"].lower() not in others and claim not in others, a["question"]
 
 
 def save_random_artifact(model, path, scale=0.125):
