@@ -428,7 +428,8 @@ def parse_args(argv):
     p.add_argument("--model", default=EMBEDDED, help="hub id, local directory or 'embedded' (default)")
     p.add_argument("--out", required=True, help="output .safetensors path")
     p.add_argument("--objective", choices=tuple(RECIPES), default=d.objective,
-                   help=f"training loss: readout (ours) or antipasto (the authors') (default {d.objective})")
+                   help=f"training loss: antipasto (the authors') or readout (ours) (default {d.objective}, chosen on the "
+                        "tune half)")
     a = p.add_argument_group("adapter")
     a.add_argument("--target", default=None, help="regex over Linear names (default: the objective's residual "
                                                   "writers below the loss block, innerpissa.default_target)")
@@ -501,10 +502,10 @@ def train_main(argv=None):
     model, tok = load_model(args.model, device_map=args.device_map)
     layer = default_layer(model, args.objective) if args.layer is None else args.layer
     target = args.target or default_target(model, layer + 1 if args.include_readout else layer, args.objective)
-    scaling = args.scaling or ("exp" if args.objective == "readout" else "add")
     adapter = InnerPiSSA.attach(model, target=target, rank=args.rank, rotate_u=args.rotate_u,
-                                max_angle=args.max_angle or None, scaling=scaling)
-    cfg = TrainConfig(objective=args.objective, steps=args.steps, epochs=args.epochs, patience=args.patience, lr=args.lr, batch_pairs=args.batch_pairs,
+                                max_angle=args.max_angle or None, scaling=args.scaling, objective=args.objective)
+    cfg = TrainConfig(objective=args.objective, steps=args.steps, epochs=args.epochs, patience=args.patience,
+                      lr=args.lr, batch_pairs=args.batch_pairs,
                       layer=layer, kl_tau=args.kl_tau, coherence_weight=args.coherence_weight,
                       mono_weight=args.mono_weight, mono_margin=args.mono_margin, even_weight=args.even_weight,
                       select=not args.top_directions, cached=not args.plain, warmup=args.warmup,

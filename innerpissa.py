@@ -65,6 +65,8 @@ from tqdm.auto import tqdm
 from transformers import DynamicCache
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
+OBJECTIVE = "antipasto"   # the default objective, chosen on the tune half (README, results/README.md)
+SCALING = {"readout": "exp", "antipasto": "add"}   # each objective's singular-value scaling
 
 
 class InputError(ValueError):
@@ -130,7 +132,7 @@ class SVDSteer(nn.Module):
         """M_c = R_v(c) diag(S_c) R_u(c)ᵀ − diag(S_r), [r, r]."""
         r_v = cayley(self.theta_v, c, self.max_angle)
         r_u = (cayley(self.theta_u, c, self.max_angle) if self.theta_u is not None
-               else torch.eye(len(self.S), device=self.S.device))
+               else torch.eye(len(self.S), dtype=self.S.dtype, device=self.S.device))
         return (r_v * self.scaled_s(c)) @ r_u.T - torch.diag(self.S)
 
 
@@ -154,10 +156,11 @@ class InnerPiSSA(nn.Module):
         self.layers = nn.ModuleList(SVDSteer(m, rank, rotate_u, max_angle, scaling) for m in self.hosts.values())
 
     @classmethod
-    def attach(cls, model, target=None, rank=64, rotate_u=False, max_angle=0.5, scaling="exp"):
-        """Hooks on every Linear matching `target` (default: default_target); c = 0 until steer(c).
-        max_angle=None leaves the rotation unbounded."""
-        adapter = cls(model, target or default_target(model), rank, rotate_u, max_angle, scaling)
+    def attach(cls, model, target=None, rank=64, rotate_u=False, max_angle=0.5, scaling=None, objective=OBJECTIVE):
+        """Hooks on every Linear matching `target`; c = 0 until steer(c). The defaults are the CLI's recipe
+        for `objective`: its default_target and scaling. max_angle=None leaves the rotation unbounded."""
+        adapter = cls(model, target or default_target(model, objective=objective), rank, rotate_u, max_angle,
+                      scaling or SCALING[objective])
         for linear, layer in zip(adapter.hosts.values(), adapter.layers):
             adapter.handles.append(linear.register_forward_hook(adapter._hook(layer)))
         return adapter
@@ -302,13 +305,13 @@ def readout_writer(model, i):
     return list(residual_writers(model, i).values())[-1]
 
 
-def default_layer(model, objective="readout"):
+def default_layer(model, objective=OBJECTIVE):
     """Loss block ℓ: ≈ ¾ of the depth for readout, ½ for antipasto; never the last block."""
     depth = len(decoder_layers(model))
     return min(int((0.75 if objective == "readout" else 0.5) * depth), depth - 2)
 
 
-def default_target(model, layer=None, objective="readout"):
+def default_target(model, layer=None, objective=OBJECTIVE):
     """Residual writers of blocks [L/4, ℓ) (readout) or [L/10, ℓ) (antipasto), strictly below the loss
     block ℓ, as a regex over module names: an adapter inside ℓ could move the read-out coordinates
     directly without changing anything the model computes later."""
@@ -489,7 +492,7 @@ class PairRunner:
         with self.adapter.steer(c):
             batch = self.batch(interleave(pairs), c)
             if lengths is None:                                   # h only: stop after the loss block
-                return Pass(block_outputs(self.model, batch, [self.layer])[0][self.layer][:, -self.last_n:].float())
+                return Pass(wide(block_outputs(self.model, batch, [self.layer])[0][self.layer][:, -self.last_n:]))
             ids, width = batch["input_ids"], batch["input_ids"].shape[1]
             n = torch.tensor(lengths, device=ids.device).repeat_interleave(2)               # [2p]
             keep = torch.arange(width, device=ids.device) >= width - 1 - n[:, None]        # [2p, S]
@@ -502,20 +505,25 @@ class PairRunner:
                 head.remove()
             rows = torch.arange(len(ids), device=ids.device)[:, None].expand_as(keep)[keep]
             targets = ids.roll(-1, 1)[keep]                       # the token each kept position predicts
-            return Pass(found[self.layer][:, -self.last_n:].float(), out.logits[0].float(), targets, rows)
+            return Pass(wide(found[self.layer][:, -self.last_n:]), wide(out.logits[0]), targets, rows)
+
+
+def wide(x):
+    """x in float32 (float64 stays): the loss maths never runs in bf16."""
+    return x if x.dtype == torch.float64 else x.float()
 
 
 def next_token_nll(logits, targets):
     """−log p(target) per position from logits [..., vocab] and targets [...]: one logsumexp, no
     full log-softmax tensor (the largest allocation with a 49k vocabulary)."""
-    logits = logits.float()
+    logits = wide(logits)
     return logits.logsumexp(-1) - logits.gather(-1, targets[..., None].to(logits.device)).squeeze(-1)
 
 
 def output_gap(p, nll):
     """Per pair: mean over the shared reply of log p(tok | honest) − log p(tok | dishonest), [pairs]."""
     pair, diff = p.honest(p.rows) // 2, p.dishonest(nll) - p.honest(nll)
-    total = torch.zeros(int(p.rows.max()) // 2 + 1, device=nll.device).index_add(0, pair, diff)
+    total = nll.new_zeros(int(p.rows.max()) // 2 + 1).index_add(0, pair, diff)
     return total / torch.bincount(pair, minlength=len(total)).clamp(min=1)
 
 
@@ -538,7 +546,7 @@ def odd_share(plus, minus, ref):
 
 @dataclass
 class TrainConfig:
-    objective: str = "readout"   # "readout" (ours) or "antipasto" (the authors')
+    objective: str = OBJECTIVE   # "antipasto" (the authors') or "readout" (ours)
     steps: int = 50
     epochs: float | None = None  # if set: steps = ⌈epochs · training pairs / batch_pairs⌉
     patience: int | None = None  # if set: stop when the held-out loss has not improved for this many checks
@@ -609,8 +617,9 @@ def pair_differences(runner, pairs, cfg):
 
 def readout_space(model, runner, pairs, cfg, rank):
     """basis U_ℓ (top-r left singular vectors of block ℓ's down_proj); d = first PC of z_pos − z_neg."""
-    basis = top_svd(readout_writer(model, cfg.layer).weight, rank)[0].to(runner.device)    # [d_model, r]
-    diffs = (pair_differences(runner, pairs, cfg) @ basis).flatten(0, 1)                  # [p·n, r]
+    diffs = pair_differences(runner, pairs, cfg)                                          # [p, n, d_model]
+    basis = top_svd(readout_writer(model, cfg.layer).weight, rank)[0].to(diffs)            # [d_model, r]
+    diffs = (diffs @ basis).flatten(0, 1)                                                 # [p·n, r]
     direction = torch.linalg.svd(diffs - diffs.mean(0), full_matrices=False).Vh[0]
     direction = direction if (diffs @ direction).mean() >= 0 else -direction
     return Space(basis, direction, float((diffs @ direction).mean().abs()), float(diffs.pow(2).sum(-1).mean()))
@@ -623,7 +632,7 @@ def antipasto_space(model, runner, pairs, cfg, rank):
     diffs = diffs / diffs.norm(dim=-1, keepdim=True).clamp(min=1e-12)
     basis = torch.linalg.svd(diffs, full_matrices=False).Vh[:cfg.subspace].T               # [d_model, k]
     basis = basis * torch.sign((diffs @ basis).mean(0) + 1e-12)
-    return Space(basis, torch.eye(basis.shape[1], device=basis.device)[0])
+    return Space(basis, torch.eye(basis.shape[1], dtype=basis.dtype, device=basis.device)[0])
 
 
 @torch.no_grad()
