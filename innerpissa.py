@@ -164,6 +164,7 @@ class InnerPiSSA(nn.Module):
         if scaling not in ("exp", "add"):
             raise InputError(f"--scaling {scaling!r} must be exp or add")
         self.c, self.sign, self.handles, self.evidence = 0.0, 1, [], {}
+        self.kind = "innerpissa"  # "oracle": the same form trained on labelled answers (baselines.make_oracle)
         self.hosts = find_linears(model, target)
         self.names = list(self.hosts)
         for name, linear in self.hosts.items():
@@ -222,7 +223,7 @@ class InnerPiSSA(nn.Module):
         return merged_weights(self.model[0], self.lora_factors(c))
 
     def metadata(self):
-        return {"kind": "innerpissa", "model": model_name(self.model[0]), "target": self.target,
+        return {"kind": self.kind, "model": model_name(self.model[0]), "target": self.target,
                 "rank": self.rank, "rotate_u": self.rotate_u, "max_angle": self.max_angle, "scaling": self.scaling,
                 "sign": self.sign, "layers": self.names, **self.evidence,
                 "shapes": [list(m.weight.shape) for m in self.hosts.values()]}
@@ -237,8 +238,8 @@ class InnerPiSSA(nn.Module):
     @classmethod
     def load(cls, model, path):
         tensors, meta = load_artifact(path)
-        if meta.get("kind") != "innerpissa":
-            raise InputError(f"{path} is a {meta.get('kind')!r} artifact, not innerpissa")
+        if meta.get("kind") not in ("innerpissa", "oracle"):
+            raise InputError(f"{path} is a {meta.get('kind')!r} artifact, not innerpissa or oracle")
         adapter = cls.attach(model, meta["target"], meta["rank"], meta["rotate_u"], meta.get("max_angle"),
                              meta.get("scaling", "exp"))
         try:
@@ -246,7 +247,7 @@ class InnerPiSSA(nn.Module):
         except InputError:
             adapter.detach()
             raise
-        adapter.sign = meta["sign"]
+        adapter.sign, adapter.kind = meta["sign"], meta["kind"]
         return adapter
 
     @torch.no_grad()
@@ -1160,6 +1161,9 @@ def run_export(args, kind, factors):
         raise InputError(f"{args.artifact} is a {meta['kind']} artifact: it adds a vector to the residual stream, "
                          "not a change of any weight, so it has no merged or LoRA form (a LoRA has no bias); "
                          "steer with it through its hooks")
+    if meta["kind"] == "oracle":
+        raise InputError(f"{args.artifact} is the supervised ceiling (oracle): a reference for the evaluation, "
+                         "not a method to ship, so it has no export; steer with it through its hooks")
     if meta["kind"] != kind:
         raise InputError(f"{args.artifact} is of kind {meta['kind']!r}: export it with "
                          f"`python {EXPORTERS.get(meta['kind'], 'its own script')} export`")
