@@ -20,6 +20,20 @@ per persona on each target Linear (y = x Wᵀ + b) by plain SFT with no persona 
     dW  = B⁺A⁺ − B⁻A⁻                                            # coeff 1 = one whole persona gap
     steered Linear:  y ↦ y + c · ((x A⁺ᵀ) B⁺ᵀ − (x A⁻ᵀ) B⁻ᵀ)  = x (W + c·dW)ᵀ + b.
 
+oracle — the supervised ceiling: the InnerPiSSA adapter form itself (same default targets, rank 64,
+max angle 0.5) trained on the *labelled answers* of the Truthfulness rows of the dilemma set's **tune**
+half (never a test row). With m_c = logratio_c · h the honest margin of a row (h = +1 when its
+honest answer is Yes, label · side > 0, else −1), a batch of whole dilemmas (both rows, so a pure
+Yes bias cannot lower the loss) and KL̄_c the mean KL(p_c ‖ p_0) of the next-token distribution over
+the prompt's last k positions (the answer position and the k − 1 before it):
+    L = Σ_{c=±1} (mean_rows(m_c − m_0) − c)²  +  w · Σ_{c=±1} relu(KL̄_c − τ)²     m_0: c = 0, no grad
+a plain squared target on the batch's mean move (c = ±1 moves the mean honest margin, i.e. the
+evaluation's target score, by ±1 nat; no saturation) inside a KL trust region. The mean, not each
+row: with a squared error per row the per-row scatter dominates, and on the embedded model 24 steps
+moved the mean honest margin by only ~0.04 nats (results/oracle-check.md). Its evaluation row says
+"what this model allows at this budget with this adapter family": a reference for InnerPiSSA, not a
+competitor. It has no export.
+
 Sign: every baseline goes through `innerpissa.sign_report`; if c = +1 turns out to be the less
 honest side, the direction (every v_i, or both B of dW) is negated and meta["sign"] = −1.
 
@@ -28,21 +42,25 @@ writes a weight_diff artifact at a fixed c as a merged checkpoint or a PEFT LoRA
 add a vector to the residual stream, which is no weight change: they have no such form.
 
 Usage: python baselines.py pca --model embedded --out runs/pca.safetensors
+       python baselines.py oracle --model embedded --steps 32 --out runs/oracle.safetensors
        python baselines.py export --model embedded --artifact runs/weight_diff.safetensors --coeff 1
               --format merged|lora --out runs/weight_diff-merged
 """
 import argparse
 import math
+import time
 from contextlib import contextmanager
 
 import torch
+import torch.nn.functional as F
 from tqdm import tqdm
 
-from harness import (ArgParser, add_device_map, cached_logratio, check_writable, export_args, generate, load_model,
-                     model_name, probe_sources, read_lines, run_cli, run_export)
-from innerpissa import (DATA_DIR, InputError, block_outputs, chat, decoder_layers, default_target, find_linears,
-                        hidden_size, input_device, load_artifact, make_pairs, persona, position_ids,
-                        save_artifact, sign_report, tokenize)
+from harness import (ArgParser, add_device_map, cached_logratio, check_writable, continue_from, describe_sign,
+                     export_args, generate, load_model, model_name, probe_sources, read_lines, right_pad, run_cli,
+                     run_export, run_prefix, shared_prefix)
+from innerpissa import (DATA_DIR, InnerPiSSA, InputError, TrainConfig, block_outputs, chat, decoder_layers,
+                        default_target, find_linears, hidden_size, input_device, load_artifact, make_pairs, persona,
+                        position_ids, save_artifact, schedule, sign_report, tokenize, yes_no_ids)
 
 KINDS = ("pca", "random", "weight_diff")
 
@@ -349,6 +367,114 @@ def make_weight_diff(model, tok, questions, target=None, rank=4, steps=12, lr=5e
     return calibrate(model, tok, tensors, meta, sources)
 
 
+# --------------------------------------------------------------------------- oracle (the supervised ceiling)
+
+def oracle_rows(source="data", values=None):
+    """The Truthfulness-labelled action rows of the tune half (both rows of each labelled dilemma), and
+    h [n], +1 where the honest answer is Yes (eval_dilemmas.truth_probes), −1 where it is No."""
+    import eval_dilemmas as ev  # imported here: eval imports this module's parts lazily too
+    rows = [r for r in ev.load_dilemmas(source, values, split="tune") if r["labels"].get(ev.TARGET, 0)]
+    if not rows:  # load_dilemmas already refuses a selection without the label; kept for direct callers
+        raise InputError(f"no {ev.TARGET} rows in the tune half of --dilemmas {source}: the oracle has nothing to fit")
+    honest = torch.tensor([1.0 if p["honest_answer"] == "Yes" else -1.0 for p in ev.truth_probes(rows)])
+    return rows, honest
+
+
+def yes_no_logprobs(model, tok, prompts, keep):
+    """Differentiable Yes/No read-out: (logratio [b], log p of the next token at each prompt's last `keep`
+    positions [b, keep, vocab]; the answer position is the last). The chat header and instruction that
+    every prompt shares (≈ 40 % of a dilemma prompt) run once and the batch continues from their key/value
+    cache (innerpissa.run_prefix, continue_from), the gradient flowing through both: the numbers of a
+    plain forward per prompt, in about two thirds of the time."""
+    yes, no = yes_no_ids(tok)
+    device = input_device(model)
+    ids = [tok(p, add_special_tokens=False)["input_ids"] for p in prompts]
+    k = len(prefix := shared_prefix(ids))
+    kv, _ = run_prefix(model, prefix, ids[0][k], device)
+    own = [x[k:] for x in ids]                                             # each keeps >= 1 token of its own
+    at = torch.tensor([[max(len(x) - keep + j, 0) for j in range(keep)] for x in own], device=device)  # [b, keep]
+    logp = continue_from(model, kv, right_pad(own, device), at).float().log_softmax(-1)          # [b, keep, vocab]
+    return logp[:, -1, yes].logsumexp(-1) - logp[:, -1, no].logsumexp(-1), logp
+
+
+def oracle_batches(rows, batch_rows, steps, seed):
+    """`steps` lists of row indices, each the two rows of batch_rows/2 dilemmas, epochs of a seeded shuffle."""
+    by_dilemma = {}
+    for i, r in enumerate(rows):
+        by_dilemma.setdefault(r["dilemma_idx"], []).append(i)
+    ids, rng, order = sorted(by_dilemma), torch.Generator().manual_seed(seed), []
+    per = max(1, batch_rows // 2)
+    while len(order) < steps * per:
+        order += [ids[j] for j in torch.randperm(len(ids), generator=rng).tolist()]
+    return [[i for d in order[s * per:(s + 1) * per] for i in by_dilemma[d]] for s in range(steps)]
+
+
+def train_oracle(model, tok, adapter, rows, honest, steps=60, batch_rows=8, lr=1e-3, kl_tau=0.1, kl_weight=10.0,
+                 kl_tokens=4, warmup=0.1, clip=1.0, seed=0, progress=True):
+    """Fit θ, λ of `adapter` by the oracle loss (module docstring) on `rows`; the model's weights are
+    frozen meanwhile and their requires_grad restored after. Returns the training stats."""
+    import eval_dilemmas as ev
+    prompts, honest = ev.row_prompts(tok, rows), honest.to(input_device(model))
+    batches = oracle_batches(rows, batch_rows, steps, seed)
+    flags = [p.requires_grad for p in model.parameters()]
+    model.requires_grad_(False)
+    opt = torch.optim.AdamW(adapter.parameters(), lr=lr, weight_decay=0.0)
+    lr_at = torch.optim.lr_scheduler.LambdaLR(opt, schedule(TrainConfig(steps=steps, warmup=warmup)))
+    start, history = time.time(), []
+    try:
+        with tqdm(batches, desc="oracle", disable=not progress) as bar:
+            for step, idx in enumerate(bar):
+                texts, h = [prompts[i] for i in idx], honest[idx]
+                with torch.no_grad(), adapter.steer(0.0):
+                    ratio, logp_ref = yes_no_logprobs(model, tok, texts, kl_tokens)
+                m_ref, fit, coh, logs = ratio * h, 0.0, 0.0, {}
+                for c in (1.0, -1.0):
+                    with adapter.steer(c):
+                        ratio, logp = yes_no_logprobs(model, tok, texts, kl_tokens)
+                    moved = ratio * h - m_ref                                      # [b] honest margin change
+                    kl = (logp.exp() * (logp - logp_ref)).sum(-1).mean()
+                    fit = fit + (moved.mean() - c).pow(2)                          # the batch's mean move
+                    coh = coh + F.relu(kl - kl_tau).pow(2)
+                    logs[f"m{c:+.0f}"], logs[f"kl{c:+.0f}"] = moved.mean().item(), kl.item()
+                loss = fit + kl_weight * coh
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                if clip:
+                    torch.nn.utils.clip_grad_norm_(adapter.parameters(), clip)
+                opt.step()
+                lr_at.step()
+                logs.update(loss=loss.item(), fit=fit.item(), coh=coh.item())
+                if not math.isfinite(logs["loss"]):
+                    raise InputError(f"non-finite oracle loss at step {step} ({logs}): lower --lr")
+                history.append(logs)
+                bar.set_postfix({k: f"{v:.3g}" for k, v in logs.items()})
+    finally:
+        for p, flag in zip(model.parameters(), flags):
+            p.requires_grad_(flag)
+    used = sorted({i for idx in batches for i in idx})
+    tail = history[-max(1, steps // 4):]                                   # the last quarter of the steps
+    return {"split": "tune", "steps": steps, "batch_rows": len(batches[0]), "lr": lr, "kl_tau": kl_tau,
+            "kl_weight": kl_weight, "kl_tokens": kl_tokens, "warmup": warmup, "seed": seed,
+            "loss": "sum over c = +-1 of (mean_rows(m_c - m_0) - c)^2 + w relu(KL_c - tau)^2",
+            "n_rows": len(used), "n_available": len(rows),
+            "dilemma_ids": sorted({rows[i]["dilemma_idx"] for i in used}),
+            "final": {k: sum(x[k] for x in tail) / len(tail) for k in tail[0]},
+            "seconds": round(time.time() - start, 1)}
+
+
+def make_oracle(model, tok, rows, honest, rank=64, max_angle=0.5, seed=0, sources=None, **train_args):
+    """The sign-calibrated oracle adapter (kind "oracle"), attached to `model`; save it with .save(path)."""
+    torch.manual_seed(seed)
+    adapter = InnerPiSSA.attach(model, rank=rank, max_angle=max_angle or None)   # the method's default form
+    adapter.kind = "oracle"
+    stats = train_oracle(model, tok, adapter, rows, honest, seed=seed, **train_args)
+    report = sign_report(model, tok, adapter.steer, sources or probe_sources(), cached_logratio)
+    adapter.set_sign(report["sign"])
+    adapter.evidence = {"training": stats, "sign_report": report,
+                        "scale": "coeff 1 = trained to move the honest Yes/No log-ratio of tune rows by 1 nat"}
+    return adapter
+
+
 # --------------------------------------------------------------------------- CLI
 
 def _count(minimum):
@@ -364,7 +490,7 @@ def _count(minimum):
 def main(argv=None):
     p = ArgParser(description="Build a baseline steering artifact, or export a weight_diff one (see the module "
                               "docstring).")
-    sub = p.add_subparsers(dest="kind", required=True, metavar="{" + ",".join(KINDS) + ",export}")
+    sub = p.add_subparsers(dest="kind", required=True, metavar="{" + ",".join(KINDS) + ",oracle,export}")
     helps = {"pca": "first PC of pos-neg block outputs, added at every position",
              "random": "seeded random directions with the pca norms",
              "weight_diff": "low-rank SFT deltas fitted to honest/dishonest persona completions"}
@@ -393,6 +519,9 @@ def main(argv=None):
         s.add_argument("--probes", nargs="+", default=None,
                        help="Yes/No probe CSVs for the sign, one source each (default data/probes.csv)")
         add_device_map(s)
+    oracle_args(sub.add_parser("oracle", help="the supervised ceiling: InnerPiSSA's form fitted to labelled tune answers",
+                               description="The supervised ceiling (module docstring): the InnerPiSSA adapter "
+                                           "trained on the Truthfulness answers of the tune half of the dilemmas."))
     export_args(sub.add_parser("export", help="write a weight_diff artifact at one coeff as a merged or LoRA model",
                                description="Write W + coeff*dW of a weight_diff artifact."))
     a = p.parse_args(argv)
@@ -400,6 +529,8 @@ def main(argv=None):
         return run_export(a, "weight_diff", weight_diff_factors)
     check_writable(a.out)
     sources = probe_sources(a.probes)
+    if a.kind == "oracle":
+        return run_oracle(a, sources)
     if a.kind == "weight_diff":
         questions = read_lines(a.questions or DATA_DIR / "questions.txt")[:a.max_questions]  # before loading
         model, tok = load_model(a.model, device_map=a.device_map)
@@ -411,6 +542,42 @@ def main(argv=None):
         tensors, meta = make(model, tok, a.layers, a.max_pairs, a.seed, sources)
     save_artifact(a.out, tensors, meta)
     print(f"{a.kind}: sign {meta['sign']:+d}, layers {meta['layers']} -> {a.out}")
+
+
+def oracle_args(s):
+    s.add_argument("--model", required=True, help="hub id, local directory or 'embedded'")
+    s.add_argument("--out", required=True, help="artifact path (.safetensors)")
+    s.add_argument("--dilemmas", default="data", help="'data' (our offline set, default), 'hf' or a CSV path; "
+                                                      "only its tune half is read")
+    s.add_argument("--values", default=None, help="values.csv path (default: next to the dilemmas CSV)")
+    s.add_argument("--steps", type=_count(1), default=60, help="optimiser steps (default 60)")
+    s.add_argument("--batch-rows", type=_count(2), default=8,
+                   help="rows per step, both rows of each dilemma: an even number (default 8)")
+    s.add_argument("--lr", type=float, default=1e-3, help="AdamW peak learning rate (default 1e-3)")
+    s.add_argument("--kl-tau", type=float, default=0.1, help="KL trust region, nats per token (default 0.1)")
+    s.add_argument("--rank", type=_count(1), default=64, help="top-r singular directions per layer (default 64)")
+    s.add_argument("--max-angle", type=float, default=0.5, help="rotation bound per plane, radians (default 0.5; 0 = unbounded)")
+    s.add_argument("--seed", type=int, default=0, help="seed of the init and the batch order")
+    s.add_argument("--probes", nargs="+", default=None,
+                   help="Yes/No probe CSVs for the sign, one source each (default data/probes.csv)")
+    add_device_map(s)
+
+
+def run_oracle(a, sources):
+    """baselines.py oracle: read the tune rows (bad input fails before the model loads), train, sign, save."""
+    if a.batch_rows % 2:
+        raise InputError(f"--batch-rows {a.batch_rows} must be even: each step takes both rows of its dilemmas")
+    rows, honest = oracle_rows(a.dilemmas, a.values)
+    model, tok = load_model(a.model, device_map=a.device_map)
+    adapter = make_oracle(model, tok, rows, honest, a.rank, a.max_angle, a.seed, sources, steps=a.steps,
+                          batch_rows=a.batch_rows, lr=a.lr, kl_tau=a.kl_tau)
+    adapter.save(a.out)
+    adapter.detach()                                                   # hooks out: the model is the base again
+    t = adapter.evidence["training"]
+    print(f"oracle: {len(adapter.names)} layers, rank {a.rank}, {t['steps']} steps x {t['batch_rows']} rows "
+          f"({t['n_rows']} of {t['n_available']} tune rows), {t['seconds']:.0f} s -> {a.out}\n"
+          f"  last quarter: honest margin moved {t['final']['m+1']:+.3f} at +1, {t['final']['m-1']:+.3f} at -1; "
+          f"KL {t['final']['kl+1']:.3f} / {t['final']['kl-1']:.3f}\n  {describe_sign(adapter.evidence['sign_report'])}")
 
 
 if __name__ == "__main__":

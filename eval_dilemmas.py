@@ -104,7 +104,7 @@ DILEMMA_COLUMNS = ("idx", "dilemma_idx", "dilemma_situation", "action_type", "ac
 VALUE_COLUMNS = ("value",) + SYSTEMS
 HF_REPO = "kellycyy/daily_dilemmas"
 HF_FILES = ("dilemma_to_action_to_values_aggregated.csv", "values.csv")
-KINDS = ("innerpissa", "pca", "random", "weight_diff")
+KINDS = ("innerpissa", "oracle", "pca", "random", "weight_diff")
 N_PERM, MIN_OTHERS = 2000, 10
 KL_BUDGET = 0.1      # default --kl: nats per token of KL(p_c ‖ p_0) on the neutral set (see README)
 DOSE_STEPS = 5       # KL evaluations (each: both signs) to find c*
@@ -621,7 +621,7 @@ def artifact_names(paths):
 
 def load_steerer(model, path):
     """An object with steer(c) (context manager) and detach(), for any artifact kind."""
-    if load_artifact(path)[1]["kind"] == "innerpissa":
+    if load_artifact(path)[1]["kind"] in ("innerpissa", "oracle"):   # oracle: the same adapter form
         return InnerPiSSA.load(model, path)
     import baselines  # imported here so the model-free parts work without it
     return baselines.load(model, path)

@@ -392,6 +392,9 @@ def run_export(args, kind, factors):
         raise InputError(f"{args.artifact} is a {meta['kind']} artifact: it adds a vector to the residual stream, "
                          "not a change of any weight, so it has no merged or LoRA form (a LoRA has no bias); "
                          "steer with it through its hooks")
+    if meta["kind"] == "oracle":
+        raise InputError(f"{args.artifact} is the supervised ceiling (oracle): a reference for the evaluation, "
+                         "not a method to ship, so it has no export; steer with it through its hooks")
     if meta["kind"] != kind:
         raise InputError(f"{args.artifact} is of kind {meta['kind']!r}: export it with "
                          f"`python {EXPORTERS.get(meta['kind'], 'its own script')} export`")

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# InnerPiSSA end to end: train the adapter, build the baselines, evaluate everything on
+# InnerPiSSA end to end: train the adapter, build the baselines and the supervised ceiling, evaluate everything on
 # DailyDilemmas and print the results table.
 #
 #   bash run.sh          the experiment; each run goes to runs/<timestamp>/
@@ -69,18 +69,19 @@ experiment() {
   STAGE=$RUN_DIR.partial  # renamed to $RUN_DIR only when every step has finished
   mkdir -p "$STAGE"
   trap 'echo "run stopped: $STAGE holds what finished; no results were promoted to $RUN_DIR" >&2' ERR INT TERM
-  # Full run: every script's defaults. On the embedded model (a CPU) four are trimmed to keep the
+  # Full run: every script's defaults. On the embedded model (a CPU) five are trimmed to keep the
   # whole run within 20 minutes on 2 cores: 36 training steps instead of 50, 64 pairs for pca and
   # random (a first principal component needs few), 32 questions and 8 SFT steps for weight_diff,
-  # and 48 of the test half's 86 Truthfulness dilemmas (picked by seed) for the evaluation.
-  local seed=${SEED:-0} ip_flags="" bl_flags="" wd_flags="" ev_flags="--split test" sm_flags="" sign_n=24
+  # 32 oracle steps instead of 60, and 48 of the test half's 86 Truthfulness dilemmas (picked by
+  # seed) for the evaluation.
+  local seed=${SEED:-0} ip_flags="" bl_flags="" wd_flags="" or_flags="" ev_flags="--split test" sm_flags="" sign_n=24
   if [ "$MODEL" = embedded ]; then
-    ip_flags="--steps 36"; bl_flags="--max-pairs 64"; wd_flags="--max-questions 32 --steps 8"
+    ip_flags="--steps 36"; bl_flags="--max-pairs 64"; wd_flags="--max-questions 32 --steps 8"; or_flags="--steps 32"
     ev_flags="--split test --max-dilemmas 48"
   fi
   if [ "${QUICK:-0}" = 1 ]; then
     ip_flags="--steps 6 --batch-pairs 4"; bl_flags="--max-pairs 32"
-    wd_flags="--max-questions 8 --steps 4 --max-new-tokens 24"; ev_flags="--split test --max-dilemmas 8 --null 1"
+    wd_flags="--max-questions 8 --steps 4 --max-new-tokens 24"; or_flags="--steps 2 --batch-rows 4"; ev_flags="--split test --max-dilemmas 8 --null 1"
     sm_flags="--max-new-tokens 16"; sign_n=4
   fi
   cat > "$STAGE/commands.sh" <<EOF
@@ -93,11 +94,13 @@ EOF
   step sign_probes "\$PY eval_dilemmas.py --dilemmas ${DILEMMAS:-data} --split tune --max-dilemmas $sign_n --write-probes \$RUN/tune_probes.csv"
   local probes="--probes data/probes.csv \$RUN/tune_probes.csv"
   step innerpissa "\$PY innerpissa.py --model \$MODEL --seed $seed $ip_flags $probes --out \$RUN/innerpissa.safetensors"
+  # The supervised ceiling: InnerPiSSA's adapter form fitted to the labelled answers of the tune half.
+  step oracle "\$PY baselines.py oracle --model \$MODEL --seed $seed --dilemmas ${DILEMMAS:-data} $or_flags $probes --out \$RUN/oracle.safetensors"
   step pca "\$PY baselines.py pca --model \$MODEL --seed $seed $bl_flags $probes --out \$RUN/pca.safetensors"
   step random "\$PY baselines.py random --model \$MODEL --seed $seed $bl_flags $probes --out \$RUN/random.safetensors"
   step weight_diff "\$PY baselines.py weight_diff --model \$MODEL --seed $seed $wd_flags $probes --out \$RUN/weight_diff.safetensors"
   step eval "\$PY eval_dilemmas.py --model \$MODEL --seed $seed --dilemmas ${DILEMMAS:-data} $ev_flags \
---artifacts \$RUN/innerpissa.safetensors \$RUN/pca.safetensors \$RUN/random.safetensors \$RUN/weight_diff.safetensors \
+--artifacts \$RUN/innerpissa.safetensors \$RUN/oracle.safetensors \$RUN/pca.safetensors \$RUN/random.safetensors \$RUN/weight_diff.safetensors \
 --methods prompt base --out \$RUN"
   # One dilemma answered by InnerPiSSA at -c*, 0, +c* (c*: the evaluation's calibrated dose, else 1).
   local coeffs

@@ -15,6 +15,7 @@ import csv
 import inspect
 import json
 import math
+import re
 import subprocess
 import sys
 import textwrap
@@ -1514,6 +1515,96 @@ def test_cli_errors_are_one_line_with_nonzero_exit(tmp_path):
         assert r.returncode != 0
         assert r.stderr.startswith("error: ") and len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert not out.exists()
+
+
+def oracle_argv(path, out, *extra):
+    return ["oracle", "--model", "tiny", "--dilemmas", str(path), "--steps", "2", "--batch-rows", "4", "--rank", "4",
+            "--out", str(out), *extra]
+
+
+def test_oracle_never_reads_a_test_half_row(cli, tmp_path):
+    """Every dilemma whose text reaches the model while the oracle is built (training and sign) is in
+    the tune half, and the ones it trained on are those its metadata lists. The spy reads the token ids
+    the model embeds; a batch continuing a cached prefix is read after the prefix (the last 1-row input)."""
+    model, tok = cli
+    path = write_fixture(tmp_path, mixed_pairs(24))
+    labels = {r["dilemma_idx"]: r["labels"] for r in ev.load_dilemmas(path)}
+    tune, test = set(ev.split_ids(labels, "tune")), set(ev.split_ids(labels, "test"))
+    assert tune and test and not tune & test and any(labels[d].get(ev.TARGET) for d in test)
+    seen, head = set(), []
+
+    def spy(module, args):                                         # every token id the model embeds
+        rows = args[0].tolist()
+        for row in rows:
+            for text in (tok.decode(row), tok.decode(head + row)):
+                seen.update(int(d) for d in re.findall(r"friend number (\d+) asks", text))
+        if len(rows) == 1:
+            head[:] = rows[0]
+    handle = model.get_input_embeddings().register_forward_pre_hook(spy)
+    try:
+        baselines.main(oracle_argv(path, tmp_path / "oracle.safetensors", "--steps", "3"))
+    finally:
+        handle.remove()
+    meta = load_artifact(tmp_path / "oracle.safetensors")[1]
+    assert seen and seen <= tune and not seen & test
+    assert seen == set(meta["training"]["dilemma_ids"]) and all(labels[d].get(ev.TARGET) for d in seen)
+    assert meta["training"]["n_rows"] == 2 * len(seen) and meta["training"]["split"] == "tune"
+
+
+def test_oracle_end_to_end_loads_as_kind_oracle_and_c0_is_the_base(cli, tmp_path):
+    model, tok = cli
+    path, out = write_fixture(tmp_path, mixed_pairs(12)), tmp_path / "oracle.safetensors"
+    base = logits(model, tok, PROMPTS)
+    baselines.main(oracle_argv(path, out))
+    assert len(hook_ids(model)) == 0 and all(p.requires_grad for p in model.parameters())  # restored
+    meta = load_artifact(out)[1]
+    assert meta["kind"] == "oracle" and meta["sign"] in (1, -1) and meta["training"]["steps"] == 2
+    assert meta["rank"] == 4 and meta["max_angle"] == 0.5 and meta["target"] == default_target(model)
+    assert ev.artifact_names([out]) == {"oracle": out}
+    steerer = ev.load_steerer(model, out)
+    try:
+        assert isinstance(steerer, InnerPiSSA) and steerer.metadata()["kind"] == "oracle"
+        with steerer.steer(0):
+            assert torch.equal(logits(model, tok, PROMPTS), base)
+        with steerer.steer(1.0):
+            assert not torch.equal(logits(model, tok, PROMPTS), base)
+    finally:
+        steerer.detach()
+    with pytest.raises(InputError, match="oracle.*no export"):
+        ip.main(["export", "--model", "tiny", "--artifact", str(out), "--coeff", "1", "--format", "merged",
+                 "--out", str(tmp_path / "merged")])
+
+
+def test_oracle_yes_no_read_out_equals_plain_forwards_and_has_a_gradient(tiny, tmp_path):
+    """The shared instruction runs once from a cache: the logratio is score_yes_no's and the kept
+    log-probs those of a plain left-padded forward, and θ gets a gradient through both."""
+    model, tok = tiny
+    rows, honest = baselines.oracle_rows(write_fixture(tmp_path, mixed_pairs(12)))
+    assert honest.tolist() == [1.0 if p["honest_answer"] == "Yes" else -1.0 for p in ev.truth_probes(rows)]
+    prompts = ev.row_prompts(tok, rows)
+    adapter = trained_adapter(model, rank=4)
+    with adapter.steer(1.0):
+        ratio, logp = baselines.yes_no_logprobs(model, tok, prompts, 3)
+        with torch.no_grad():
+            plain = model(**tokenize(tok, prompts), logits_to_keep=3).logits.float().log_softmax(-1)
+        scored = ip.score_yes_no(model, tok, prompts, nll=False)["logratio"]
+    assert torch.allclose(logp, plain, atol=1e-5) and np.allclose(ratio.detach().numpy(), scored, atol=1e-5)
+    ratio.sum().backward()
+    assert adapter.layers[0].theta_v.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("problem, message", [("no truthfulness", "Truthfulness label"),
+                                              ("odd batch", "--batch-rows 3 must be even")])
+def test_oracle_bad_input_is_one_line_and_writes_nothing(cli, tmp_path, capsys, problem, message):
+    pairs = [(["care"], []), ([], ["care"])] * 4 if problem == "no truthfulness" else mixed_pairs(12)
+    path, out = write_fixture(tmp_path, pairs), tmp_path / "oracle.safetensors"
+    before = sorted(tmp_path.iterdir())
+    argv = oracle_argv(path, out) + (["--batch-rows", "3"] if problem == "odd batch" else [])
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(lambda: baselines.main(argv))
+    err = capsys.readouterr().err.strip()
+    assert exit_info.value.code == 2 and err.startswith("error:") and "\n" not in err and message in err, err
+    assert sorted(tmp_path.iterdir()) == before
 
 
 # ----------------------------------------------------------------------------- export, samples, layouts, devices
