@@ -1571,7 +1571,7 @@ def test_oracle_end_to_end_loads_as_kind_oracle_and_c0_is_the_base(cli, tmp_path
     finally:
         steerer.detach()
     with pytest.raises(InputError, match="oracle.*no export"):
-        ip.main(["export", "--model", "tiny", "--artifact", str(out), "--coeff", "1", "--format", "merged",
+        harness.train_main(["export", "--model", "tiny", "--artifact", str(out), "--coeff", "1", "--format", "merged",
                  "--out", str(tmp_path / "merged")])
 
 
@@ -1587,7 +1587,7 @@ def test_oracle_yes_no_read_out_equals_plain_forwards_and_has_a_gradient(tiny, t
         ratio, logp = baselines.yes_no_logprobs(model, tok, prompts, 3)
         with torch.no_grad():
             plain = model(**tokenize(tok, prompts), logits_to_keep=3).logits.float().log_softmax(-1)
-        scored = ip.score_yes_no(model, tok, prompts, nll=False)["logratio"]
+        scored = harness.score_yes_no(model, tok, prompts, nll=False)["logratio"]
     assert torch.allclose(logp, plain, atol=1e-5) and np.allclose(ratio.detach().numpy(), scored, atol=1e-5)
     ratio.sum().backward()
     assert adapter.layers[0].theta_v.grad.abs().sum() > 0
