@@ -556,7 +556,8 @@ def oracle_args(s):
     s.add_argument("--lr", type=float, default=1e-3, help="AdamW peak learning rate (default 1e-3)")
     s.add_argument("--kl-tau", type=float, default=0.1, help="KL trust region, nats per token (default 0.1)")
     s.add_argument("--rank", type=_count(1), default=64, help="top-r singular directions per layer (default 64)")
-    s.add_argument("--max-angle", type=float, default=0.5, help="rotation bound per plane, radians (default 0.5; 0 = unbounded)")
+    s.add_argument("--max-angle", type=float, default=0.5,
+                   help="budget on ||A||_F as an angle, radians, shared by all planes (default 0.5; 0 = unbounded)")
     s.add_argument("--seed", type=int, default=0, help="seed of the init and the batch order")
     s.add_argument("--probes", nargs="+", default=None,
                    help="Yes/No probe CSVs for the sign, one source each (default data/probes.csv)")

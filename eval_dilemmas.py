@@ -678,6 +678,71 @@ def dose_null(kl, steerers, budget):
     return out
 
 
+class Scorer:
+    """The evaluation's Yes/No scoring of the action rows (and of the arbitrary items) for one model."""
+
+    def __init__(self, model, tokenizer, rows, arbitrary=None, batch_size=16):
+        self.model, self.tokenizer, self.rows, self.arbitrary = model, tokenizer, rows, arbitrary
+        self.batch_size, self.tail, self.plain = batch_size, question_lengths(tokenizer, rows), row_prompts(tokenizer, rows)
+
+    def score(self, label, prompts=None, subset=None, nll=True):
+        """Scores of the rows (`subset`: their indices), the plain prompts unless `prompts` is given."""
+        prompts, idx = prompts or self.plain, range(len(self.rows)) if subset is None else subset
+        print(f"scoring {label} ({len(idx)} rows)", file=sys.stderr)
+        return score_yes_no(self.model, self.tokenizer, [prompts[i] for i in idx], batch_size=self.batch_size,
+                            progress=True, nll_last=[self.tail[i] for i in idx], nll=nll)
+
+    def score_arbitrary(self, label, system=None):
+        """Log-ratios of the arbitrary items [n_items] (last token only), or None without items."""
+        if not self.arbitrary:
+            return None
+        print(f"scoring {label} on the arbitrary items ({len(self.arbitrary)})", file=sys.stderr)
+        prompts = [yes_no_prompt(self.tokenizer, q, system=system) for q in self.arbitrary]
+        return score_yes_no(self.model, self.tokenizer, prompts, batch_size=self.batch_size, nll=False)["logratio"]
+
+
+def score_prompt(scorer, kl, doses):
+    """{coeff: scores} of the persona prompt at the doses ±1, each with its neutral KL."""
+    from baselines import prompt_system
+    return {float(d): dict(scorer.score(f"prompt c={d:+g}", row_prompts(scorer.tokenizer, scorer.rows, prompt_system(d))),
+                           kl=kl.prompt(d), arbitrary=scorer.score_arbitrary(f"prompt c={d:+g}", prompt_system(d)))
+            for d in doses if d in (-1, 1)}
+
+
+def score_artifact(scorer, kl, name, path, budget, doses):
+    """(c*, KL(c*)) of one artifact, dosed before any row is scored, and {coeff: scores} at d·c* for d in doses."""
+    steerer, out = load_steerer(scorer.model, path), {}
+    try:
+        c_star, kl_star = calibrate_dose(lambda c: kl.at(steerer, c), budget)
+        print(f"{name}: c* = {c_star:.4g} (KL {kl_star:.4f})", file=sys.stderr)
+        for d in doses:
+            c = d * c_star + 0.0
+            with steerer.steer(c):
+                scores = scorer.score(f"{name} c={c:+.4g}")
+                arb = scorer.score_arbitrary(f"{name} c={c:+.4g}") if abs(d) == 1 else None
+            out[c] = dict(scores, kl=kl.of(steerer, c), arbitrary=arb)  # of() enters steer(c) itself
+    finally:
+        steerer.detach()  # hooks out before the next method, also when scoring failed
+    return (c_star, kl_star), out
+
+
+def score_null(scorer, kl, base, artifacts, null_k, budget, seed):
+    """[{seed, coeff, kl, dose, effect, delta_plus, delta_minus}] of null_steerers(…, seed), scored on the
+    Truthfulness rows at the last token only."""
+    rows, truth, null = scorer.rows, [i for i, r in enumerate(scorer.rows) if r["labels"].get(TARGET, 0)], []
+    steerers = null_steerers(scorer.model, null_k, artifacts, seed)
+    for j, (steerer, (c, k, how)) in enumerate(zip(steerers, dose_null(kl, steerers, budget))):
+        ends = []
+        for sign in (1.0, -1.0):
+            with steerer.steer(sign * c):
+                ends.append(scorer.score(f"null {j} c={sign * c:+.4g}", subset=truth, nll=False)["logratio"])
+        rows_t, ref_t = [rows[i] for i in truth], base["logratio"][truth]
+        deltas = [category_scores(rows_t, e)[TARGET] - category_scores(rows_t, ref_t)[TARGET] for e in ends]
+        null.append({"seed": steerer.meta["seed"], "coeff": c, "kl": k, "dose": how,
+                     "effect": (deltas[0] - deltas[1]) / 2, "delta_plus": deltas[0], "delta_minus": deltas[1]})
+    return null
+
+
 def evaluate(model, tokenizer, rows, methods, artifacts, budget, doses, null_k, neutral, batch_size=16, seed=0,
              arbitrary=None):
     """Raw scores {method: {coeff: {"logratio", "pmass", "nll"}}} (arrays [n_rows]), the doses
@@ -690,58 +755,16 @@ def evaluate(model, tokenizer, rows, methods, artifacts, budget, doses, null_k, 
     scores at c = 0 and ±c* (prompt: ±1) also hold "arbitrary": their log-ratios [n_items], last token
     only; the null directions do not score them.
     """
-    tail = question_lengths(tokenizer, rows)
-
-    def score(label, prompts, subset=None, nll=True):
-        idx = range(len(rows)) if subset is None else subset
-        print(f"scoring {label} ({len(idx)} rows)", file=sys.stderr)
-        return score_yes_no(model, tokenizer, [prompts[i] for i in idx], batch_size=batch_size, progress=True,
-                            nll_last=[tail[i] for i in idx], nll=nll)
-
-    def score_arbitrary(label, system=None):
-        if not arbitrary:
-            return None
-        print(f"scoring {label} on the arbitrary items ({len(arbitrary)})", file=sys.stderr)
-        return score_yes_no(model, tokenizer, [yes_no_prompt(tokenizer, q, system=system) for q in arbitrary],
-                            batch_size=batch_size, nll=False)["logratio"]
-
-    kl = NeutralKL(model, tokenizer, neutral, batch_size)
-    plain = row_prompts(tokenizer, rows)
-    base = dict(score("c=0", plain), arbitrary=score_arbitrary("c=0"))
+    scorer, kl = Scorer(model, tokenizer, rows, arbitrary, batch_size), NeutralKL(model, tokenizer, neutral, batch_size)
+    base = dict(scorer.score("c=0"), arbitrary=scorer.score_arbitrary("c=0"))
     raw, dose = ({"base": {0.0: base}} if "base" in methods else {}), {}
     if "prompt" in methods:
-        from baselines import prompt_system
-        raw["prompt"] = {0.0: base, **{float(d): dict(score(f"prompt c={d:+g}", row_prompts(
-            tokenizer, rows, prompt_system(d))), kl=kl.prompt(d), arbitrary=score_arbitrary(
-            f"prompt c={d:+g}", prompt_system(d))) for d in doses if d in (-1, 1)}}
+        raw["prompt"] = {0.0: base, **score_prompt(scorer, kl, doses)}
         dose["prompt"] = (1.0, max(raw["prompt"][1.0]["kl"], raw["prompt"][-1.0]["kl"]))
     for name, path in artifacts.items():
-        steerer = load_steerer(model, path)
-        try:
-            dose[name] = calibrate_dose(lambda c: kl.at(steerer, c), budget)
-            print(f"{name}: c* = {dose[name][0]:.4g} (KL {dose[name][1]:.4f})", file=sys.stderr)
-            raw[name] = {0.0: base}
-            for d in doses:
-                c = d * dose[name][0] + 0.0
-                with steerer.steer(c):
-                    scores = score(f"{name} c={c:+.4g}", plain)
-                    arb = score_arbitrary(f"{name} c={c:+.4g}") if abs(d) == 1 else None
-                raw[name][c] = dict(scores, kl=kl.of(steerer, c), arbitrary=arb)  # of() enters steer(c) itself
-        finally:
-            steerer.detach()  # hooks out before the next method, also when scoring failed
-    truth = [i for i, r in enumerate(rows) if r["labels"].get(TARGET, 0)]
-    null = []
-    steerers = null_steerers(model, null_k, artifacts, seed)
-    for j, (steerer, (c, k, how)) in enumerate(zip(steerers, dose_null(kl, steerers, budget))):
-        ends = []
-        for sign in (1.0, -1.0):
-            with steerer.steer(sign * c):
-                ends.append(score(f"null {j} c={sign * c:+.4g}", plain, truth, nll=False)["logratio"])
-        rows_t, ref_t = [rows[i] for i in truth], base["logratio"][truth]
-        deltas = [category_scores(rows_t, e)[TARGET] - category_scores(rows_t, ref_t)[TARGET] for e in ends]
-        null.append({"seed": steerer.meta["seed"], "coeff": c, "kl": k, "dose": how,
-                     "effect": (deltas[0] - deltas[1]) / 2, "delta_plus": deltas[0], "delta_minus": deltas[1]})
-    return raw, dose, null
+        dose[name], scores = score_artifact(scorer, kl, name, path, budget, doses)
+        raw[name] = {0.0: base, **scores}
+    return raw, dose, score_null(scorer, kl, base, artifacts, null_k, budget, seed)
 
 
 def coeff_key(c):
@@ -1011,6 +1034,8 @@ def check_args(args):
         raise InputError(f"--kl {args.kl} must be a positive number of nats, e.g. {KL_BUDGET}")
     if args.null < 0:
         raise InputError(f"--null {args.null} must be 0 or more random steerers")
+    if args.seed < 0:
+        raise InputError(f"--seed {args.seed} must be 0 or more")
     if not {-1.0, 1.0} <= set(args.doses) or not all(math.isfinite(d) for d in args.doses) \
             or sorted(d for d in args.doses if d > 0) != sorted(-d for d in args.doses if d < 0):
         raise InputError(f"--doses {' '.join(map(str, args.doses))}: give finite doses in ± pairs that "
@@ -1050,7 +1075,8 @@ def main(argv=None):
         "config": {"model": args.model, "artifacts": {k: Path(v).name for k, v in artifacts.items()},
                    "methods": args.methods, "dilemmas": args.dilemmas, "values": args.values,
                    "max_dilemmas": args.max_dilemmas, "split": args.split, "kl_budget": args.kl, "doses": doses,
-                   "null": args.null, "neutral": args.neutral or "data/neutral.csv", "n_neutral": min(len(neutral), NEUTRAL_ROWS), "neutral_tokens": NEUTRAL_TOKENS,
+                   "null": args.null, "neutral": args.neutral or "data/neutral.csv",
+                   "n_neutral": min(len(neutral), NEUTRAL_ROWS), "neutral_tokens": NEUTRAL_TOKENS,
                    "seed": args.seed, "n_perm": N_PERM, "target": TARGET,
                    "arbitrary": args.arbitrary or "data/arbitrary.csv", "arbitrary_items": len(arbitrary)},
         "n_rows": len(rows),

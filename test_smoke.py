@@ -1143,7 +1143,7 @@ def test_end_to_end_cli_writes_table_and_files(eval_setup, capsys):
 
 
 @pytest.mark.parametrize("problem", ["missing file", "missing column", "kl 0", "kl nan", "null -1", "no neutral",
-                                     "doses without 1", "arbitrary without kind"])
+                                     "doses without 1", "arbitrary without kind", "seed -1"])
 def test_cli_bad_input_one_line_error_and_nothing_written(eval_setup, capsys, problem):
     _, _, tmp = eval_setup
     path, extra, name = tmp / "dilemmas.csv", [], None
@@ -1159,7 +1159,7 @@ def test_cli_bad_input_one_line_error_and_nothing_written(eval_setup, capsys, pr
         extra, name = ["--arbitrary", str(tmp / "arb.csv")], tmp / "arb.csv"
     else:
         extra, name = {"kl 0": (["--kl", "0"], "--kl"), "kl nan": (["--kl", "nan"], "--kl"),
-                       "null -1": (["--null", "-1"], "--null"),
+                       "null -1": (["--null", "-1"], "--null"), "seed -1": (["--seed", "-1"], "--seed"),
                        "no neutral": (["--neutral", str(tmp / "none.csv")], tmp / "none.csv"),
                        "doses without 1": (["--doses", "-2", "2"], "--doses")}[problem]
     argv = ["--methods", "base", "--dilemmas", str(path), "--values", str(tmp / "values.csv"),
