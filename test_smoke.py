@@ -1584,7 +1584,7 @@ def test_oracle_yes_no_read_out_equals_plain_forwards_and_has_a_gradient(tiny, t
     prompts = ev.row_prompts(tok, rows)
     adapter = trained_adapter(model, rank=4)
     with adapter.steer(1.0):
-        ratio, logp = baselines.yes_no_logprobs(model, tok, prompts, 3)
+        ratio, logp = baselines.oracle_readout(model, tok, prompts, 3)
         with torch.no_grad():
             plain = model(**tokenize(tok, prompts), logits_to_keep=3).logits.float().log_softmax(-1)
         scored = harness.score_yes_no(model, tok, prompts, nll=False)["logratio"]
