@@ -786,10 +786,13 @@ def train(model, tokenizer, adapter, pairs, cfg=None, progress=True):
     if n_hold < 1 or len(pairs) - n_hold < cfg.batch_pairs:
         raise InputError(f"{len(pairs)} pairs are too few for batches of {cfg.batch_pairs} plus a held-out slice")
     held, train_pairs = pairs[:n_hold], pairs[n_hold:]
+    if cfg.epochs is not None:
+        cfg = replace(cfg, steps=math.ceil(cfg.epochs * len(train_pairs) / cfg.batch_pairs))
+    if cfg.steps < 1 or (cfg.patience is not None and cfg.patience < 1):
+        raise InputError(f"--steps/--epochs give {cfg.steps} steps and --patience is {cfg.patience}: "
+                         "train at least 1 step, with a patience of at least 1 check")
     flags = [p.requires_grad for p in model.parameters()]
     model.requires_grad_(False)                                          # only θ, λ learn: no weight grads
-    if cfg.epochs:
-        cfg = replace(cfg, steps=math.ceil(cfg.epochs * len(train_pairs) / cfg.batch_pairs))
     torch.manual_seed(cfg.seed)
     try:
         if cfg.objective == "antipasto" and cfg.select:

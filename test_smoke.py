@@ -348,6 +348,10 @@ def test_epochs_set_the_steps_and_patience_stops_a_run_that_cannot_improve(tiny)
     stats = ip.train(model, tok, adapter, pairs, ip.TrainConfig(epochs=1, batch_pairs=4, direction_pairs=8),
                      progress=False)
     assert stats["steps"] == 3 and stats["pair_examples"] == 12                         # ⌈9 / 4⌉ steps
+    for bad in (dict(epochs=0), dict(steps=0), dict(steps=3, patience=0)):
+        with pytest.raises(ip.InputError, match="at least 1 step"):
+            ip.train(model, tok, adapter, pairs, ip.TrainConfig(batch_pairs=4, **bad), progress=False)
+        assert all(p.requires_grad for p in model.parameters())             # refused before touching the model
     frozen = ip.TrainConfig(steps=10, lr=0.0, patience=1, check_every=1, batch_pairs=4, direction_pairs=8)
     assert ip.train(model, tok, adapter, pairs, frozen, progress=False)["steps"] == 2    # no better at check 2
 
