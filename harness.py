@@ -453,10 +453,14 @@ def parse_args(argv):
                    help="use only the first N shuffled suffix pairs, held-out slice included (default: all)")
     t.add_argument("--kl-tau", type=float, default=d.kl_tau, help=f"readout: KL trust region (default {d.kl_tau})")
     t.add_argument("--coherence-weight", type=float, default=d.coherence_weight,
-                   help=f"readout: weight of the KL term (default {d.coherence_weight})")
+                   help=f"weight of readout's KL term / antipasto's TV barrier (default {d.coherence_weight}; 0 = off)")
     t.add_argument("--mono-weight", type=float, default=None, help="hinge weight (readout 1, antipasto 30; 0 = off)")
-    t.add_argument("--mono-margin", type=float, default=d.mono_margin,
-                   help=f"readout: hinge margin in nats (default {d.mono_margin})")
+    t.add_argument("--mono-margin", type=float, default=None,
+                   help="hinge margin in nats (readout 0.05; antipasto: 0.5·sqrt(entropy) + 0.04)")
+    t.add_argument("--subspace", type=int, default=d.subspace,
+                   help=f"antipasto: dimensions of the loss subspace (default {d.subspace}; 0 = the whole residual stream)")
+    t.add_argument("--reference", choices=("pair", "mean"), default=d.reference,
+                   help="antipasto: each pair's own reference difference (default) or the batch mean for all")
     t.add_argument("--even-weight", type=float, default=d.even_weight,
                    help=f"readout: weight of the even-part penalty (default {d.even_weight}; 0 = off)")
     t.add_argument("--top-directions", action="store_true",
@@ -507,6 +511,7 @@ def train_main(argv=None):
                       lr=args.lr, batch_pairs=args.batch_pairs,
                       layer=layer, kl_tau=args.kl_tau, coherence_weight=args.coherence_weight,
                       mono_weight=args.mono_weight, mono_margin=args.mono_margin, even_weight=args.even_weight,
+                      subspace=args.subspace, reference=args.reference,
                       select=not args.top_directions, cached=not args.plain, warmup=args.warmup,
                       clip=args.clip or None, seed=args.seed)
     stats = train(model, tok, adapter, make_pairs(tok, n=args.max_pairs, seed=args.seed), cfg)

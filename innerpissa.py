@@ -557,11 +557,12 @@ class TrainConfig:
     last_n: int | None = None    # the loss reads the last n tokens of each row
     weight_decay: float | None = None
     mono_weight: float | None = None  # hinge weight (0: off); antipasto ramps it in
-    mono_margin: float = 0.05    # readout's hinge margin θ, nats (antipasto's comes from the entropy)
+    mono_margin: float | None = None  # hinge margin θ, nats (readout 0.05; antipasto None: 0.5 √H̄_0 + 0.04)
     kl_tau: float = 0.05         # readout: KL trust region on the reply, nats per token
-    coherence_weight: float = 10.0
+    coherence_weight: float = 10.0   # readout's KL term; antipasto's TV barrier w (0: the barrier off)
     even_weight: float = 1.0     # readout: penalty on the even part of the read-out change (0: off)
-    subspace: int = 4            # antipasto: columns of the loss subspace B
+    subspace: int = 4            # antipasto: columns of the loss subspace B (0: the whole residual stream)
+    reference: str = "pair"      # antipasto: each pair's own s_0, or "mean": the batch's mean s_0 for every pair
     select: bool = True          # antipasto: singular directions chosen from data (False: the top r)
     warmup: float = 0.1          # fraction of steps with a linear warm-up, then cosine decay to 0
     clip: float | None = 1.0     # gradient-norm clip (None: off)
@@ -571,7 +572,8 @@ class TrainConfig:
     seed: int = 0
 
 
-RECIPES = {"readout": dict(lr=4e-3, batch_pairs=4, last_n=4, weight_decay=0.0, mono_weight=1.0, direction_pairs=64),
+RECIPES = {"readout": dict(lr=4e-3, batch_pairs=4, last_n=4, weight_decay=0.0, mono_weight=1.0, direction_pairs=64,
+                          mono_margin=0.05),
            "antipasto": dict(lr=2e-3, batch_pairs=14, last_n=3, weight_decay=1e-4, mono_weight=30.0,
                              direction_pairs=256)}
 
@@ -580,6 +582,8 @@ def resolve(cfg, model):
     """A copy of cfg with each None taken from its objective's recipe; the caller's cfg is left as it is."""
     if cfg.objective not in RECIPES:
         raise InputError(f"--objective {cfg.objective!r} must be one of {', '.join(RECIPES)}")
+    if cfg.reference not in ("pair", "mean") or cfg.subspace < 0:
+        raise InputError(f"--reference {cfg.reference!r} must be pair or mean, --subspace {cfg.subspace} at least 0")
     fill = {k: v for k, v in RECIPES[cfg.objective].items() if getattr(cfg, k) is None}
     cfg = replace(cfg, **fill)
     return cfg if cfg.layer is not None else replace(cfg, layer=default_layer(model, cfg.objective))
@@ -627,10 +631,12 @@ def readout_space(model, runner, pairs, cfg, rank):
 
 def antipasto_space(model, runner, pairs, cfg, rank):
     """B: the top `subspace` right singular vectors of the row-normalised last-token differences (not
-    centred: their mean is the signal), each oriented so the mean difference projects positive."""
+    centred: their mean is the signal), each oriented so the mean difference projects positive.
+    subspace = 0: all of them, B spans the whole residual stream (the subspace ablated)."""
     diffs = pair_differences(runner, pairs, cfg)[:, -1]                                    # [p, d_model]
     diffs = diffs / diffs.norm(dim=-1, keepdim=True).clamp(min=1e-12)
-    basis = torch.linalg.svd(diffs, full_matrices=False).Vh[:cfg.subspace].T               # [d_model, k]
+    vh = torch.linalg.svd(diffs, full_matrices=True).Vh                                    # [d_model, d_model]
+    basis = (vh[:cfg.subspace] if cfg.subspace else vh).T                                  # [d_model, k]
     basis = basis * torch.sign((diffs @ basis).mean(0) + 1e-12)
     return Space(basis, torch.eye(basis.shape[1], dtype=basis.dtype, device=basis.device)[0])
 
@@ -702,7 +708,9 @@ def tv_barrier(p, p_ref, tau, weight):
 
 def antipasto_loss(space, ref, out, lengths, cfg, progress):
     """mean(30k + relu(30k)²) + TV barrier(+1 on honest rows, −1 on dishonest rows) + w_mono·hinge, with
-    k = cos(u₊, s₀)·f₊ · cos(u₋, s₀)·f₋ per pair (module docstring); weights ramped over 20 % of steps."""
+    k = cos(u₊, s₀)·f₊ · cos(u₋, s₀)·f₋ per pair (module docstring); weights ramped over 20 % of steps.
+    Ablations: cfg.reference "mean" puts the batch's mean s₀ in place of each pair's; coherence_weight 0
+    drops the barrier; a set mono_margin replaces the entropy-scaled one."""
     ramp, power = min(1.0, progress / 0.2), 0.75 * progress                   # power = 1 − σ, σ: 1 → 0.25
     full0 = ref.h.mean(1)[0::2] - ref.h.mean(1)[1::2]                         # [p, d_model]
     s0 = full0 @ space.basis                                                  # [p, k]
@@ -710,19 +718,22 @@ def antipasto_loss(space, ref, out, lengths, cfg, progress):
     logp0 = ref.logits.log_softmax(-1)                                        # [m, vocab]
     entropy = -(logp0.exp() * logp0).sum(-1)                                  # [m]
     tau, gap0 = 0.9 * torch.sqrt(entropy + 0.02), output_gap(ref, next_token_nll(ref.logits, ref.targets))
+    target = s0 if cfg.reference == "pair" else s0.mean(0, keepdim=True).expand_as(s0)   # [p, k]
     cos, delta, coh = {}, {}, 0.0
     for c, side in ((1.0, 0), (-1.0, 1)):
         full = out[c].h.mean(1)[0::2] - out[c].h.mean(1)[1::2] - full0        # [p, d_model]
         inside = ((full @ space.basis).norm(dim=-1) / full.norm(dim=-1).clamp(min=1e-12)) ** power
-        cos[c] = F.cosine_similarity((full @ space.basis) / std, s0 / std, dim=-1) * inside
+        cos[c] = F.cosine_similarity((full @ space.basis) / std, target / std, dim=-1) * inside
         rows, logp = out[c].rows % 2 == side, out[c].logits.log_softmax(-1)  # honest rows at +1, dishonest at −1
-        coh = coh + tv_barrier(logp[rows].exp(), logp0[rows].exp(), tau[rows], 10.0 * ramp).mean()
+        if cfg.coherence_weight:
+            coh = coh + tv_barrier(logp[rows].exp(), logp0[rows].exp(), tau[rows], cfg.coherence_weight * ramp).mean()
         delta[c] = output_gap(out[c], -logp.gather(-1, out[c].targets[:, None]).squeeze(-1)) - gap0
     k = 30 * cos[1.0] * cos[-1.0]
     proj = (k + F.relu(k).pow(2)).mean()
     orient = 1.0 if (cos[1.0] - cos[-1.0]).mean() >= 0 else -1.0             # the sign the projection picked
-    mono = monotonic_hinge(delta[1.0], delta[-1.0], 0.5 * entropy.mean().sqrt() + 0.04, orient)
-    logs = {"proj": proj.item(), "coh": coh.item(), "mono": mono.item(), "cos+": cos[1.0].mean().item()}
+    margin = 0.5 * entropy.mean().sqrt() + 0.04 if cfg.mono_margin is None else cfg.mono_margin
+    mono = monotonic_hinge(delta[1.0], delta[-1.0], margin, orient)
+    logs = {"proj": proj.item(), "coh": float(coh), "mono": mono.item(), "cos+": cos[1.0].mean().item()}
     return proj + coh + cfg.mono_weight * ramp * mono, logs
 
 

@@ -379,6 +379,29 @@ def test_antiparallel_loss_is_scale_free_and_symmetric_in_the_honest_sign():
     assert base < 0 < loss(move, move)                                      # opposite moves win, alike ones lose
 
 
+def test_antipasto_ablation_switches_change_only_their_part():
+    """coherence_weight 0 drops the TV barrier (and only it); reference "mean" equals "pair" when every pair
+    has the same s_0 and differs otherwise; a set mono_margin replaces the entropy-scaled one."""
+    torch.manual_seed(0)
+    p, d, basis = 4, 8, torch.linalg.qr(torch.randn(8, 4))[0]
+    rows, move = torch.arange(2 * p), torch.randn(2 * p, 3, d)
+    logits0, logits1 = (torch.tensor([[0, 6.0, 0, 0, 0]]).repeat(2 * p, 1),     # sure of token 1 at c = 0 (τ ≈ 0.3),
+                        torch.tensor([[6.0, 0, 0, 0, 0]]).repeat(2 * p, 1))     # of token 0 at ±1: TV ≈ 0.99
+
+    def loss(h0, **kw):
+        cfg = ip.TrainConfig(objective="antipasto", mono_weight=30.0, **kw)
+        out = {1.0: fake_pass(h0 + move, logits1, rows), -1.0: fake_pass(h0 - move, logits1, rows)}
+        return ip.antipasto_loss(ip.Space(basis, basis[0]), fake_pass(h0, logits0, rows), out, [1] * p, cfg, 0.5)
+    h0 = torch.randn(2 * p, 3, d)
+    (full, logs), (no_tv, logs_off) = loss(h0), loss(h0, coherence_weight=0.0)
+    assert logs["coh"] > 0 and logs_off["coh"] == 0 and torch.allclose(full - no_tv, torch.tensor(logs["coh"]))
+    same = h0.clone()
+    same[0::2] = same[1::2] + torch.randn(1, 3, d)                         # one honest − dishonest difference for all
+    assert torch.allclose(loss(same)[0], loss(same, reference="mean")[0], atol=1e-5)
+    assert not torch.allclose(loss(h0)[0], loss(h0, reference="mean")[0], atol=1e-3)
+    assert loss(h0, mono_margin=0.0)[1]["mono"] == 0 < loss(h0, mono_margin=100.0)[1]["mono"]
+
+
 def test_tv_barrier_and_hinge_are_zero_with_zero_gradient_inside_their_thresholds():
     p_ref = torch.tensor([[0.5, 0.3, 0.2]])
     p = torch.tensor([[0.45, 0.35, 0.2]], requires_grad=True)              # TV 0.05 < τ 0.1
