@@ -183,22 +183,6 @@ def read_lines(path):
     return lines
 
 
-def target_mask(batch):
-    """[batch, seq-1]: 1 where a real token is predicted from a real token (never from left padding)."""
-    mask = batch["attention_mask"]
-    return mask[:, 1:] * mask[:, :-1]
-
-
-def token_nll(logits, batch):
-    """Per-token NLL of each next token, [batch, seq-1], zero outside target_mask.
-
-    NLL = logsumexp(logits) − logit[target]: one reduction over the vocabulary, never a full
-    log-softmax tensor (the largest allocation of a forward with a 49k vocabulary)."""
-    ids = batch["input_ids"]
-    nll = next_token_nll(logits[:, :-1], ids[:, 1:])                    # [batch, seq-1]
-    return nll.to(ids.device) * target_mask(batch)       # a device map can leave the logits on another GPU
-
-
 def shared_prefix(ids):
     """The leading tokens every sequence shares, less one: each sequence keeps a token of its own,
     and the token right after the prefix (the last one the prefix predicts) is still common."""
@@ -223,65 +207,127 @@ def right_pad(seqs, device):
             "attention_mask": torch.tensor([[1] * len(s) + [0] * (width - len(s)) for s in seqs], device=device)}
 
 
-def continue_from(model, kv, batch, keep=0):
-    """Logits [b, S, vocab] of a right-padded batch that continues the cached prefix (kv None: none).
-    keep, a [b, m] tensor of positions per row, runs the vocabulary head only there: [b, m, vocab]."""
+def continue_from(model, kv, batch, keep=0, past_mask=None, start=None):
+    """Logits [b, S, vocab] of a right-padded batch that continues cached tokens (kv None: none).
+    keep, a [b, m] tensor of positions per row, runs the vocabulary head only there: [b, m, vocab].
+    kv: per layer (keys, values) [1 or b, heads, K, head_dim]; past_mask [b, K] marks the cached tokens
+    a row sees (default all), start [b, 1] its first position (default K)."""
+    return model(**continuation(model, kv, batch, past_mask, start), use_cache=kv is not None,
+                 logits_to_keep=keep).logits
+
+
+def continuation(model, kv, batch, past_mask=None, start=None):
+    """The model's keyword inputs for `continue_from` (and for extending a cache)."""
     (b, width), k = batch["input_ids"].shape, kv[0][0].shape[-2] if kv else 0
+    mask = batch["attention_mask"]
+    past_mask = mask.new_ones(b, k) if past_mask is None else past_mask
+    start = k if start is None else start
     cache = DynamicCache([(key.expand(b, -1, -1, -1), value.expand(b, -1, -1, -1)) for key, value in kv],
                          config=model.config) if kv else None
-    mask = batch["attention_mask"]
-    return model(input_ids=batch["input_ids"], attention_mask=torch.cat([mask.new_ones(b, k), mask], 1),
-                 position_ids=k + torch.arange(width, device=mask.device).expand(b, -1),
-                 past_key_values=cache, use_cache=kv is not None, logits_to_keep=keep).logits
+    return {"input_ids": batch["input_ids"], "attention_mask": torch.cat([past_mask, mask], 1),
+            "position_ids": start + torch.arange(width, device=mask.device).expand(b, -1), "past_key_values": cache}
+
+
+FAMILY_MIN = 8  # tokens prompts must share after the common prefix to run them once (a dilemma's situation)
+
+
+def prompt_families(ids, k, max_rows):
+    """[(f, [prompt indices])]: prompts that share ≥ FAMILY_MIN tokens after the common prefix (the actions
+    of one dilemma share its situation) form a family of at most max_rows, whose f shared tokens run once;
+    each prompt keeps at least one token of its own. Any other prompt is a family of one with f = 0."""
+    out = []
+    for i in sorted(range(len(ids)), key=lambda i: ids[i][k:]):       # shared tokens sort together
+        if k and out and len(out[-1][1]) < max_rows:
+            f = common_prefix([ids[out[-1][1][0]][k:], ids[i][k:]]) - 1
+            if f >= FAMILY_MIN:
+                out[-1] = (min(f, out[-1][0]) if out[-1][0] else f, out[-1][1] + [i])
+                continue
+        out.append((0, [i]))
+    return out
+
+
+def pack(families, batch_size):
+    """Batches of whole families, ≤ batch_size prompts each (a larger family is a batch alone), by length."""
+    batch, rows = [], 0
+    for fam in families:
+        if batch and rows + len(fam[1]) > batch_size:
+            yield batch
+            batch, rows = [], 0
+        batch, rows = batch + [fam], rows + len(fam[1])
+    if batch:
+        yield batch
+
+
+def run_families(model, kv, ids, k, families, logits):
+    """The families' shared tokens, right-padded, after the common prefix: (per-layer (keys, values)
+    [n_fam, heads, k + F, head_dim], their mask [n_fam, F], logits [n_fam, F, vocab] or None)."""
+    device = input_device(model)
+    batch = right_pad([ids[rows[0]][k:k + f] for f, rows in families], device)
+    if batch["input_ids"].shape[1] == 0:                            # no family shares anything
+        return kv, batch["attention_mask"], None
+    out = model(**continuation(model, kv, batch), use_cache=True, logits_to_keep=0 if logits else 1)
+    cache = [(layer.keys, layer.values) for layer in out.past_key_values.layers]
+    return cache, batch["attention_mask"], out.logits.to(device) if logits else None
 
 
 @torch.no_grad()
 def score_yes_no(model, tokenizer, prompts, batch_size=16, progress=False, nll_last=None, nll=True):
-    """Next-token Yes/No log-ratio, p(yes)+p(no) and the prompt's mean NLL, one forward per batch.
+    """Next-token Yes/No log-ratio, p(yes)+p(no) and the prompt's mean NLL: the numbers of one full
+    forward per prompt, returned in the original order.
 
     logratio = logsumexp(logp[yes ids]) − logsumexp(logp[no ids]). `nll_last` (one int per prompt)
     limits the NLL to the last k tokens, so prompts that differ only in a prefix (a system prompt)
     are compared on the same text. nll=False skips it (NaN) and runs the vocabulary head on the
     last token only.
 
-    All prompts start with the same chat header and instruction (≈ 40% of a DailyDilemmas prompt):
-    that shared prefix runs once, and every batch continues from its key/value cache, batched by
-    length. The numbers are those of a full forward per prompt, returned in the original order.
+    Shared text runs once, on two levels: the chat header and instruction every prompt starts with
+    (≈ 40 % of a DailyDilemmas prompt) once per call, and the tokens a family of prompts shares after it
+    (the situation both actions of a dilemma repeat, ≈ 60 % of the rest) once per batch; each prompt
+    continues from their key/value caches.
     """
     device = input_device(model)
     ids = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
-    prefix = shared_prefix(ids)
-    k = len(prefix)
+    k = len(prefix := shared_prefix(ids))
     kv, prefix_nll = run_prefix(model, prefix, ids[0][k], device)                       # [K]
-    order = sorted(range(len(prompts)), key=lambda i: len(ids[i]))
+    families = sorted(prompt_families(ids, k, batch_size), key=lambda fam: len(ids[fam[1][0]]))
     out = {key: np.full(len(prompts), np.nan) for key in ("logratio", "pmass", "nll")}
-    for start in tqdm(range(0, len(prompts), batch_size), desc="score", disable=not progress, leave=False):
-        idx = order[start:start + batch_size]
-        batch = right_pad([ids[i][k:] for i in idx], device)
-        own = batch["attention_mask"].sum(-1)                                           # [b] tokens after the prefix
-        logits = continue_from(model, kv, batch, keep=0 if nll else (own - 1)[:, None]).to(device)  # [b, S|1, V]
-        last = logits[torch.arange(len(idx)), own - 1] if nll else logits[:, 0]          # [b, vocab] at the last token
-        logp = last.float().log_softmax(-1)
-        lp_yes, lp_no = yes_no_logprobs(logp, tokenizer)
-        scores = {"logratio": lp_yes - lp_no, "pmass": lp_yes.exp() + lp_no.exp()}
-        if nll:
-            scores["nll"] = prompt_nll(logits, batch, prefix_nll, k, own,
-                                       None if nll_last is None else [nll_last[i] for i in idx])
+    for batch in tqdm(list(pack(families, batch_size)), desc="score", disable=not progress, leave=False):
+        scores, idx = score_families(model, tokenizer, ids, k, kv, batch, prefix_nll if nll else None, nll_last)
         for key, value in scores.items():
             out[key][idx] = value.double().cpu().numpy()
     return out
 
 
-def prompt_nll(logits, batch, prefix_nll, k, own, nll_last=None):
-    """Mean NLL per prompt [b] from the prefix's K terms and the batch's own S − 1; with nll_last,
-    over the last nll_last[i] of the prompt's K + own − 1 terms only."""
-    b, device = len(own), own.device
-    nll = torch.cat([prefix_nll.expand(b, -1), token_nll(logits, batch)], 1)           # [b, K+S−1]
-    mask = torch.cat([torch.ones_like(prefix_nll).expand(b, -1), target_mask(batch)], 1)
-    if nll_last is not None:
-        first = (k + own - 1 - torch.tensor(nll_last, device=device))[:, None]
-        mask = mask * (torch.arange(mask.shape[1], device=device) >= first)
-    return (nll * mask).sum(-1) / mask.sum(-1)
+def score_families(model, tokenizer, ids, k, kv, families, prefix_nll=None, nll_last=None):
+    """({logratio, pmass[, nll]} [b], prompt indices) of one batch of families (score_yes_no)."""
+    device = input_device(model)
+    fam_kv, fam_mask, fam_logits = run_families(model, kv, ids, k, families, prefix_nll is not None)
+    which = torch.tensor([j for j, (_, rows) in enumerate(families) for _ in rows], device=device)   # [b]
+    idx = [i for _, rows in families for i in rows]
+    f = torch.tensor([families[j][0] for j in which.tolist()], device=device)[:, None]   # [b, 1]
+    batch = right_pad([ids[i][k + f_i:] for i, f_i in zip(idx, f[:, 0].tolist())], device)
+    own = batch["attention_mask"].sum(-1)                                              # [b]
+    rows_kv = [(key[which], value[which]) for key, value in fam_kv] if fam_mask.shape[1] else kv
+    past = torch.cat([fam_mask.new_ones(len(idx), k), fam_mask[which]], 1) if kv else None
+    logits = continue_from(model, rows_kv, batch, 0 if prefix_nll is not None else (own - 1)[:, None],
+                           past, k + f).to(device)                                   # [b, S|1, vocab]
+    last = logits[torch.arange(len(idx)), own - 1] if prefix_nll is not None else logits[:, 0]
+    lp_yes, lp_no = yes_no_logprobs(last.float().log_softmax(-1), tokenizer)
+    scores = {"logratio": lp_yes - lp_no, "pmass": lp_yes.exp() + lp_no.exp()}
+    if prefix_nll is not None:
+        scores["nll"] = torch.stack([
+            window_mean(torch.cat([prefix_nll,
+                                   next_token_nll(fam_logits[j, :f_i], torch.tensor(ids[i][k + 1:k + f_i + 1], device=device))
+                                   if f_i else prefix_nll[:0],
+                                   next_token_nll(logits[r, :n - 1], torch.tensor(ids[i][k + f_i + 1:], device=device))]),
+                        None if nll_last is None else nll_last[i])
+            for r, (i, j, f_i, n) in enumerate(zip(idx, which.tolist(), f[:, 0].tolist(), own.tolist()))])
+    return scores, idx
+
+
+def window_mean(nll, last=None):
+    """Mean of a prompt's per-token NLL [T], over its last `last` terms only if given."""
+    return nll[-last:].mean() if last else nll.mean()
 
 
 @torch.no_grad()

@@ -719,7 +719,7 @@ def antipasto_loss(space, ref, out, lengths, cfg, progress):
     entropy = -(logp0.exp() * logp0).sum(-1)                                  # [m]
     tau, gap0 = 0.9 * torch.sqrt(entropy + 0.02), output_gap(ref, next_token_nll(ref.logits, ref.targets))
     target = s0 if cfg.reference == "pair" else s0.mean(0, keepdim=True).expand_as(s0)   # [p, k]
-    cos, delta, coh = {}, {}, 0.0
+    cos, delta, coh = {}, {}, ref.h.new_zeros(())
     for c, side in ((1.0, 0), (-1.0, 1)):
         full = out[c].h.mean(1)[0::2] - out[c].h.mean(1)[1::2] - full0        # [p, d_model]
         inside = ((full @ space.basis).norm(dim=-1) / full.norm(dim=-1).clamp(min=1e-12)) ** power
@@ -733,7 +733,7 @@ def antipasto_loss(space, ref, out, lengths, cfg, progress):
     orient = 1.0 if (cos[1.0] - cos[-1.0]).mean() >= 0 else -1.0             # the sign the projection picked
     margin = 0.5 * entropy.mean().sqrt() + 0.04 if cfg.mono_margin is None else cfg.mono_margin
     mono = monotonic_hinge(delta[1.0], delta[-1.0], margin, orient)
-    logs = {"proj": proj.item(), "coh": float(coh), "mono": mono.item(), "cos+": cos[1.0].mean().item()}
+    logs = {"proj": proj.item(), "coh": coh.item(), "mono": mono.item(), "cos+": cos[1.0].mean().item()}
     return proj + coh + cfg.mono_weight * ramp * mono, logs
 
 

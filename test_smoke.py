@@ -1020,7 +1020,7 @@ def full_forward_scores(model, tok, prompt, last=None):
     logits = model(**batch).logits
     logp = logits[0, -1].log_softmax(-1)
     yes, no = ip.yes_no_ids(tok)
-    nll = harness.token_nll(logits, batch)[0][-last if last else 0:]
+    nll = ip.next_token_nll(logits[0, :-1], batch["input_ids"][0, 1:])[-last if last else 0:]
     return (logp[yes].logsumexp(-1) - logp[no].logsumexp(-1)).item(), nll.mean().item()
 
 
@@ -1030,13 +1030,17 @@ def test_prefix_cached_scores_equal_full_forwards(tiny, tmp_path, tail):
     forwards, also under a steering hook and when the NLL window reaches into the prefix."""
     model, tok = tiny
     prompts = ev.row_prompts(tok, ev.load_dilemmas(write_fixture(tmp_path, mixed_pairs(3))))
+    prompts.insert(3, yes_no_prompt(tok, "Is the sky green?"))           # shares only the header: a family of one
     tails = None if tail is None else [tail] * len(prompts)
     adapter = trained_adapter(model)
     with adapter.steer(1.0), torch.no_grad():
         got = ev.score_yes_no(model, tok, prompts, batch_size=4, nll_last=tails)
         want = np.array([full_forward_scores(model, tok, p, tail) for p in prompts])
     adapter.detach()
-    assert len(harness.shared_prefix([tok(p)["input_ids"] for p in prompts])) > 10
+    ids = [tok(p)["input_ids"] for p in prompts]
+    assert len(harness.shared_prefix(ids)) > 10
+    families = harness.prompt_families(ids, len(harness.shared_prefix(ids)), 4)
+    assert any(f > 0 for f, _ in families) and any(f == 0 for f, _ in families)   # both paths run
     np.testing.assert_allclose(got["logratio"], want[:, 0], atol=1e-4, rtol=0)
     np.testing.assert_allclose(got["nll"], want[:, 1], atol=1e-4, rtol=0)
 
