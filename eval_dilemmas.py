@@ -349,6 +349,10 @@ def sign_flip_p(diffs, n_perm=N_PERM, seed=0):
     return (count + 1) / (n_perm + 1)
 
 
+def none_if_nan(x):
+    return None if math.isnan(x) else float(x)
+
+
 def metrics(rows, ref, cur, seed=0):
     """The metrics of one (method, coeff) from its scores `cur` and the coeff-0 scores `ref`."""
     s0, s1 = category_scores(rows, ref["logratio"]), category_scores(rows, cur["logratio"])
@@ -361,8 +365,8 @@ def metrics(rows, ref, cur, seed=0):
         "delta_target": s1[TARGET] - s0[TARGET],
         "p": sign_flip_p([x1[d] - x0[d] for d in x0], seed=seed),
         "delta_others": float(np.mean(others)) if others else None,
-        "delta_nll": float(np.mean(cur["nll"] - ref["nll"])),
-        "nll": float(np.mean(cur["nll"])),
+        "delta_nll": none_if_nan(np.mean(cur["nll"] - ref["nll"])),    # None: not scored (doses other than ±1)
+        "nll": none_if_nan(np.mean(cur["nll"])),
         "pmass": pmass,
         "incoherent": pmass < pmass0 / 2,
         "kl": cur.get("kl", 0.0 if cur is ref else None),   # mean KL(p_c ‖ p_0) on the neutral set
@@ -718,7 +722,7 @@ def score_artifact(scorer, kl, name, path, budget, doses):
         for d in doses:
             c = d * c_star + 0.0
             with steerer.steer(c):
-                scores = scorer.score(f"{name} c={c:+.4g}")
+                scores = scorer.score(f"{name} c={c:+.4g}", nll=abs(d) == 1)     # ΔNLL is read at ±c* only
                 arb = scorer.score_arbitrary(f"{name} c={c:+.4g}") if abs(d) == 1 else None
             out[c] = dict(scores, kl=kl.of(steerer, c), arbitrary=arb)  # of() enters steer(c) itself
     finally:
@@ -751,7 +755,8 @@ def evaluate(model, tokenizer, rows, methods, artifacts, budget, doses, null_k, 
 
     c = 0 is the unsteered model for every method (no system prompt, hooks inert): scored once.
     Each artifact is dosed on the neutral set before any row is scored, then scored at d·c* for
-    every d in `doses`; the prompt baseline at the doses ±1 only. With `arbitrary` (questions), the
+    every d in `doses` (the NLL only at d = ±1, NaN elsewhere); the prompt baseline at the doses ±1 only.
+    With `arbitrary` (questions), the
     scores at c = 0 and ±c* (prompt: ±1) also hold "arbitrary": their log-ratios [n_items], last token
     only; the null directions do not score them.
     """

@@ -651,12 +651,17 @@ def select_directions(model, tokenizer, adapter, pairs, rank):
     found = {i: [] for i in set(where)}
 
     def keep(i):
-        return lambda m, args, kwargs: found[i].append((args[0] if args else kwargs["hidden_states"])[:, -1].float())
+        def hook(module, args, kwargs):
+            found[i].append((args[0] if args else kwargs["hidden_states"])[:, -1].float())
+            if i == max(found):
+                raise _StopForward                                   # later blocks are not needed
+        return hook
     handles = [blocks[i].register_forward_pre_hook(keep(i), with_kwargs=True) for i in found]
     try:
         with adapter.steer(0.0):
             for chunk in batches(pairs, 8):
-                model(**tokenize(tokenizer, interleave(chunk), input_device(model)), logits_to_keep=1)
+                with contextlib.suppress(_StopForward):
+                    model(**tokenize(tokenizer, interleave(chunk), input_device(model)))
     finally:
         for handle in handles:
             handle.remove()

@@ -1082,6 +1082,7 @@ def write_neutral(folder):
 def eval_setup(tiny, tmp_path, monkeypatch):
     """A saved sign-calibrated innerpissa artifact, fixture dilemmas and neutral text, load_model -> tiny."""
     model, tok = tiny
+    torch.manual_seed(0)                                            # the same artifact whatever ran before
     adapter = InnerPiSSA.attach(model, rank=4, max_angle=None)      # unbounded: KL grows with c like c²
     with torch.no_grad():
         for p in adapter.parameters():
