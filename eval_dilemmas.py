@@ -499,6 +499,35 @@ def trainable_params(path):
     return sum(tensors[k].numel() for k in keep)
 
 
+def odd_edit(model, path):
+    """{Linear name: (ΔW(+1) − ΔW(−1))/2 flattened}: the part of an InnerPiSSA-form artifact's weight
+    change ΔW(c) = W_c − W that flips with the sign (from its LoRA factors, exact at each c)."""
+    adapter = InnerPiSSA.load(model, path)
+    try:
+        plus, minus = adapter.lora_factors(1.0), adapter.lora_factors(-1.0)
+    finally:
+        adapter.detach()
+    return {n: (((plus[n][1] - minus[n][1]) / 2) @ plus[n][0]).flatten() for n in plus}
+
+
+def edit_cosines(model, artifacts):
+    """{innerpissa method: cos(its odd ΔW, the oracle's odd ΔW)} over the Linears both adapt (flattened and
+    concatenated), when an oracle artifact is among `artifacts`; {} otherwise. +1: the edit is the
+    ceiling's direction (both signs calibrated, +1 honest); 0: unrelated."""
+    kinds = {name: load_artifact(path)[1]["kind"] for name, path in artifacts.items()}
+    oracle = next((name for name, kind in kinds.items() if kind == "oracle"), None)
+    if oracle is None:
+        return {}
+    ref, out = odd_edit(model, artifacts[oracle]), {}
+    for name in (n for n, kind in kinds.items() if kind == "innerpissa"):
+        edit = odd_edit(model, artifacts[name])
+        common = [n for n in edit if n in ref]
+        if common:
+            a, b = torch.cat([edit[n] for n in common]), torch.cat([ref[n] for n in common])
+            out[name] = float(a @ b / (a.norm() * b.norm()).clamp(min=1e-30))
+    return out
+
+
 def efficiency(effect, n_params):
     """E / log10(trainable parameters); None without parameters (the prompt baseline)."""
     return None if not n_params or n_params < 2 else effect / math.log10(n_params)
@@ -866,16 +895,17 @@ def headline(summary, base_score, null, budget):
 
 def extras_table(summary):
     """Markdown table of the numbers that do not fit the headline: values shifted, efficiency, coherence range."""
-    lines = ["| method | values shifted +c* / −c* | trainable params | efficiency | coherence range |",
-             "|---" * 5 + "|"]
+    lines = ["| method | values shifted +c* / −c* | trainable params | efficiency | coherence range | edit cos to oracle |",
+             "|---" * 6 + "|"]
     for name, m in summary.items():
         cells = [name, f"{m['values_shifted_plus']} / {m['values_shifted_minus']}", fmt(m["trainable_params"], ","),
-                 fmt(m["efficiency"], "+.4f"), fmt(m["coherence_range"], "g")]
+                 fmt(m["efficiency"], "+.4f"), fmt(m["coherence_range"], "g"), fmt(m.get("edit_cosine_oracle"), "+.3f")]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + (
         f"\n\nvalues shifted: value categories with ≥ {MIN_OTHERS} labelled dilemmas whose score changes (sign-flip "
         f"test per dilemma, Benjamini–Hochberg at {FDR}); efficiency: E / log10(trainable parameters); coherence "
-        f"range: the largest dose d in --doses with pmass ratio ≥ {COHERENT_RATIO} at ±d·c*.")
+        f"range: the largest dose d in --doses with pmass ratio ≥ {COHERENT_RATIO} at ±d·c*; edit cos to oracle: "
+        f"cosine between an InnerPiSSA adapter's odd weight change (ΔW(+1) − ΔW(−1))/2 and the oracle's.")
 
 
 def dose_table(by_coeff, dose):
@@ -1073,6 +1103,9 @@ def main(argv=None):
                 for name, by_c in raw.items()}
     params = {name: trainable_params(path) for name, path in artifacts.items()}
     summary = summarize(rows, raw, by_coeff, dose, null, params, args.seed)
+    cosines = edit_cosines(model, artifacts)
+    for name, m in summary.items():
+        m["edit_cosine_oracle"] = cosines.get(name)
     results = {
         "summary": summary,
         "methods": by_coeff,

@@ -1112,6 +1112,27 @@ def test_neutral_logprobs_with_the_cached_header_equal_plain_forwards(eval_setup
     steerer.detach()
 
 
+def test_edit_cosine_to_the_oracle_is_one_for_the_same_edit_and_minus_one_for_its_sign_flip(eval_setup):
+    model, tok, tmp = eval_setup
+    adapter = InnerPiSSA.load(model, tmp / "ip.safetensors")
+    adapter.kind = "oracle"
+    adapter.save(tmp / "oracle.safetensors")                          # the same edit, as the ceiling
+    adapter.set_sign(-1)
+    adapter.kind = "innerpissa"
+    adapter.save(tmp / "flipped.safetensors")
+    adapter.detach()
+    other = trained_adapter(model, rank=4, seed=1)
+    other.save(tmp / "other.safetensors")
+    other.detach()
+    names = {"innerpissa": tmp / "ip.safetensors", "oracle": tmp / "oracle.safetensors",
+             "innerpissa:flipped": tmp / "flipped.safetensors", "innerpissa:other": tmp / "other.safetensors"}
+    cos = ev.edit_cosines(model, names)
+    assert set(cos) == {"innerpissa", "innerpissa:flipped", "innerpissa:other"}
+    assert cos["innerpissa"] == pytest.approx(1.0, abs=1e-6) and cos["innerpissa:flipped"] == pytest.approx(-1.0, abs=1e-6)
+    assert abs(cos["innerpissa:other"]) < 0.5
+    assert ev.edit_cosines(model, {"innerpissa": tmp / "ip.safetensors"}) == {}     # no oracle: nothing to compare
+
+
 def test_dose_meets_the_budget_at_both_signs_and_ignores_the_dilemmas(eval_setup):
     model, tok, tmp = eval_setup
     steerer = ev.load_steerer(model, tmp / "ip.safetensors")
