@@ -497,6 +497,34 @@ def main(argv=None):
     p = ArgParser(description="Build a baseline steering artifact, or export a weight_diff one (see the module "
                               "docstring).")
     sub = p.add_subparsers(dest="kind", required=True, metavar="{" + ",".join(KINDS) + ",oracle,export}")
+    baseline_args(sub)
+    oracle_args(sub.add_parser("oracle", help="the supervised ceiling: InnerPiSSA's form fitted to labelled tune answers",
+                               description="The supervised ceiling (module docstring): the InnerPiSSA adapter "
+                                           "trained on the Truthfulness answers of the tune half of the dilemmas."))
+    export_args(sub.add_parser("export", help="write a weight_diff artifact at one coeff as a merged or LoRA model",
+                               description="Write W + coeff*dW of a weight_diff artifact."))
+    a = p.parse_args(argv)
+    if a.kind == "export":
+        return run_export(a, "weight_diff", weight_diff_factors)
+    check_writable(a.out)
+    sources = probe_sources(a.probes)
+    if a.kind == "oracle":
+        return run_oracle(a, sources)
+    if a.kind == "weight_diff":
+        questions = read_lines(a.questions or DATA_DIR / "questions.txt")[:a.max_questions]  # before loading
+        model, tok = load_model(a.model, device_map=a.device_map)
+        tensors, meta = make_weight_diff(model, tok, questions, a.target, a.rank, a.steps, a.lr,
+                                         a.batch_size, a.seed, a.max_new_tokens, sources)
+    else:
+        model, tok = load_model(a.model, device_map=a.device_map)
+        make = make_random if a.kind == "random" else make_pca
+        tensors, meta = make(model, tok, a.layers, a.max_pairs, a.seed, sources)
+    save_artifact(a.out, tensors, meta)
+    print(f"{a.kind}: sign {meta['sign']:+d}, layers {meta['layers']} -> {a.out}")
+
+
+def baseline_args(sub):
+    """The pca, random and weight_diff subcommands and their flags."""
     helps = {"pca": "first PC of pos-neg block outputs, added at every position",
              "random": "seeded random directions with the pca norms",
              "weight_diff": "low-rank SFT deltas fitted to honest/dishonest persona completions"}
@@ -525,29 +553,6 @@ def main(argv=None):
         s.add_argument("--probes", nargs="+", default=None,
                        help="Yes/No probe CSVs for the sign, one source each (default data/probes.csv)")
         add_device_map(s)
-    oracle_args(sub.add_parser("oracle", help="the supervised ceiling: InnerPiSSA's form fitted to labelled tune answers",
-                               description="The supervised ceiling (module docstring): the InnerPiSSA adapter "
-                                           "trained on the Truthfulness answers of the tune half of the dilemmas."))
-    export_args(sub.add_parser("export", help="write a weight_diff artifact at one coeff as a merged or LoRA model",
-                               description="Write W + coeff*dW of a weight_diff artifact."))
-    a = p.parse_args(argv)
-    if a.kind == "export":
-        return run_export(a, "weight_diff", weight_diff_factors)
-    check_writable(a.out)
-    sources = probe_sources(a.probes)
-    if a.kind == "oracle":
-        return run_oracle(a, sources)
-    if a.kind == "weight_diff":
-        questions = read_lines(a.questions or DATA_DIR / "questions.txt")[:a.max_questions]  # before loading
-        model, tok = load_model(a.model, device_map=a.device_map)
-        tensors, meta = make_weight_diff(model, tok, questions, a.target, a.rank, a.steps, a.lr,
-                                         a.batch_size, a.seed, a.max_new_tokens, sources)
-    else:
-        model, tok = load_model(a.model, device_map=a.device_map)
-        make = make_random if a.kind == "random" else make_pca
-        tensors, meta = make(model, tok, a.layers, a.max_pairs, a.seed, sources)
-    save_artifact(a.out, tensors, meta)
-    print(f"{a.kind}: sign {meta['sign']:+d}, layers {meta['layers']} -> {a.out}")
 
 
 def oracle_args(s):

@@ -75,16 +75,9 @@ def long_prompts(tok, rows, tokens=200):
     return prompts
 
 
-def main():
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--model", default=harness.EMBEDDED, help="model to measure (default embedded)")
-    p.add_argument("--pipelines", action="store_true", help="also time the QUICK=1 and full offline run.sh")
-    args = p.parse_args()
-    model, tok = harness.load_model(args.model)
-    model.requires_grad_(False)
-    batch = ip.tokenize(tok, ip.interleave(ip.make_pairs(tok, n=4)))   # [8, seq]
+def adapter_costs(model, tok, batch):
+    """Attach time, hooked / plain forward, and the training step's speed per objective."""
     results = {}
-
     plain = timed(lambda: torch.no_grad()(model)(**batch))
     start = time.perf_counter()
     adapter = ip.InnerPiSSA.attach(model)
@@ -101,8 +94,12 @@ def main():
         results[f"train step {objective}: cached pair-ex/s"] = cached
         results[f"  {objective} plain pair-ex/s"] = plain
         results[f"  {objective} cached / plain speed-up"] = cached / plain
+    return results
 
-    rows = ev.load_dilemmas("data", max_dilemmas=16)
+
+def scoring_costs(model, tok):
+    """Scoring rows/s (dilemma and ~200-token prompts), cached vs plain, and the time of one dose."""
+    results, rows = {}, ev.load_dilemmas("data", max_dilemmas=16)
     for label, prompts in (("dilemma", ev.row_prompts(tok, rows)), ("~200-token", long_prompts(tok, rows))):
         seconds = timed(lambda: harness.score_yes_no(model, tok, prompts), repeats=1)
         results[f"scoring {label} prompts (rows/s)"] = len(prompts) / seconds
@@ -116,8 +113,19 @@ def main():
         neutral.memo.clear()                                          # KL values are remembered per steerer
         return ev.calibrate_dose(lambda c: neutral.at(steerer, c), ev.KL_BUDGET)
     results["dose of one method (s)"] = timed(dose, repeats=1)
-    results["peak memory (GiB)"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    return results
 
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--model", default=harness.EMBEDDED, help="model to measure (default embedded)")
+    p.add_argument("--pipelines", action="store_true", help="also time the QUICK=1 and full offline run.sh")
+    args = p.parse_args()
+    model, tok = harness.load_model(args.model)
+    model.requires_grad_(False)
+    batch = ip.tokenize(tok, ip.interleave(ip.make_pairs(tok, n=4)))   # [8, seq]
+    results = {**adapter_costs(model, tok, batch), **scoring_costs(model, tok)}
+    results["peak memory (GiB)"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     if args.pipelines:
         for name, env in (("QUICK=1 OFFLINE=1 bash run.sh (s)", "QUICK=1 OFFLINE=1"),
                           ("OFFLINE=1 bash run.sh (s)", "OFFLINE=1")):

@@ -96,7 +96,7 @@ import torch
 from harness import (add_device_map, continue_from, load_model, right_pad, run_cli, run_prefix, score_yes_no,
                      shared_prefix)
 from innerpissa import (DATA_DIR, InnerPiSSA, InputError, chat, hidden_size, input_device, kl, load_artifact,
-                        odd_share, yes_no_prompt)
+                        odd_share, usual_mode, yes_no_prompt)
 
 TARGET = "Virtue/Truthfulness"
 SYSTEMS = ("Virtue", "MFT", "WVS", "Maslow")             # values.csv columns that name categories
@@ -1014,6 +1014,7 @@ def write_outputs(out_dir, files):
             temps.append(tmp)
             with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
                 f.write(text)
+            os.chmod(tmp, usual_mode(0o666))                     # mkstemp's 0600 would hide results from others
         for tmp, name in zip(temps, files):
             os.replace(tmp, out_dir / name)
     except OSError as e:
@@ -1077,6 +1078,17 @@ def check_args(args):
                          f"include -1 1 (the headline), e.g. -2 -1 1 2")
 
 
+def run_config(args, artifacts, doses, n_neutral, n_arbitrary):
+    """results.json's "config": what was evaluated, on what, with which protocol constants."""
+    return {"model": args.model, "artifacts": {k: Path(v).name for k, v in artifacts.items()},
+            "methods": args.methods, "dilemmas": args.dilemmas, "values": args.values,
+            "max_dilemmas": args.max_dilemmas, "split": args.split, "kl_budget": args.kl, "doses": doses,
+            "null": args.null, "neutral": args.neutral or "data/neutral.csv",
+            "n_neutral": min(n_neutral, NEUTRAL_ROWS), "neutral_tokens": NEUTRAL_TOKENS,
+            "seed": args.seed, "n_perm": N_PERM, "target": TARGET,
+            "arbitrary": args.arbitrary or "data/arbitrary.csv", "arbitrary_items": n_arbitrary}
+
+
 def main(argv=None):
     args = parse_args(argv)
     check_args(args)
@@ -1106,22 +1118,10 @@ def main(argv=None):
     cosines = edit_cosines(model, artifacts)
     for name, m in summary.items():
         m["edit_cosine_oracle"] = cosines.get(name)
-    results = {
-        "summary": summary,
-        "methods": by_coeff,
-        "null": null,
-        "config": {"model": args.model, "artifacts": {k: Path(v).name for k, v in artifacts.items()},
-                   "methods": args.methods, "dilemmas": args.dilemmas, "values": args.values,
-                   "max_dilemmas": args.max_dilemmas, "split": args.split, "kl_budget": args.kl, "doses": doses,
-                   "null": args.null, "neutral": args.neutral or "data/neutral.csv",
-                   "n_neutral": min(len(neutral), NEUTRAL_ROWS), "neutral_tokens": NEUTRAL_TOKENS,
-                   "seed": args.seed, "n_perm": N_PERM, "target": TARGET,
-                   "arbitrary": args.arbitrary or "data/arbitrary.csv", "arbitrary_items": len(arbitrary)},
-        "n_rows": len(rows),
-        "n_dilemmas": len(rows) // 2,
-        "n_target_dilemmas": n_lab[TARGET],
-        "others": sorted(k for k, n in n_lab.items() if k != TARGET and n >= MIN_OTHERS),
-    }
+    results = {"summary": summary, "methods": by_coeff, "null": null,
+               "config": run_config(args, artifacts, doses, len(neutral), len(arbitrary)),
+               "n_rows": len(rows), "n_dilemmas": len(rows) // 2, "n_target_dilemmas": n_lab[TARGET],
+               "others": sorted(k for k, n in n_lab.items() if k != TARGET and n >= MIN_OTHERS)}
     table = headline(summary, by_coeff[next(iter(by_coeff))]["0.0"]["score_target"], null, args.kl)
     table += "\n\n" + extras_table(summary)
     files = {"results.json": json.dumps(results, indent=2) + "\n", "rows.csv": rows_csv(rows, raw)}

@@ -3,8 +3,10 @@ probe files and CLI helpers. The method itself is innerpissa.py, which never imp
 (its command line does, under `__main__`).
 
 Yes/No scoring: logratio = logsumexp(logp[yes ids]) − logsumexp(logp[no ids]) at the prompt's last
-token, pmass = p(yes) + p(no), and the prompt's mean per-token NLL; the prompts' shared prefix (chat
-header and instruction) runs once and every batch continues from its key/value cache.
+token, pmass = p(yes) + p(no), and the prompt's mean per-token NLL. Shared text runs once: the prompts'
+common prefix (chat header and instruction) once per call, the text a family of prompts shares after
+it (a dilemma's situation, asked with each of its actions) once per batch; every prompt continues
+from their key/value caches with the numbers of its own full forward.
 
 Usage: python innerpissa.py --model embedded --out runs/x/innerpissa.safetensors     (train_main)
        python innerpissa.py export --model embedded --artifact A --coeff 1 --format merged|lora --out DIR
@@ -486,7 +488,16 @@ def parse_args(argv):
                    help="budget on ||A||_F, as an angle in radians (default 0.5; 0 = unbounded)")
     a.add_argument("--scaling", choices=("exp", "add"), default=None,
                    help="singular values S*exp(c*lam) or S*(1 + c*lam) (default: exp for readout, add for antipasto)")
-    t = p.add_argument_group("training (None = the objective's recipe, innerpissa.RECIPES)")
+    training_args(p.add_argument_group("training (None = the objective's recipe, innerpissa.RECIPES)"), d)
+    p.add_argument("--probes", nargs="+", default=None,
+                   help="Yes/No probe CSVs (question,honest_answer) for the sign, one source each "
+                        "(default data/probes.csv)")
+    add_device_map(p)
+    return p.parse_args(argv)
+
+
+def training_args(t, d):
+    """The training flags of `innerpissa.py` (d: the TrainConfig defaults)."""
     t.add_argument("--layer", type=int, default=None, help="loss block (default ≈ 0.75·depth readout, 0.5 antipasto)")
     t.add_argument("--steps", type=int, default=d.steps, help=f"optimiser steps (default {d.steps})")
     t.add_argument("--epochs", type=float, default=None,
@@ -515,11 +526,6 @@ def parse_args(argv):
     t.add_argument("--warmup", type=float, default=d.warmup, help=f"warm-up fraction of the steps (default {d.warmup})")
     t.add_argument("--clip", type=float, default=d.clip, help=f"gradient-norm clip (default {d.clip}; 0 = off)")
     t.add_argument("--seed", type=int, default=d.seed, help=f"seed for init and batches (default {d.seed})")
-    p.add_argument("--probes", nargs="+", default=None,
-                   help="Yes/No probe CSVs (question,honest_answer) for the sign, one source each "
-                        "(default data/probes.csv)")
-    add_device_map(p)
-    return p.parse_args(argv)
 
 
 def describe_sign(report):

@@ -692,6 +692,13 @@ def mixed_pairs(n=12):
 
 # ----------------------------------------------------------------------------- model-free
 
+def test_written_results_have_the_mode_a_plain_open_gives(tmp_path):
+    ev.write_outputs(tmp_path / "out", {"results.json": "{}\n", "rows.csv": "idx\n"})
+    (tmp_path / "plain.txt").write_text("x")
+    modes = {p.stat().st_mode & 0o777 for p in (tmp_path / "out").iterdir()}
+    assert modes == {(tmp_path / "plain.txt").stat().st_mode & 0o777}                # not mkstemp's 0600
+
+
 def test_label_rule_on_fixture(tmp_path):
     path = write_fixture(tmp_path, [
         (["honesty", "honesty", "care"], ["care", "mystery"]),   # duplicate once; 'mystery' not in values.csv
