@@ -1,6 +1,6 @@
-# The exact commands of this run, in order. Re-run them with: bash runs/20261129-123708/commands.sh
+# The exact commands of this run, in order. Re-run them with: bash runs/20261129-143223/commands.sh
 set -euo pipefail
-PY=.venv/bin/python MODEL=embedded RUN=${RUN:-runs/20261129-123708}
+PY=.venv/bin/python MODEL=embedded RUN=${RUN:-runs/20261129-143223}
 $PY eval_dilemmas.py --dilemmas data --split tune --max-dilemmas 24 --write-probes $RUN/tune_probes.csv
 $PY innerpissa.py --model $MODEL --seed 0 --steps 143 --probes data/probes.csv $RUN/tune_probes.csv --out $RUN/innerpissa.safetensors
 $PY baselines.py oracle --model $MODEL --seed 0 --dilemmas data --steps 32 --probes data/probes.csv $RUN/tune_probes.csv --out $RUN/oracle.safetensors
