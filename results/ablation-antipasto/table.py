@@ -1,6 +1,12 @@
-"""Print the tune-half ablation table (run from the clone, python table.py runs/abl2/eval/results.json) (markdown) from the eval's results.json and each artifact's metadata."""
-import json, sys
-sys.path.insert(0, "/work/main")
+"""Print the tune-half ablation table (markdown) from the eval's results.json and each artifact's metadata.
+
+Usage (cwd: the folder holding runs/): python table.py runs/abl2/eval/results.json
+"""
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))   # the repository root: innerpissa.py
 from innerpissa import load_artifact
 
 ROWS = [  # (label, method name in results.json, artifact path, flags)
