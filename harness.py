@@ -316,19 +316,18 @@ def score_families(model, tokenizer, ids, k, kv, families, prefix_nll=None, nll_
     last = logits[torch.arange(len(idx)), own - 1] if prefix_nll is not None else logits[:, 0]
     lp_yes, lp_no = yes_no_logprobs(last.float().log_softmax(-1), tokenizer)
     scores = {"logratio": lp_yes - lp_no, "pmass": lp_yes.exp() + lp_no.exp()}
-    if prefix_nll is not None:
+    if prefix_nll is not None:                   # row r: its family's positions, then its own but the last
         scores["nll"] = torch.stack([
-            window_mean(torch.cat([prefix_nll,
-                                   next_token_nll(fam_logits[j, :f_i], torch.tensor(ids[i][k + 1:k + f_i + 1], device=device))
-                                   if f_i else prefix_nll[:0],
-                                   next_token_nll(logits[r, :n - 1], torch.tensor(ids[i][k + f_i + 1:], device=device))]),
-                        None if nll_last is None else nll_last[i])
+            prompt_nll(prefix_nll, torch.cat(([fam_logits[j, :f_i]] if f_i else []) + [logits[r, :n - 1]]),
+                       torch.tensor(ids[i][k + 1:], device=device), None if nll_last is None else nll_last[i])
             for r, (i, j, f_i, n) in enumerate(zip(idx, which.tolist(), f[:, 0].tolist(), own.tolist()))])
     return scores, idx
 
 
-def window_mean(nll, last=None):
-    """Mean of a prompt's per-token NLL [T], over its last `last` terms only if given."""
+def prompt_nll(prefix_nll, logits, targets, last=None):
+    """Mean NLL of one prompt: the common prefix's terms [K], then its logits [T, vocab] against the
+    tokens they predict [T]; over the last `last` terms only if given."""
+    nll = torch.cat([prefix_nll, next_token_nll(logits, targets)])
     return nll[-last:].mean() if last else nll.mean()
 
 
