@@ -56,11 +56,11 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from harness import (ArgParser, add_device_map, cached_logratio, check_writable, continue_from, describe_sign,
-                     export_args, generate, load_model, model_name, probe_sources, read_lines, right_pad, run_cli,
-                     run_export, run_prefix, shared_prefix)
+                     export_args, generate, load_model, model_name, probe_sources, prompt_families, read_lines,
+                     right_pad, run_cli, run_export, run_families, run_prefix, shared_prefix)
 from innerpissa import (DATA_DIR, InnerPiSSA, InputError, TrainConfig, block_outputs, chat, decoder_layers,
                         default_target, find_linears, hidden_size, input_device, kl, load_artifact, make_pairs,
-                        persona, position_ids, save_artifact, schedule, sign_report, tokenize, yes_no_logprobs)
+                        persona, position_ids, save_artifact, schedule, sign_report, tokenize, wide, yes_no_logprobs)
 
 KINDS = ("pca", "random", "weight_diff")
 
@@ -382,17 +382,27 @@ def oracle_rows(source="data", values=None):
 
 def oracle_readout(model, tok, prompts, keep):
     """Differentiable Yes/No read-out: (logratio [b], log p of the next token at each prompt's last `keep`
-    positions [b, keep, vocab]; the answer position is the last). The chat header and instruction that
-    every prompt shares (≈ 40 % of a dilemma prompt) run once and the batch continues from their key/value
-    cache (innerpissa.run_prefix, continue_from), the gradient flowing through both: the numbers of a
-    plain forward per prompt, in about two thirds of the time."""
+    positions [b, keep, vocab]; the answer position is the last), in the prompts' order. Shared text runs
+    once, as in score_yes_no: the chat header and instruction every prompt shares, then the situation
+    the two actions of a dilemma share (harness.prompt_families); each row continues from their key/value
+    caches with its own last `keep` tokens or more, the gradient flowing through every cache: the numbers
+    of a plain forward per prompt (tested)."""
     device = input_device(model)
     ids = [tok(p, add_special_tokens=False)["input_ids"] for p in prompts]
     k = len(prefix := shared_prefix(ids))
     kv, _ = run_prefix(model, prefix, ids[0][k], device)
-    own = [x[k:] for x in ids]                                             # each keeps >= 1 token of its own
-    at = torch.tensor([[max(len(x) - keep + j, 0) for j in range(keep)] for x in own], device=device)  # [b, keep]
-    logp = continue_from(model, kv, right_pad(own, device), at).float().log_softmax(-1)          # [b, keep, vocab]
+    families = [(max(0, min([f] + [len(ids[i]) - k - keep for i in rows])), rows)   # ≥ keep own tokens each
+                for f, rows in prompt_families(ids, k, len(ids))]
+    fam_kv, fam_mask, _ = run_families(model, kv, ids, k, families, logits=False)
+    which = torch.tensor([j for j, (_, rows) in enumerate(families) for _ in rows], device=device)   # [b]
+    idx = [i for _, rows in families for i in rows]
+    f = torch.tensor([families[j][0] for j in which.tolist()], device=device)[:, None]               # [b, 1]
+    own = [ids[i][k + f_i:] for i, f_i in zip(idx, f[:, 0].tolist())]
+    at = torch.tensor([[len(x) - keep + j for j in range(keep)] for x in own], device=device)         # [b, keep]
+    rows_kv = [(key[which], value[which]) for key, value in fam_kv] if fam_mask.shape[1] else kv
+    past = torch.cat([fam_mask.new_ones(len(idx), k), fam_mask[which]], 1) if kv else None
+    logp = wide(continue_from(model, rows_kv, right_pad(own, device), at, past, k + f)).log_softmax(-1)
+    logp = logp[torch.tensor(idx, device=device).argsort()]                      # [b, keep, vocab], prompts' order
     lp_yes, lp_no = yes_no_logprobs(logp[:, -1], tok)
     return lp_yes - lp_no, logp
 

@@ -107,7 +107,8 @@ HF_FILES = ("dilemma_to_action_to_values_aggregated.csv", "values.csv")
 KINDS = ("innerpissa", "oracle", "pca", "random", "weight_diff")
 N_PERM, MIN_OTHERS = 2000, 10
 KL_BUDGET = 0.1      # default --kl: nats per token of KL(p_c ‖ p_0) on the neutral set (see README)
-DOSE_STEPS = 5       # KL evaluations (each: both signs) to find c*
+DOSE_STEPS = 5       # at most this many KL evaluations (each: both signs) to find c*
+DOSE_BAND = 0.9      # the search for c* stops at a KL within [DOSE_BAND · budget, budget]
 NULL_K = 16          # default --null: random-direction steerers in the null (enough for a 95th percentile)
 NULL_SEED = 1000     # direction j of --seed s is seeded by SeedSequence([NULL_SEED, s, j]): disjoint per s
 NULL_SPREAD_N = 4    # null directions whose KL spread at the first one's c* decides whether the dose is shared
@@ -616,26 +617,42 @@ class NeutralKL:
 
 
 def calibrate_dose(kl_at, budget, steps=DOSE_STEPS, c0=1.0):
-    """(c*, KL(c*)): the largest tested c > 0 with kl_at(c) ≤ budget.
+    """(c*, KL(c*)): the first tested c > 0 with DOSE_BAND·budget ≤ kl_at(c) ≤ budget, or after `steps`
+    evaluations the largest tested c within the budget.
 
-    Bracket first, stepping by the small-dose law KL ∝ c² (a quarter past the guess, so the
-    boundary is crossed), then bisect the bracket on log c. c* is always a tested value, so
-    KL(±c*) ≤ budget holds exactly, never by extrapolation."""
-    lo, hi, kl_lo, c = None, None, None, c0
+    Each next c follows the power law KL ∝ c^p through the last two tested points (p = 2, the small-dose
+    law, until there are two), aimed at the middle of the band and kept inside the bracket of tested
+    values. c* is always a tested value, so KL(±c*) ≤ budget holds exactly, never by extrapolation;
+    under KL ∝ c² the band puts c* within 5 % of the largest c the budget allows."""
+    lo, hi, kl_lo, c, last = None, None, None, c0, None
     for _ in range(steps):
         k = kl_at(c)
         if math.isfinite(k) and k <= budget:
-            lo, kl_lo = c, k
+            if lo is None or c > lo:
+                lo, kl_lo = c, k
+            if k >= DOSE_BAND * budget:
+                break
         else:
-            hi = c
-        if lo is not None and hi is not None:
+            hi = c if hi is None else min(hi, c)
+        c, last = next_dose(c, k, last, budget), (c, k)
+        if lo is not None and hi is not None and not lo < c < hi:
             c = math.sqrt(lo * hi)
-        else:
-            guess = math.sqrt(budget / k) if math.isfinite(k) and k > 0 else 1 / 16
-            c *= min(16.0, max(1 / 16, guess * (1.25 if lo is not None else 0.8)))
     if lo is None:
         raise InputError(f"KL stays above --kl {budget} down to c = {c:.3g}: raise --kl")
     return lo, kl_lo
+
+
+def next_dose(c, k, last, budget):
+    """The c at which KL ∝ c^p through (c, k) and the previous point `last` reaches the band's middle;
+    16× up when k = 0, 16× down when k is not finite, and never more than 16× either way."""
+    if not math.isfinite(k):
+        return c / 16
+    if k <= 0:
+        return c * 16
+    p = 2.0
+    if last and math.isfinite(last[1]) and last[1] > 0 and last[0] != c and last[1] != k:
+        p = min(4.0, max(0.5, math.log(k / last[1]) / math.log(c / last[0])))
+    return min(16 * c, max(c / 16, c * ((1 + DOSE_BAND) / 2 * budget / k) ** (1 / p)))
 
 
 # ----------------------------------------------------------------------------- methods
@@ -695,7 +712,8 @@ def kl_spread(kl, steerers, c):
 def dose_null(kl, steerers, budget):
     """[(c*, KL(c*), how)] per null steerer. Direction 0 is dosed alone; if the KL spread of the first
     NULL_SPREAD_N directions at its c* is at most NULL_SHARE_CV, every other direction takes that
-    c* when its own max(KL(±c*)) ≤ budget ("shared"), and is dosed alone otherwise ("own")."""
+    c* when its own max(KL(±c*)) ≤ budget ("shared"), and is dosed alone otherwise ("own", its search
+    starting from that c*, whose KL is already known)."""
     if not steerers:
         return []
     c0, k0 = calibrate_dose(lambda c: kl.at(steerers[0], c), budget)
@@ -707,7 +725,7 @@ def dose_null(kl, steerers, budget):
     out = [(c0, k0, "own")]
     for s in steerers[1:]:
         k = kl.at(s, c0) if shared else math.inf
-        out.append((c0, k, "shared") if k <= budget else (*calibrate_dose(lambda c: kl.at(s, c), budget), "own"))
+        out.append((c0, k, "shared") if k <= budget else (*calibrate_dose(lambda c: kl.at(s, c), budget, c0=c0), "own"))
     return out
 
 

@@ -445,11 +445,11 @@ class Pass:
 
 
 class PairRunner:
-    """Runs interleaved pairs at a coefficient, plainly (every full row) or cached: the honest and the
-    dishonest chat (each the same in every pair, cut `last_n` tokens before the reply so the loss block
-    is read on rows' own tokens) run once per coefficient, at c = 0 once per run, and every row
-    continues from their key/value cache. Same numbers either way (tested). The vocabulary head runs
-    only where a reply token is predicted."""
+    """Runs interleaved pairs at a coefficient, plainly (every full row, left-padded) or cached: the honest
+    and the dishonest chat (each the same in every pair, cut `last_n` tokens before the reply so the loss
+    block is read on rows' own tokens) run once per coefficient, at c = 0 once per run, and the rows'
+    remaining tokens, packed end to end into one sequence without padding, continue from their key/value
+    cache. Same numbers either way (tested). The vocabulary head runs only where a reply token is predicted."""
 
     def __init__(self, model, tokenizer, adapter, pairs, layer, last_n, cached=True):
         self.model, self.tokenizer, self.adapter, self.layer, self.last_n = model, tokenizer, adapter, layer, last_n
@@ -465,47 +465,68 @@ class PairRunner:
         if c == 0 and self.ref_kv is not None:
             return self.ref_kv
         with self.adapter.steer(c), torch.set_grad_enabled(torch.is_grad_enabled() and c != 0):
-            out = self.model(input_ids=torch.tensor(self.prefix, device=self.device), use_cache=True)
+            out = self.model(input_ids=torch.tensor(self.prefix, device=self.device), use_cache=True,
+                             logits_to_keep=1)                   # the cache is what is needed
         kv = [(layer.keys, layer.values) for layer in out.past_key_values.layers]
         if c == 0:
             self.ref_kv = [(k.detach(), v.detach()) for k, v in kv]
         return kv
 
     def batch(self, texts, c):
-        """The model's inputs for the rows: left-padded full rows, or what follows the cached chats."""
+        """(the model's inputs, and per input position [N] its row (−1: padding), its place in the row and
+        the row's length): left-padded full rows [rows, S], or what follows the cached chats, packed into
+        two rows [2, W] (the honest rows end to end after the honest chat, the dishonest after theirs)."""
         if not self.cached:
-            return tokenize(self.tokenizer, texts, self.device)
+            batch = tokenize(self.tokenizer, texts, self.device)
+            rows, width = batch["input_ids"].shape
+            place = torch.arange(width, device=self.device).repeat(rows)
+            return batch, torch.arange(rows, device=self.device).repeat_interleave(width), place, width
         ids = [token_ids(self.tokenizer, t) for t in texts]
         if any(x[:self.k] != self.prefix[i % 2] for i, x in enumerate(ids)):
             raise ValueError("a pair does not start with the persona chat this runner cached")
         ids = [x[self.k:] for x in ids]
-        kv, width = self.prefix_kv(c), max(map(len, ids))
-        mask = torch.tensor([[0] * (width - len(x)) + [1] * len(x) for x in ids], device=self.device)
-        return {"input_ids": torch.tensor([[0] * (width - len(x)) + x for x in ids], device=self.device),
-                "attention_mask": torch.cat([mask.new_ones(len(ids), self.k), mask], 1),
-                "position_ids": self.k + position_ids(mask), "use_cache": True,
-                "past_key_values": DynamicCache([(k.repeat(len(ids) // 2, 1, 1, 1), v.repeat(len(ids) // 2, 1, 1, 1))
-                                                 for k, v in kv], config=self.model.config)}   # rows: honest, dishonest, …
+        width = max(sum(map(len, ids[side::2])) for side in (0, 1))
+        tokens, row, place = ([[] for _ in (0, 1)] for _ in range(3))
+        for r, x in enumerate(ids):
+            tokens[r % 2] += x
+            row[r % 2] += [r] * len(x)
+            place[r % 2] += list(range(len(x)))
+        tokens, row, place = (torch.tensor([v + [fill] * (width - len(v)) for v in x], device=self.device)
+                              for x, fill in ((tokens, 0), (row, -1), (place, 0)))            # [2, W] each
+        sees = torch.cat([row.new_ones(2, width, self.k, dtype=torch.bool),  # its persona chat, then its row, causally
+                          (row[:, :, None] == row[:, None]) & (place[:, :, None] >= place[:, None])], -1)
+        kv = self.prefix_kv(c)
+        dtype = kv[0][0].dtype
+        mask = torch.zeros(sees.shape, dtype=dtype, device=self.device).masked_fill(~sees, torch.finfo(dtype).min)
+        lengths = torch.tensor([len(x) for x in ids] + [0], device=self.device)            # [rows + 1]: pads last
+        return ({"input_ids": tokens, "attention_mask": mask[:, None], "position_ids": self.k + place,
+                 "past_key_values": DynamicCache(kv, config=self.model.config), "use_cache": True},
+                row.flatten(), place.flatten(), lengths[row.flatten()])
 
     def run(self, pairs, c, lengths=None):
         """Pass at coefficient c; with `lengths` (reply tokens per pair) also the reply's logits."""
         with self.adapter.steer(c):
-            batch = self.batch(interleave(pairs), c)
+            batch, row, place, end = self.batch(interleave(pairs), c)
+            order = row.argsort(stable=True)                      # the flattened positions, row by row
+
+            def where(m):
+                return order[m[order]]                           # positions where m holds, row-major
+            last = where((row >= 0) & (place >= end - self.last_n))                  # each row's last n tokens
             if lengths is None:                                   # h only: stop after the loss block
-                return Pass(wide(block_outputs(self.model, batch, [self.layer])[0][self.layer][:, -self.last_n:]))
-            ids, width = batch["input_ids"], batch["input_ids"].shape[1]
-            n = torch.tensor(lengths, device=ids.device).repeat_interleave(2)               # [2p]
-            keep = torch.arange(width, device=ids.device) >= width - 1 - n[:, None]        # [2p, S]
-            keep[:, -1] = False                                   # the last position predicts past the text
+                h = block_outputs(self.model, batch, [self.layer])[0][self.layer]
+                return Pass(wide(h.flatten(0, 1)[last].unflatten(0, (-1, self.last_n))))
+            n = torch.tensor(lengths + [0], device=row.device).repeat_interleave(2)      # [2p + 2]: per row, pads last
+            n = n[:-1][row]                                       # [N] reply tokens of each position's row
+            keep = where((row >= 0) & (place >= end - 1 - n) & (place < end - 1))   # positions that predict it
             head = self.model.get_output_embeddings().register_forward_pre_hook(
-                lambda module, args: (args[0][keep][None],))      # [1, m, d_model]: only the kept positions
+                lambda module, args: (args[0].flatten(0, 1)[keep][None],))      # [1, m, d_model]: only those
             try:
                 found, out = block_outputs(self.model, batch, [self.layer], stop=False)
             finally:
                 head.remove()
-            rows = torch.arange(len(ids), device=ids.device)[:, None].expand_as(keep)[keep]
-            targets = ids.roll(-1, 1)[keep]                       # the token each kept position predicts
-            return Pass(wide(found[self.layer][:, -self.last_n:]), wide(out.logits[0]), targets, rows)
+            targets = batch["input_ids"].flatten().roll(-1)[keep]              # the token each kept position predicts
+            h = found[self.layer].flatten(0, 1)[last].unflatten(0, (-1, self.last_n))
+            return Pass(wide(h), wide(out.logits[0]), targets, row[keep])
 
 
 def wide(x):

@@ -307,15 +307,14 @@ def test_even_penalty_raises_the_odd_share_of_the_readout_change(tiny):
     assert shares[10.0] > shares[0.0] + 0.1, shares
 
 
-@pytest.mark.parametrize("objective", ["readout", "antipasto"])
-def test_cached_step_equals_the_plain_step(tiny, objective):
-    """Loss and every gradient of one training step, persona chats cached vs every full row run (in
-    float64, so that only a difference in what is computed could exceed the tolerance)."""
-    model, tok = tiny
-    model.double().requires_grad_(False)
+def assert_cached_step_equals_plain(model, tok, adapter, objective, layer, dtype=torch.float64, tol=1e-5):
+    """Loss and every gradient of one training step, persona chats cached (rows packed without padding)
+    vs every full row run left-padded, in float64 unless told, so that only a difference in what is computed
+    could exceed the tolerance."""
+    model.to(dtype).requires_grad_(False)
+    adapter.to(dtype)
     pairs, results = ip.make_pairs(tok, n=12), []
-    adapter = trained_adapter(model, rank=4, objective=objective).double()
-    cfg = ip.resolve(ip.TrainConfig(objective=objective, batch_pairs=4, layer=2), model)
+    cfg = ip.resolve(ip.TrainConfig(objective=objective, batch_pairs=4, layer=layer), model)
     for cached in (False, True):
         runner = ip.PairRunner(model, tok, adapter, pairs, cfg.layer, cfg.last_n, cached)
         assert runner.cached == cached
@@ -329,7 +328,13 @@ def test_cached_step_equals_the_plain_step(tiny, objective):
     assert torch.allclose(loss_cached, loss_plain, rtol=1e-5, atol=0) and loss_plain.abs() > 0
     for g_plain, g_cached in zip(grads_plain, grads_cached):
         assert g_plain.abs().max() > 0
-        assert (g_cached - g_plain).norm() <= 1e-5 * g_plain.norm() + 1e-9
+        assert (g_cached - g_plain).norm() <= tol * g_plain.norm() + 1e-9
+
+
+@pytest.mark.parametrize("objective", ["readout", "antipasto"])
+def test_cached_step_equals_the_plain_step(tiny, objective):
+    model, tok = tiny
+    assert_cached_step_equals_plain(model, tok, trained_adapter(model, rank=4, objective=objective), objective, 2)
 
 
 def test_train_leaves_the_callers_config_and_the_odd_share_is_per_token(tiny):
@@ -777,18 +782,31 @@ def test_null_percentile_counts_only_effects_in_the_right_direction():
 
 
 @pytest.mark.parametrize("power", [1.0, 2.0, 3.0])
-def test_dose_is_the_largest_tested_c_within_the_budget(power):
-    """KL(c) = 0.02 c^power: c* ≤ the boundary (0.1/0.02)^(1/power) and within 2% of it."""
+@pytest.mark.parametrize("c0", [0.05, 1.0, 20.0])
+def test_dose_stops_in_the_band_below_the_budget(power, c0):
+    """KL(c) = 0.02 c^power, started 20× either side of the boundary: c* is a tested c with
+    0.9·budget ≤ KL(c*) ≤ budget, found in at most 4 evaluations."""
     tried = []
 
     def kl_at(c):
         tried.append(c)
         return 0.02 * c ** power
-    c, kl = ev.calibrate_dose(kl_at, 0.1, steps=12)
-    boundary = 5 ** (1 / power)
-    assert kl <= 0.1 and c in tried and boundary / 1.02 <= c <= boundary
+    c, kl = ev.calibrate_dose(kl_at, 0.1, c0=c0)
+    assert c in tried and ev.DOSE_BAND * 0.1 <= kl <= 0.1 and len(tried) <= 4, tried
     with pytest.raises(InputError, match="raise --kl"):
         ev.calibrate_dose(lambda c: float("nan"), 0.1)
+
+
+def test_dose_outside_the_band_is_the_largest_tested_c_within_the_budget():
+    """KL jumps from 0.05 to 0.2 at c = 2, so no c lands in the band: after `steps` evaluations, the largest
+    tested c under 2, with the bracket narrowed to within 5 % of the jump."""
+    tried = []
+
+    def kl_at(c):
+        tried.append(c)
+        return 0.05 if c < 2 else 0.2
+    c, kl = ev.calibrate_dose(kl_at, 0.1, steps=8)
+    assert len(tried) == 8 and kl == 0.05 and c == max(t for t in tried if t < 2) and c >= 1.9
 
 
 def test_best_dose_never_picks_an_incoherent_setting():
@@ -1635,22 +1653,33 @@ def test_oracle_end_to_end_loads_as_kind_oracle_and_c0_is_the_base(cli, tmp_path
                  "--out", str(tmp_path / "merged")])
 
 
-def test_oracle_yes_no_read_out_equals_plain_forwards_and_has_a_gradient(tiny, tmp_path):
-    """The shared instruction runs once from a cache: the logratio is score_yes_no's and the kept
-    log-probs those of a plain left-padded forward, and θ gets a gradient through both."""
+def test_oracle_yes_no_read_out_equals_plain_forwards_and_its_gradient_too(tiny, tmp_path):
+    """The shared instruction and each dilemma's situation run once from caches: the logratio is
+    score_yes_no's, the kept log-probs those of a plain left-padded forward, and θ's gradient that of the
+    plain forward (float64, so only a difference in what is computed could exceed the tolerance)."""
     model, tok = tiny
+    model.double()
     rows, honest = baselines.oracle_rows(write_fixture(tmp_path, mixed_pairs(12)))
     assert honest.tolist() == [1.0 if p["honest_answer"] == "Yes" else -1.0 for p in ev.truth_probes(rows)]
     prompts = ev.row_prompts(tok, rows)
-    adapter = trained_adapter(model, rank=4)
-    with adapter.steer(1.0):
-        ratio, logp = baselines.oracle_readout(model, tok, prompts, 3)
-        with torch.no_grad():
-            plain = model(**tokenize(tok, prompts), logits_to_keep=3).logits.float().log_softmax(-1)
-        scored = harness.score_yes_no(model, tok, prompts, nll=False)["logratio"]
-    assert torch.allclose(logp, plain, atol=1e-5) and np.allclose(ratio.detach().numpy(), scored, atol=1e-5)
-    ratio.sum().backward()
-    assert adapter.layers[0].theta_v.grad.abs().sum() > 0
+    ids = [tok(p, add_special_tokens=False)["input_ids"] for p in prompts]
+    k = len(harness.shared_prefix(ids))
+    assert max(f for f, _ in harness.prompt_families(ids, k, len(ids))) > 0      # situations are shared
+    adapter = trained_adapter(model, rank=4).double()
+    grads = []
+    for plain in (False, True):
+        adapter.zero_grad()
+        with adapter.steer(1.0):
+            if plain:
+                logp = model(**tokenize(tok, prompts), logits_to_keep=3).logits.log_softmax(-1)
+                ratio = torch.sub(*ip.yes_no_logprobs(logp[:, -1], tok))
+            else:
+                ratio_cached, logp_cached = ratio, logp = baselines.oracle_readout(model, tok, prompts, 3)
+                scored = harness.score_yes_no(model, tok, prompts, nll=False)["logratio"]
+        (ratio * honest.double()).sum().backward()
+        grads.append(adapter.layers[0].theta_v.grad.clone())
+    assert torch.allclose(logp_cached, logp, atol=1e-9) and np.allclose(ratio_cached.detach().numpy(), scored, atol=1e-9)
+    assert grads[1].abs().sum() > 0 and (grads[0] - grads[1]).norm() <= 1e-5 * grads[1].norm()
 
 
 @pytest.mark.parametrize("problem, message", [("no truthfulness", "Truthfulness label"),
@@ -1958,3 +1987,14 @@ def test_offloading_and_malformed_device_maps_are_refused(tmp_path, device_map, 
     with pytest.raises(InputError) as e:
         harness.load_model(str(tmp_path), device_map=device_map)                # refused before any loading
     assert message in str(e.value) and "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("name", list(LAYOUTS))
+def test_decoder_layouts_cached_step_equals_the_plain_step(_tiny, name):
+    """The packed continuation (one row, a custom 4-D mask over both cached chats) on every layout. Gemma-2's
+    eager attention turns the pad queries of a left-padded float64 batch into NaN (transformers' mask), which
+    reaches the real tokens: its check runs in float32, where gradients agree to ~1e-5, against 1e-4."""
+    tok = _tiny[1]
+    model = make_layout(name, tok)
+    dtype, tol = (torch.float32, 1e-4) if name == "gemma2" else (torch.float64, 1e-5)
+    assert_cached_step_equals_plain(model, tok, trained_adapter(model, rank=4), "antipasto", 2, dtype, tol)
