@@ -507,17 +507,13 @@ class PairRunner:
         """Pass at coefficient c; with `lengths` (reply tokens per pair) also the reply's logits."""
         with self.adapter.steer(c):
             batch, row, place, end = self.batch(interleave(pairs), c)
-            order = row.argsort(stable=True)                      # the flattened positions, row by row
-
-            def where(m):
-                return order[m[order]]                           # positions where m holds, row-major
-            last = where((row >= 0) & (place >= end - self.last_n))                  # each row's last n tokens
+            last = row_major(row, (row >= 0) & (place >= end - self.last_n))         # each row's last n tokens
             if lengths is None:                                   # h only: stop after the loss block
                 h = block_outputs(self.model, batch, [self.layer])[0][self.layer]
                 return Pass(wide(h.flatten(0, 1)[last].unflatten(0, (-1, self.last_n))))
             n = torch.tensor(lengths + [0], device=row.device).repeat_interleave(2)      # [2p + 2]: per row, pads last
             n = n[:-1][row]                                       # [N] reply tokens of each position's row
-            keep = where((row >= 0) & (place >= end - 1 - n) & (place < end - 1))   # positions that predict it
+            keep = row_major(row, (row >= 0) & (place >= end - 1 - n) & (place < end - 1))  # those predicting it
             head = self.model.get_output_embeddings().register_forward_pre_hook(
                 lambda module, args: (args[0].flatten(0, 1)[keep][None],))      # [1, m, d_model]: only those
             try:
@@ -527,6 +523,13 @@ class PairRunner:
             targets = batch["input_ids"].flatten().roll(-1)[keep]              # the token each kept position predicts
             h = found[self.layer].flatten(0, 1)[last].unflatten(0, (-1, self.last_n))
             return Pass(wide(h), wide(out.logits[0]), targets, row[keep])
+
+
+def row_major(row, selected):
+    """Indices of the flattened input positions where `selected` [N] holds, row by row and within a row
+    by position (PairRunner.batch's packed layout holds all honest rows before the dishonest ones)."""
+    order = row.argsort(stable=True)
+    return order[selected[order]]
 
 
 def wide(x):
@@ -663,29 +666,34 @@ def antipasto_space(model, runner, pairs, cfg, rank):
 
 
 @torch.no_grad()
-def select_directions(model, tokenizer, adapter, pairs, rank):
+def select_directions(runner, adapter, pairs, rank):
     """Per adapted Linear, r singular directions chosen from the input h of its block at the pairs' last
     token: with a_i = h·u_i, honest_i = S_i·mean|a_i(pos)|, dishonest_i = S_i·mean|a_i(neg)|,
-    diff_i = S_i·|mean(a_i(pos) − a_i(neg))|; the top ⌈r/3⌉ by each, their union, filled up to r by diff."""
-    prefix, blocks = find_blocks(model)
+    diff_i = S_i·|mean(a_i(pos) − a_i(neg))|; the top ⌈r/3⌉ by each, their union, filled up to r by diff.
+    The pairs run through `runner` at c = 0 (cached or plain: the same h) up to the last adapted block."""
+    prefix, blocks = find_blocks(runner.model)
     where = [int(name[len(prefix) + 1:].split(".")[0]) for name in adapter.names]
-    found = {i: [] for i in set(where)}
+    found, inputs = {i: [] for i in set(where)}, {}
 
     def keep(i):
         def hook(module, args, kwargs):
-            found[i].append((args[0] if args else kwargs["hidden_states"])[:, -1].float())
-            if i == max(found):
+            inputs[i] = (args[0] if args else kwargs["hidden_states"]).flatten(0, 1)     # [N, d_model]
+            if len(inputs) == len(found):
                 raise _StopForward                                   # later blocks are not needed
         return hook
-    handles = [blocks[i].register_forward_pre_hook(keep(i), with_kwargs=True) for i in found]
-    try:
-        with adapter.steer(0.0):
-            for chunk in batches(pairs, 8):
-                with contextlib.suppress(_StopForward):
-                    model(**tokenize(tokenizer, interleave(chunk), input_device(model)))
-    finally:
-        for handle in handles:
-            handle.remove()
+    for chunk in batches(pairs, 8):
+        batch, row, place, end = runner.batch(interleave(chunk), 0.0)      # (runs the chats before the hooks)
+        inputs.clear()
+        handles = [blocks[i].register_forward_pre_hook(keep(i), with_kwargs=True) for i in found]
+        try:
+            with contextlib.suppress(_StopForward):
+                runner.model(**batch)
+        finally:
+            for handle in handles:
+                handle.remove()
+        last = row_major(row, (row >= 0) & (place == end - 1))                       # [2p] each row's last token
+        for i in found:
+            found[i].append(inputs[i][last].float())
     for i, layer, linear in zip(where, adapter.layers, adapter.hosts.values()):
         u, s, _ = top_svd(linear.weight, min(linear.weight.shape))
         a = torch.cat(found[i]).to(u) @ u                                                  # [2p, k]
@@ -832,9 +840,9 @@ def train(model, tokenizer, adapter, pairs, cfg=None, progress=True):
     model.requires_grad_(False)                                          # only θ, λ learn: no weight grads
     torch.manual_seed(cfg.seed)
     try:
-        if cfg.objective == "antipasto" and cfg.select:
-            select_directions(model, tokenizer, adapter, train_pairs[:cfg.direction_pairs], adapter.rank)
         runner = PairRunner(model, tokenizer, adapter, pairs, cfg.layer, cfg.last_n, cfg.cached)
+        if cfg.objective == "antipasto" and cfg.select:
+            select_directions(runner, adapter, train_pairs[:cfg.direction_pairs], adapter.rank)
         space = (readout_space if cfg.objective == "readout" else antipasto_space)(model, runner, train_pairs,
                                                                                   cfg, adapter.rank)
         start = time.time()

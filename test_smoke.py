@@ -443,10 +443,11 @@ def test_data_aware_selection_picks_the_planted_directions(tiny):
     with torch.no_grad():
         model.get_submodule(name).weight.copy_((q * s) @ torch.linalg.qr(torch.randn(64, 64))[0].T)
     adapter = ip.InnerPiSSA.attach(model, target=name + "$", rank=3)
-    ip.select_directions(model, tok, adapter, pairs, 3)
-    u = adapter.layers[0].U                                              # [64, 3] the chosen left vectors
-    assert (u.T @ q[:, 0]).abs().max() > 0.99                            # the separating direction is chosen
-    assert set(adapter.layers[0].index.tolist()) != {0, 1, 2}            # not simply the top three
+    for cached in (True, False):                                         # rows packed after the chats, or full
+        ip.select_directions(ip.PairRunner(model, tok, adapter, pairs, 2, 3, cached), adapter, pairs, 3)
+        u = adapter.layers[0].U                                          # [64, 3] the chosen left vectors
+        assert (u.T @ q[:, 0]).abs().max() > 0.99                        # the separating direction is chosen
+        assert set(adapter.layers[0].index.tolist()) != {0, 1, 2}        # not simply the top three
 
 
 def test_innerpissa_py_alone_attaches_trains_steers_saves_loads(tmp_path):
