@@ -58,9 +58,10 @@ from tqdm import tqdm
 from harness import (ArgParser, add_device_map, cached_logratio, check_writable, continue_from, describe_sign,
                      export_args, generate, load_model, model_name, probe_sources, prompt_families, read_lines,
                      right_pad, run_cli, run_export, run_families, run_prefix, shared_prefix)
-from innerpissa import (DATA_DIR, InnerPiSSA, InputError, TrainConfig, block_outputs, chat, decoder_layers,
-                        default_target, find_linears, hidden_size, input_device, kl, load_artifact, make_pairs,
-                        persona, position_ids, save_artifact, schedule, sign_report, tokenize, wide, yes_no_logprobs)
+from innerpissa import (DATA_DIR, InnerPiSSA, InputError, PairRunner, TrainConfig, batches, block_outputs, chat,
+                        decoder_layers, default_target, find_linears, hidden_size, input_device, interleave, kl,
+                        load_artifact, make_pairs, persona, position_ids, row_major, save_artifact, schedule,
+                        sign_report, tokenize, wide, yes_no_logprobs)
 
 KINDS = ("pca", "random", "weight_diff")
 
@@ -137,21 +138,24 @@ def layer_range(model, layers=None):
 
 
 @torch.no_grad()
-def last_token_states(model, tok, texts, layers, batch_size=8):
-    """Output of each decoder block in `layers` at the last token of each text: {i: [n, d_model]}.
-    The forward stops after the last block in `layers` (innerpissa.block_outputs)."""
-    states = {i: [] for i in layers}
-    for s in range(0, len(texts), batch_size):
-        found, _ = block_outputs(model, tokenize(tok, texts[s:s + batch_size], input_device(model)), layers)
+def last_token_states(model, tok, pairs, layers, batch_pairs=8):
+    """Output of each decoder block in `layers` at the last token of each pair's texts: {i: [2n, d_model]},
+    rows interleaved pos, neg. The two persona chats run once (innerpissa.PairRunner, cached) and the
+    forward stops after the last block in `layers` (innerpissa.block_outputs)."""
+    runner, states = PairRunner(model, tok, None, pairs, max(layers), 1), {i: [] for i in layers}
+    for chunk in batches(pairs, batch_pairs):
+        batch, row, place, end = runner.batch(interleave(chunk), 0.0)
+        found, _ = block_outputs(model, batch, layers)
+        last = row_major(row, (row >= 0) & (place == end - 1))            # [2p] each row's last token
         for i in layers:
-            states[i].append(found[i][:, -1].float())                    # [batch, d_model]
+            states[i].append(found[i].flatten(0, 1)[last].float())      # [2p, d_model]
     return {i: torch.cat(hs) for i, hs in states.items()}
 
 
 def pca_directions(model, tok, layers, pairs=None):
     """{i: v_i [d_model]}: first PC of the centred pos − neg differences, scaled to the mean gap."""
     pairs = pairs or make_pairs(tok)
-    states = last_token_states(model, tok, [t for pair in pairs for t in pair], layers)  # [pos_k, neg_k, ...]
+    states = last_token_states(model, tok, pairs, layers)              # rows [pos_k, neg_k, ...]
     vectors = {}
     for i, h in states.items():
         d = (h[0::2] - h[1::2]).double()  # [n_pairs, d_model]
@@ -182,7 +186,7 @@ def prompt_system(c):
 
 # --------------------------------------------------------------------------- weight_diff
 
-def generate_completions(model, tok, questions, system, max_new_tokens=64, batch_size=16):
+def generate_completions(model, tok, questions, system, max_new_tokens=64, batch_size=32):
     """Greedy completions of chat(question, system), decoded without special tokens."""
     return generate(model, tok, [chat(tok, q, system=system) for q in questions], max_new_tokens, batch_size)
 
@@ -390,7 +394,7 @@ def oracle_readout(model, tok, prompts, keep):
     device = input_device(model)
     ids = [tok(p, add_special_tokens=False)["input_ids"] for p in prompts]
     k = len(prefix := shared_prefix(ids))
-    kv, _ = run_prefix(model, prefix, ids[0][k], device)
+    kv, _ = run_prefix(model, prefix, ids[0][k], device, nll=False)
     families = [(max(0, min([f] + [len(ids[i]) - k - keep for i in rows])), rows)   # ≥ keep own tokens each
                 for f, rows in prompt_families(ids, k, len(ids))]
     fam_kv, fam_mask, _ = run_families(model, kv, ids, k, families, logits=False)

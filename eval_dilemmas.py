@@ -23,7 +23,7 @@ Protocol. Nothing below looks at the rows being evaluated before they are scored
    assistant replies, disjoint from dilemmas, probes and training suffixes):
 
        KL(c) = mean over assistant tokens t of KL(p_c(·|t) ‖ p_0(·|t))
-       c*    = the largest c > 0 with max(KL(+c), KL(−c)) ≤ budget     (--kl, one for every method)
+       c*    = a tested c > 0 with 0.9·budget ≤ max(KL(+c), KL(−c)) ≤ budget     (--kl, one for all)
 
    found by bracketing and bisection on log c. The prompt baseline stays at ±1 and reports its KL.
 2. Odd and even. Per row, d± = logratio(±c*) − logratio(0):
@@ -584,7 +584,7 @@ class NeutralKL:
         device = input_device(self.model)
         ids = [self.tokenizer(t, add_special_tokens=False)["input_ids"] for t in self.texts(system)]
         k = len(prefix := shared_prefix(ids))
-        kv, _ = run_prefix(self.model, prefix, ids[0][k], device)
+        kv, _ = run_prefix(self.model, prefix, ids[0][k], device, nll=False)
         out = []
         for s in range(0, len(ids), self.batch_size):
             own, n_answer = [x[k:] for x in ids[s:s + self.batch_size]], self.n_answer[s:s + self.batch_size]
@@ -902,8 +902,8 @@ def headline(summary, base_score, null, budget):
         lines.append("| " + " | ".join(cells) + " |")
     null_e = ", ".join(f"{n['effect']:+.3f}" for n in null) or "none"
     p95 = null_p95([n["effect"] for n in null])
-    lines += [f"\ntruth = {TARGET}, score at c = 0: {base_score:+.3f}. c*: dose with max KL(±c*) ≤ {budget} on "
-              f"neutral text (prompt: ±1, its KL shown). E = (Δ₊ − Δ₋)/2. p: sign-flip test per dilemma, "
+    lines += [f"\ntruth = {TARGET}, score at c = 0: {base_score:+.3f}. c*: dose with {DOSE_BAND:g}·{budget} ≤ max KL(±c*) ≤ "
+              f"{budget} on neutral text (prompt: ±1, its KL shown). E = (Δ₊ − Δ₋)/2. p: sign-flip test per dilemma, "
               f"'anything changed vs c = 0'. Random null E_k (K = {len(null)}): {null_e}; "
               f"null p95 (95th percentile of |E_k|): {fmt(p95, '.3f')}. F1: the authors' Steering F1 on our labels "
               f"and sign (0-100); arb flips: fraction of arbitrary items whose answer flips at +c* or −c*.",
@@ -1059,7 +1059,7 @@ def parse_args(argv):
     p.add_argument("--split", default="all", choices=["tune", "test", "all"],
                    help="fixed half of the dilemmas to use (default: all)")
     p.add_argument("--kl", type=float, default=KL_BUDGET,
-                   help=f"dose budget: c* is the largest c with KL(p_±c || p_0) <= KL nats/token on the "
+                   help=f"dose budget: c* is a c with 0.9 KL <= KL(p_±c || p_0) <= KL nats/token on the "
                         f"neutral set (default {KL_BUDGET})")
     p.add_argument("--doses", nargs="+", type=float, default=[-1.0, 1.0],
                    help="doses in units of c* (default: -1 1; e.g. -2 -1 -0.5 0.5 1 2 for a dose-response "

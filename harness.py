@@ -191,15 +191,16 @@ def shared_prefix(ids):
     return ids[0][:max(common_prefix(ids) - 1, 0)]
 
 
-def run_prefix(model, prefix, next_token, device):
+def run_prefix(model, prefix, next_token, device, nll=True):
     """One forward over the shared prefix: its key/value cache per layer and the NLL of the K
-    tokens it predicts (its own tokens 1 … K−1, then `next_token`)."""
+    tokens it predicts (its own tokens 1 … K−1, then `next_token`); nll=False skips the NLL (None)
+    and with it the vocabulary head."""
     if not prefix:
-        return None, torch.zeros(0, device=device)
+        return None, torch.zeros(0, device=device) if nll else None
     x = torch.tensor([prefix + [next_token]], device=device)                # [1, K+1]
-    out = model(input_ids=x[:, :-1], use_cache=True)
-    nll = next_token_nll(out.logits[0].to(device), x[0, 1:])                # [K]
-    return [(layer.keys, layer.values) for layer in out.past_key_values.layers], nll
+    out = model(input_ids=x[:, :-1], use_cache=True, logits_to_keep=0 if nll else 1)
+    kv = [(layer.keys, layer.values) for layer in out.past_key_values.layers]
+    return kv, next_token_nll(out.logits[0].to(device), x[0, 1:]) if nll else None     # [K]
 
 
 def right_pad(seqs, device):
@@ -290,11 +291,11 @@ def score_yes_no(model, tokenizer, prompts, batch_size=16, progress=False, nll_l
     device = input_device(model)
     ids = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
     k = len(prefix := shared_prefix(ids))
-    kv, prefix_nll = run_prefix(model, prefix, ids[0][k], device)                       # [K]
+    kv, prefix_nll = run_prefix(model, prefix, ids[0][k], device, nll)                  # [K] or None
     families = sorted(prompt_families(ids, k, batch_size), key=lambda fam: len(ids[fam[1][0]]))
     out = {key: np.full(len(prompts), np.nan) for key in ("logratio", "pmass", "nll")}
     for batch in tqdm(list(pack(families, batch_size)), desc="score", disable=not progress, leave=False):
-        scores, idx = score_families(model, tokenizer, ids, k, kv, batch, prefix_nll if nll else None, nll_last)
+        scores, idx = score_families(model, tokenizer, ids, k, kv, batch, prefix_nll, nll_last)
         for key, value in scores.items():
             out[key][idx] = value.double().cpu().numpy()
     return out

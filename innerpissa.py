@@ -40,7 +40,8 @@ honest persona". Training fixes an axis; sign_report then scores Yes/No probes a
 θ, λ → −θ, −λ (exactly c → −c) if needed, so +1 means more honest, with a bootstrap interval.
 
 Cached step: the persona chats of a batch run once per coefficient (the c = 0 ones once per run) and
-every row continues from their key/value cache; the plain step runs every full row.
+the rows continue from their key/value cache, each side's rows packed end to end into one sequence
+(no padding); the plain step runs every full row, left-padded.
 
 Usage: adapter = InnerPiSSA.attach(model); train(model, tok, adapter, make_pairs(tok)); adapter.save(path)
        python innerpissa.py --model embedded --out runs/x/innerpissa.safetensors   (CLI: harness.py)
@@ -460,11 +461,15 @@ class PairRunner:
             self.cached = self.k > 0
             self.prefix = [ids[0][:self.k], ids[1][:self.k]]
 
+    def steer(self, c):
+        """The adapter at c; without one (adapter None: the model as it is) nothing to set."""
+        return self.adapter.steer(c) if self.adapter is not None else contextlib.nullcontext()
+
     def prefix_kv(self, c):
         """[(keys, values)] per layer of the two persona chats at c, [2, heads, k, head_dim]."""
         if c == 0 and self.ref_kv is not None:
             return self.ref_kv
-        with self.adapter.steer(c), torch.set_grad_enabled(torch.is_grad_enabled() and c != 0):
+        with self.steer(c), torch.set_grad_enabled(torch.is_grad_enabled() and c != 0):
             out = self.model(input_ids=torch.tensor(self.prefix, device=self.device), use_cache=True,
                              logits_to_keep=1)                   # the cache is what is needed
         kv = [(layer.keys, layer.values) for layer in out.past_key_values.layers]
@@ -505,7 +510,7 @@ class PairRunner:
 
     def run(self, pairs, c, lengths=None):
         """Pass at coefficient c; with `lengths` (reply tokens per pair) also the reply's logits."""
-        with self.adapter.steer(c):
+        with self.steer(c):
             batch, row, place, end = self.batch(interleave(pairs), c)
             last = row_major(row, (row >= 0) & (place >= end - self.last_n))         # each row's last n tokens
             if lengths is None:                                   # h only: stop after the loss block
