@@ -209,6 +209,17 @@ def sft_batch(tok, questions, completions, device=None):
     return batch
 
 
+def sft_loss(model, batch):
+    """Mean NLL of the label tokens (labels −100 elsewhere), as model(**batch).loss computes it, with the
+    vocabulary head only at the positions from the one before the first label on (left padding puts every
+    completion at the end)."""
+    labels = batch["labels"]                                                   # [b, S]
+    first = int((labels != -100).any(0).nonzero().min())                      # the first column with a label
+    inputs = {k: v for k, v in batch.items() if k != "labels"}
+    logits = model(**inputs, logits_to_keep=labels.shape[1] - first + 1).logits[:, :-1]   # predict first … S−1
+    return F.cross_entropy(wide(logits).flatten(0, 1), labels[:, first:].flatten(), ignore_index=-100)
+
+
 @torch.no_grad()
 def completion_nll(model, tok, questions, completions, batch_size=8):
     """Mean NLL per completion token of the completions given their (persona-free) questions."""
@@ -216,7 +227,7 @@ def completion_nll(model, tok, questions, completions, batch_size=8):
     for s in range(0, len(questions), batch_size):
         batch = sft_batch(tok, questions[s:s + batch_size], completions[s:s + batch_size], input_device(model))
         n = int((batch["labels"][:, 1:] != -100).sum())  # the model shifts labels by one
-        total, count = total + float(model(**batch).loss) * n, count + n
+        total, count = total + float(sft_loss(model, batch)) * n, count + n
     return total / count
 
 
@@ -246,7 +257,7 @@ def fit_lowrank_delta(model, tok, questions, completions, target=None, rank=4, s
         with steerer.steer(1.0), tqdm(range(steps), desc="sft", leave=False) as bar:
             for step in bar:
                 q, c = zip(*(data[j] for j in order[step * batch_size:(step + 1) * batch_size]))
-                loss = model(**sft_batch(tok, q, c, input_device(model))).loss
+                loss = sft_loss(model, sft_batch(tok, q, c, input_device(model)))
                 opt.zero_grad()
                 loss.backward()
                 opt.step()

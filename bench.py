@@ -111,7 +111,7 @@ def scoring_costs(model, tok):
 
     def dose():
         neutral.memo.clear()                                          # KL values are remembered per steerer
-        return ev.calibrate_dose(lambda c: neutral.at(steerer, c), ev.KL_BUDGET)
+        return ev.calibrate_dose(lambda c: neutral.at(steerer, c, ev.KL_BUDGET), ev.KL_BUDGET)
     results["dose of one method (s)"] = timed(dose, repeats=1)
     return results
 

@@ -606,9 +606,11 @@ class NeutralKL:
                 memo[float(c)] = self.kl(self.logprobs())
         return memo[float(c)]
 
-    def at(self, steerer, c):
-        """max(KL(+c), KL(−c)): the worse of the two signs (NaN if either is NaN)."""
-        return float(np.max([self.of(steerer, c), self.of(steerer, -c)]))
+    def at(self, steerer, c, budget=math.inf):
+        """max(KL(+c), KL(−c)): the worse of the two signs (NaN if either is NaN). With a budget, a KL(+c)
+        already above it is returned alone, −c not run: a lower bound of the max, enough to say c is over."""
+        plus = self.of(steerer, c)
+        return plus if plus > budget else float(np.max([plus, self.of(steerer, -c)]))
 
     def prompt(self, c):
         """KL of the prompt baseline's persona system prompt at c = ±1 (same assistant tokens)."""
@@ -716,7 +718,7 @@ def dose_null(kl, steerers, budget):
     starting from that c*, whose KL is already known)."""
     if not steerers:
         return []
-    c0, k0 = calibrate_dose(lambda c: kl.at(steerers[0], c), budget)
+    c0, k0 = calibrate_dose(lambda c: kl.at(steerers[0], c, budget), budget)
     spread = kl_spread(kl, steerers[:NULL_SPREAD_N], c0) if len(steerers) > 1 else None
     shared = spread is not None and spread["cv"] <= NULL_SHARE_CV
     if spread is not None:
@@ -724,8 +726,8 @@ def dose_null(kl, steerers, budget):
               f"-> {'one shared dose' if shared else 'one dose each'}", file=sys.stderr)
     out = [(c0, k0, "own")]
     for s in steerers[1:]:
-        k = kl.at(s, c0) if shared else math.inf
-        out.append((c0, k, "shared") if k <= budget else (*calibrate_dose(lambda c: kl.at(s, c), budget, c0=c0), "own"))
+        k = kl.at(s, c0, budget) if shared else math.inf
+        out.append((c0, k, "shared") if k <= budget else (*calibrate_dose(lambda c: kl.at(s, c, budget), budget, c0=c0), "own"))
     return out
 
 
@@ -764,8 +766,8 @@ def score_artifact(scorer, kl, name, path, budget, doses):
     """(c*, KL(c*)) of one artifact, dosed before any row is scored, and {coeff: scores} at d·c* for d in doses."""
     steerer, out = load_steerer(scorer.model, path), {}
     try:
-        c_star, kl_star = calibrate_dose(lambda c: kl.at(steerer, c), budget)
-        print(f"{name}: c* = {c_star:.4g} (KL {kl_star:.4f})", file=sys.stderr)
+        c_star, kl_star = calibrate_dose(lambda c: kl.at(steerer, c, budget), budget)
+        print(f"{name}: c* = {c_star:.4g} (KL {kl_star:.4f}; {len(kl.memo[steerer])} neutral forwards)", file=sys.stderr)
         for d in doses:
             c = d * c_star + 0.0
             with steerer.steer(c):

@@ -1163,7 +1163,8 @@ def test_dose_meets_the_budget_at_both_signs_and_ignores_the_dilemmas(eval_setup
     model, tok, tmp = eval_setup
     steerer = ev.load_steerer(model, tmp / "ip.safetensors")
     kl = ev.NeutralKL(model, tok, NEUTRAL)
-    c, k = ev.calibrate_dose(lambda c: kl.at(steerer, c), 0.005)
+    c, k = ev.calibrate_dose(lambda c: kl.at(steerer, c, 0.005), 0.005)
+    assert kl.at(steerer, 3 * c, 0.005) > 0.005 and -3 * c not in kl.memo[steerer]   # over at +c: −c not run
     for sign in (1.0, -1.0):
         with steerer.steer(sign * c):
             assert 0 < kl.kl(kl.logprobs()) <= 0.005
@@ -1355,7 +1356,7 @@ def test_null_shares_a_dose_only_within_the_budget():
         def __init__(self, w):
             self.w = w
 
-        def at(self, s, c):
+        def at(self, s, c, budget=math.inf):
             return self.w[s] * c * c
     budget = 0.1
     close = FakeKL([1.0, 0.98, 1.15, 0.99, 1.5, 0.5])           # cv of the first 4: 0.07
@@ -1416,6 +1417,14 @@ def _nll_with(model, tok, theta, questions, completions):
     steerer = baselines.Steerer({modules[n]: baselines.lowrank_delta(a, b) for n, (a, b) in theta.items()}, {})
     with steerer.steer(1.0):
         return baselines.completion_nll(model, tok, questions, completions)
+
+
+def test_sft_loss_equals_the_models_own_loss(tiny):
+    """The vocabulary head only where a completion token is predicted: the same mean NLL as the model's."""
+    model, tok = tiny
+    batch = baselines.sft_batch(tok, QUESTIONS[:3], ["Yes, it is.", "No.", "Perhaps, but only on Sundays."])
+    with torch.no_grad():
+        assert torch.allclose(baselines.sft_loss(model, batch), model(**batch).loss, rtol=1e-6, atol=0)
 
 
 def test_pca_direction_is_first_pc_of_centred_differences(tiny):
