@@ -41,7 +41,7 @@ honest persona". Training fixes an axis; sign_report then scores Yes/No probes a
 
 Cached step: the persona chats of a batch run once per coefficient (the c = 0 ones once per run) and
 the rows continue from their key/value cache, each side's rows packed end to end into one sequence
-(no padding); the plain step runs every full row, left-padded.
+after its own chat (no padding between rows); the plain step runs every full row, left-padded.
 
 Usage: adapter = InnerPiSSA.attach(model); train(model, tok, adapter, make_pairs(tok)); adapter.save(path)
        python innerpissa.py --model embedded --out runs/x/innerpissa.safetensors   (CLI: harness.py)
@@ -449,8 +449,8 @@ class PairRunner:
     """Runs interleaved pairs at a coefficient, plainly (every full row, left-padded) or cached: the honest
     and the dishonest chat (each the same in every pair, cut `last_n` tokens before the reply so the loss
     block is read on rows' own tokens) run once per coefficient, at c = 0 once per run, and the rows'
-    remaining tokens, packed end to end into one sequence without padding, continue from their key/value
-    cache. Same numbers either way (tested). The vocabulary head runs only where a reply token is predicted."""
+    remaining tokens, packed end to end into one sequence per side (no padding between rows), continue
+    from their key/value cache. Same numbers either way (tested). The vocabulary head runs only where a reply token is predicted."""
 
     def __init__(self, model, tokenizer, adapter, pairs, layer, last_n, cached=True):
         self.model, self.tokenizer, self.adapter, self.layer, self.last_n = model, tokenizer, adapter, layer, last_n
