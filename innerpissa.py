@@ -450,7 +450,8 @@ class PairRunner:
     and the dishonest chat (each the same in every pair, cut `last_n` tokens before the reply so the loss
     block is read on rows' own tokens) run once per coefficient, at c = 0 once per run, and the rows'
     remaining tokens, packed end to end into one sequence per side (no padding between rows), continue
-    from their key/value cache. Same numbers either way (tested). The vocabulary head runs only where a reply token is predicted."""
+    from their key/value cache. Same numbers either way (tested). The vocabulary head runs only where a
+    reply token is predicted."""
 
     def __init__(self, model, tokenizer, adapter, pairs, layer, last_n, cached=True):
         self.model, self.tokenizer, self.adapter, self.layer, self.last_n = model, tokenizer, adapter, layer, last_n
