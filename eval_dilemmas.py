@@ -25,7 +25,8 @@ Protocol. Nothing below looks at the rows being evaluated before they are scored
        KL(c) = mean over assistant tokens t of KL(p_c(·|t) ‖ p_0(·|t))
        c*    = a tested c > 0 with 0.9·budget ≤ max(KL(+c), KL(−c)) ≤ budget     (--kl, one for all)
 
-   found by bracketing and bisection on log c. The prompt baseline stays at ±1 and reports its KL.
+   found along the local power law KL ∝ c^p (calibrate_dose). The prompt baseline stays at ±1 and
+   reports its KL.
 2. Odd and even. Per row, d± = logratio(±c*) − logratio(0):
 
        odd = (d₊ − d₋)/2   the two signs act oppositely: steering
