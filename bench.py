@@ -41,19 +41,24 @@ def timed(fn, repeats=3):
     return statistics.median(times)
 
 
-def train_speed(model, tok, adapter, objective, steps=3):
-    """(cached, plain) pair-examples per second of train_step on the same batches with the same loss."""
+def train_speed(model, tok, adapter, objective, steps=6):
+    """(cached, plain) pair-examples per second of train_step on the same batches with the same loss: per
+    batch one cached and one plain step, alternately (so a machine that slows down mid-run slows both),
+    the first batch a warm-up; the median step time of each over the other `steps` batches."""
     pairs = ip.make_pairs(tok, n=200)
     cfg = ip.resolve(ip.TrainConfig(objective=objective), model)
-    speeds = []
-    for cached in (True, False):
-        runner = ip.PairRunner(model, tok, adapter, pairs, cfg.layer, cfg.last_n, cached)
-        space = (ip.readout_space if objective == "readout" else ip.antipasto_space)(model, runner, pairs, cfg,
-                                                                                     adapter.rank)
-        opt = torch.optim.AdamW(adapter.parameters(), lr=0.0)             # lr 0: the weights stay as they are
-        chunks = iter(ip.batches(pairs, cfg.batch_pairs))
-        speeds.append(cfg.batch_pairs / timed(lambda: ip.train_step(runner, space, next(chunks), cfg, opt), steps))
-    return speeds
+    runners = {cached: ip.PairRunner(model, tok, adapter, pairs, cfg.layer, cfg.last_n, cached) for cached in (True, False)}
+    space = (ip.readout_space if objective == "readout" else ip.antipasto_space)(model, runners[True], pairs, cfg,
+                                                                                 adapter.rank)
+    opt = torch.optim.AdamW(adapter.parameters(), lr=0.0)             # lr 0: the weights stay as they are
+    times = {True: [], False: []}
+    for i, chunk in zip(range(steps + 1), ip.batches(pairs, cfg.batch_pairs)):
+        for cached, runner in runners.items():
+            start = time.perf_counter()
+            ip.train_step(runner, space, chunk, cfg, opt)
+            if i:
+                times[cached].append(time.perf_counter() - start)
+    return [cfg.batch_pairs / statistics.median(times[cached]) for cached in (True, False)]
 
 
 def plain_forwards(model, tok, prompts, batch_size=16):
