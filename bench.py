@@ -2,8 +2,8 @@
 
     hooked / plain forward     forward at c = 1 with every default adapter hooked, vs no hooks  (target ≤ 1.25×)
     train step                 pair-examples per second of one train_step, persona chats cached vs
-                               every full row run (same pairs, same loss), per objective, and the
-                               speed-up cached / plain  (target ≥ 4×)
+                               every full row run (same pairs, same loss, alternated batch by batch),
+                               per objective, and the speed-up cached / plain  (target ≥ 4×)
     attach                     seconds to SVD and hook every default target
     dose                       seconds to find one method's c* on the neutral set (calibrate_dose)
     scoring                    rows/s of score_yes_no on offline dilemma prompts (~115 tokens) and
