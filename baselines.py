@@ -56,12 +56,12 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from harness import (ArgParser, add_device_map, cached_logratio, check_writable, continue_from, describe_sign,
-                     export_args, generate, load_model, model_name, probe_sources, prompt_families, read_lines,
-                     right_pad, run_cli, run_export, run_families, run_prefix, shared_prefix)
+                     export_args, family_rows, generate, load_model, model_name, probe_sources, prompt_families,
+                     read_lines, right_pad, run_cli, run_export, run_families, run_prefix, shared_prefix)
 from innerpissa import (DATA_DIR, InnerPiSSA, InputError, PairRunner, TrainConfig, batches, block_outputs, chat,
                         decoder_layers, default_target, find_linears, hidden_size, input_device, interleave, kl,
                         load_artifact, make_pairs, persona, position_ids, row_major, save_artifact, schedule,
-                        sign_report, tokenize, wide, yes_no_logprobs)
+                        sign_report, wide, yes_no_logprobs)
 
 KINDS = ("pca", "random", "weight_diff")
 
@@ -409,13 +409,8 @@ def oracle_readout(model, tok, prompts, keep):
     families = [(max(0, min([f] + [len(ids[i]) - k - keep for i in rows])), rows)   # ≥ keep own tokens each
                 for f, rows in prompt_families(ids, k, len(ids))]
     fam_kv, fam_mask, _ = run_families(model, kv, ids, k, families, logits=False)
-    which = torch.tensor([j for j, (_, rows) in enumerate(families) for _ in rows], device=device)   # [b]
-    idx = [i for _, rows in families for i in rows]
-    f = torch.tensor([families[j][0] for j in which.tolist()], device=device)[:, None]               # [b, 1]
-    own = [ids[i][k + f_i:] for i, f_i in zip(idx, f[:, 0].tolist())]
+    idx, _, f, own, rows_kv, past = family_rows(ids, k, kv, families, fam_kv, fam_mask)
     at = torch.tensor([[len(x) - keep + j for j in range(keep)] for x in own], device=device)         # [b, keep]
-    rows_kv = [(key[which], value[which]) for key, value in fam_kv] if fam_mask.shape[1] else kv
-    past = torch.cat([fam_mask.new_ones(len(idx), k), fam_mask[which]], 1) if kv else None
     logp = wide(continue_from(model, rows_kv, right_pad(own, device), at, past, k + f)).log_softmax(-1)
     logp = logp[torch.tensor(idx, device=device).argsort()]                      # [b, keep, vocab], prompts' order
     lp_yes, lp_no = yes_no_logprobs(logp[:, -1], tok)

@@ -273,6 +273,20 @@ def run_families(model, kv, ids, k, families, logits):
     return cache, batch["attention_mask"], out.logits.to(device) if logits else None
 
 
+def family_rows(ids, k, kv, families, fam_kv, fam_mask):
+    """The prompts of a batch of families, each set to continue after its family's shared tokens:
+    (prompt indices idx, family of each which [b], shared tokens f [b, 1], each prompt's own tokens,
+    per-layer (keys, values) per row, the cached positions each row sees [b, K + F] or None)."""
+    device = fam_mask.device
+    which = torch.tensor([j for j, (_, rows) in enumerate(families) for _ in rows], device=device)   # [b]
+    idx = [i for _, rows in families for i in rows]
+    f = torch.tensor([families[j][0] for j in which.tolist()], device=device)[:, None]             # [b, 1]
+    own = [ids[i][k + f_i:] for i, f_i in zip(idx, f[:, 0].tolist())]
+    rows_kv = [(key[which], value[which]) for key, value in fam_kv] if fam_mask.shape[1] else kv
+    past = torch.cat([fam_mask.new_ones(len(idx), k), fam_mask[which]], 1) if kv else None
+    return idx, which, f, own, rows_kv, past
+
+
 @torch.no_grad()
 def score_yes_no(model, tokenizer, prompts, batch_size=16, progress=False, nll_last=None, nll=True):
     """Next-token Yes/No log-ratio, p(yes)+p(no) and the prompt's mean NLL: the numbers of one full
@@ -305,13 +319,9 @@ def score_families(model, tokenizer, ids, k, kv, families, prefix_nll=None, nll_
     """({logratio, pmass[, nll]} [b], prompt indices) of one batch of families (score_yes_no)."""
     device = input_device(model)
     fam_kv, fam_mask, fam_logits = run_families(model, kv, ids, k, families, prefix_nll is not None)
-    which = torch.tensor([j for j, (_, rows) in enumerate(families) for _ in rows], device=device)   # [b]
-    idx = [i for _, rows in families for i in rows]
-    f = torch.tensor([families[j][0] for j in which.tolist()], device=device)[:, None]   # [b, 1]
-    batch = right_pad([ids[i][k + f_i:] for i, f_i in zip(idx, f[:, 0].tolist())], device)
+    idx, which, f, own_ids, rows_kv, past = family_rows(ids, k, kv, families, fam_kv, fam_mask)
+    batch = right_pad(own_ids, device)
     own = batch["attention_mask"].sum(-1)                                              # [b]
-    rows_kv = [(key[which], value[which]) for key, value in fam_kv] if fam_mask.shape[1] else kv
-    past = torch.cat([fam_mask.new_ones(len(idx), k), fam_mask[which]], 1) if kv else None
     logits = continue_from(model, rows_kv, batch, 0 if prefix_nll is not None else (own - 1)[:, None],
                            past, k + f).to(device)                                   # [b, S|1, vocab]
     last = logits[torch.arange(len(idx)), own - 1] if prefix_nll is not None else logits[:, 0]
