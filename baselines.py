@@ -1,4 +1,5 @@
-"""Baselines that InnerPiSSA must beat: PCA, random and prompt steering, and persona weight diffs.
+"""Baselines that InnerPiSSA must beat: PCA, random and prompt steering, persona weight diffs, the
+supervised ceiling, and our earlier `readout` training objective.
 
 Each trained baseline is a `Steerer`: `with steerer.steer(c): ...` runs the model steered at
 coefficient c through forward hooks, with +1 always meaning "more honest" (see calibrate below).
@@ -34,6 +35,16 @@ moved the mean honest margin by only ~0.04 nats (results/oracle-check.md). Its e
 "what this model allows at this budget with this adapter family": a reference for InnerPiSSA, not a
 competitor. It has no export.
 
+readout — our earlier self-supervised objective for the InnerPiSSA adapter, kept for comparison (the
+default is the authors' objective in innerpissa.py); importing this module registers it as
+innerpissa.OBJECTIVES["readout"] (`python innerpissa.py --objective readout`). z = h U_ℓ, h the residual
+after block ℓ ≈ ¾ L at the last 4 tokens, U_ℓ the top-r left singular vectors of block ℓ's down_proj;
+d = PC1 of z_pos − z_neg at c = 0; Δ_c = mean (z_pos − z_neg)·d, m_c = c (Δ_c − Δ_0)/|Δ_0|;
+    L = Σ_± [−log σ(m_c) + w_kl relu(KL̄_c − τ)²] + w_mono [relu(θ − δ₊) + relu(θ + δ₋)]
+        + w_even ‖(z₊ + z₋)/2 − z₀‖² / ‖z_pos − z_neg‖²
+with δ_c the output-gap move of innerpissa's hinge; adapters on the writers of blocks [L/4, ℓ), top-r
+singular directions, S ⊙ exp(cλ).
+
 Sign: every baseline goes through `innerpissa.sign_report`; if c = +1 turns out to be the less
 honest side, the direction (every v_i, or both B of dW) is negated and meta["sign"] = −1.
 
@@ -55,13 +66,14 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from harness import (ArgParser, add_device_map, cached_logratio, check_writable, continue_from, describe_sign,
-                     export_args, family_rows, generate, load_model, model_name, probe_sources, prompt_families,
-                     read_lines, right_pad, run_cli, run_export, run_families, run_prefix, shared_prefix)
-from innerpissa import (DATA_DIR, InnerPiSSA, InputError, PairRunner, TrainConfig, batches, block_outputs, chat,
-                        decoder_layers, default_target, find_linears, hidden_size, input_device, interleave, kl,
-                        load_artifact, make_pairs, persona, position_ids, row_major, save_artifact, schedule,
-                        sign_report, wide, yes_no_logprobs)
+from harness import (ArgParser, CachedPairRunner, add_device_map, check_writable, continue_from, describe_sign, export_args,
+                     family_rows, generate, kl, load_model, model_name, probe_margins, probe_sources, prompt_families,
+                     read_lines, right_pad, run_cli, run_export, run_families, run_prefix, shared_prefix, yes_no_logprobs)
+from innerpissa import (DATA_DIR, OBJECTIVES, InnerPiSSA, InputError, Objective, Space, TrainConfig, batches,
+                        block_outputs, chat, decoder_layers, default_target, find_linears, gap, hidden_size,
+                        input_device, interleave, load_artifact, make_pairs, monotonic_hinge, next_token_nll,
+                        output_gap, pair_differences, persona, position_ids, residual_writers, row_major,
+                        save_artifact, schedule, sign_report, top_svd, wide)
 
 KINDS = ("pca", "random", "weight_diff")
 
@@ -140,9 +152,9 @@ def layer_range(model, layers=None):
 @torch.no_grad()
 def last_token_states(model, tok, pairs, layers, batch_pairs=8):
     """Output of each decoder block in `layers` at the last token of each pair's texts: {i: [2n, d_model]},
-    rows interleaved pos, neg. The two persona chats run once (innerpissa.PairRunner, cached) and the
+    rows interleaved pos, neg. The two persona chats run once (harness.CachedPairRunner) and the
     forward stops after the last block in `layers` (innerpissa.block_outputs)."""
-    runner, states = PairRunner(model, tok, None, pairs, max(layers), 1), {i: [] for i in layers}
+    runner, states = CachedPairRunner(model, tok, None, pairs, max(layers), 1), {i: [] for i in layers}
     for chunk in batches(pairs, batch_pairs):
         batch, row, place, end = runner.batch(interleave(chunk), 0.0)
         found, _ = block_outputs(model, batch, layers)
@@ -327,7 +339,7 @@ def weight_diff_factors(model, path, c):
 
 def calibrate(model, tok, tensors, meta, sources=None):
     """Sign via innerpissa.sign_report; on −1, c → −c by negating every v_i, or both B of dW."""
-    report = sign_report(model, tok, build(model, tensors, meta).steer, sources or probe_sources(), cached_logratio)
+    report = sign_report(build(model, tensors, meta).steer, sources or probe_sources(), probe_margins(model, tok))
     if report["sign"] < 0:
         tensors = {k: -t if k.startswith("layers.") or k.endswith((".B_pos", ".B_neg")) else t
                    for k, t in tensors.items()}
@@ -494,11 +506,58 @@ def make_oracle(model, tok, rows, honest, rank=64, max_angle=0.5, seed=0, source
     adapter = InnerPiSSA.attach(model, rank=rank, max_angle=max_angle or None)   # the method's default form
     adapter.kind = "oracle"
     stats = train_oracle(model, tok, adapter, rows, honest, seed=seed, **train_args)
-    report = sign_report(model, tok, adapter.steer, sources or probe_sources(), cached_logratio)
+    report = sign_report(adapter.steer, sources or probe_sources(), probe_margins(model, tok))
     adapter.set_sign(report["sign"])
     adapter.evidence = {"training": stats, "sign_report": report,
                         "scale": "coeff 1 = trained to move the honest Yes/No log-ratio of tune rows by 1 nat"}
     return adapter
+
+
+# --------------------------------------------------------------------------- the readout objective
+
+def readout_writer(model, i):
+    """The MLP output projection of block i (its last residual writer): the read-out basis."""
+    return list(residual_writers(model, i).values())[-1]
+
+
+def readout_space(model, runner, pairs, cfg, rank):
+    """basis U_ℓ (top-r left singular vectors of block ℓ's down_proj); d = first PC of z_pos − z_neg."""
+    diffs = pair_differences(runner, pairs, cfg)                                          # [p, n, d_model]
+    basis = top_svd(readout_writer(model, cfg.layer).weight, rank)[0].to(diffs)            # [d_model, r]
+    diffs = (diffs @ basis).flatten(0, 1)                                                 # [p·n, r]
+    direction = torch.linalg.svd(diffs - diffs.mean(0), full_matrices=False).Vh[0]
+    direction = direction if (diffs @ direction).mean() >= 0 else -direction
+    return Space(basis, direction, float((diffs @ direction).mean().abs()), float(diffs.pow(2).sum(-1).mean()))
+
+
+def even_penalty(z_plus, z_minus, z_ref, unit):
+    """‖(z₊ + z₋)/2 − z₀‖² per token, in units of ‖z_pos − z_neg‖²: the read-out change both signs share.
+    Zero, with zero gradient, on an exactly odd change."""
+    return ((z_plus + z_minus) / 2 - z_ref).pow(2).sum(-1).mean() / unit
+
+
+def readout_loss(space, ref, out, lengths, cfg, progress):
+    """Σ_± [−log σ(m_c) + w_kl relu(KL̄_c − τ)²] + w_mono hinge(δ₊, δ₋) + w_even even(z₊, z₋, z₀), KL̄ over
+    the reply tokens. The hinge points the way the separation term does: at +1 the output gap grows."""
+    z0, logp0 = ref.h @ space.basis, ref.logits.log_softmax(-1)                # [2p, n, r], [m, vocab]
+    gap0 = output_gap(ref, next_token_nll(ref.logits, ref.targets))
+    z, delta, loss, logs = {}, {}, 0.0, {}
+    for c in (1.0, -1.0):
+        z[c] = out[c].h @ space.basis
+        moved = c * (gap(z[c], space.direction) - gap(z0, space.direction)) / space.scale
+        coh = F.relu(kl(out[c].logits.log_softmax(-1), logp0).mean() - cfg.kl_tau).pow(2)
+        delta[c] = output_gap(out[c], next_token_nll(out[c].logits, out[c].targets)) - gap0
+        loss = loss - F.logsigmoid(moved) + cfg.coherence_weight * coh
+        logs[f"d{c:+.0f}"], logs["coh"] = gap(z[c], space.direction).item(), logs.get("coh", 0.0) + coh.item() / 2
+    mono = monotonic_hinge(delta[1.0], delta[-1.0], cfg.mono_margin)
+    even = even_penalty(z[1.0], z[-1.0], z0, space.unit)
+    logs.update(mono=mono.item(), even=even.item())
+    return loss + cfg.mono_weight * mono + cfg.even_weight * even, logs
+
+
+OBJECTIVES["readout"] = Objective(readout_space, readout_loss, depth=0.75, start=0.25, scaling="exp", recipe=dict(
+    lr=4e-3, batch_pairs=4, last_n=4, weight_decay=0.0, mono_weight=1.0, mono_margin=0.05, direction_pairs=64,
+    select=False))
 
 
 # --------------------------------------------------------------------------- CLI

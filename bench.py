@@ -25,6 +25,7 @@ import time
 
 import torch
 
+import baselines  # noqa: F401 (registers the readout objective)
 import eval_dilemmas as ev
 import harness
 import innerpissa as ip
@@ -47,9 +48,9 @@ def train_speed(model, tok, adapter, objective, steps=6):
     the first batch a warm-up; the median step time of each over the other `steps` batches."""
     pairs = ip.make_pairs(tok, n=200)
     cfg = ip.resolve(ip.TrainConfig(objective=objective), model)
-    runners = {cached: ip.PairRunner(model, tok, adapter, pairs, cfg.layer, cfg.last_n, cached) for cached in (True, False)}
-    space = (ip.readout_space if objective == "readout" else ip.antipasto_space)(model, runners[True], pairs, cfg,
-                                                                                 adapter.rank)
+    runners = {cached: (harness.CachedPairRunner if cached else ip.PairRunner)(model, tok, adapter, pairs, cfg.layer,
+                                                                             cfg.last_n) for cached in (True, False)}
+    space = ip.OBJECTIVES[objective].space(model, runners[True], pairs, cfg, adapter.rank)
     opt = torch.optim.AdamW(adapter.parameters(), lr=0.0)             # lr 0: the weights stay as they are
     times = {True: [], False: []}
     for i, chunk in zip(range(steps + 1), ip.batches(pairs, cfg.batch_pairs)):
@@ -73,10 +74,10 @@ def long_prompts(tok, rows, tokens=200):
     prompts = []
     for i, row in enumerate(rows):
         question, j = ev.row_question(row), i
-        while len(tok(ip.yes_no_prompt(tok, question))["input_ids"]) < tokens:
+        while len(tok(harness.yes_no_prompt(tok, question))["input_ids"]) < tokens:
             j += 1
             question = f"Background: {rows[j % len(rows)]['dilemma_situation']}\n{question}"
-        prompts.append(ip.yes_no_prompt(tok, question))
+        prompts.append(harness.yes_no_prompt(tok, question))
     return prompts
 
 
@@ -92,8 +93,8 @@ def adapter_costs(model, tok, batch):
     results["hooked / plain forward"] = hooked / plain
 
     adapter.detach()
-    for objective in ip.RECIPES:
-        adapter = ip.InnerPiSSA.attach(model, ip.default_target(model, objective=objective))
+    for objective in ip.OBJECTIVES:
+        adapter = ip.InnerPiSSA.attach(model, ip.default_target(model, objective=objective), objective=objective)
         cached, plain = train_speed(model, tok, adapter, objective)
         adapter.detach()
         results[f"train step {objective}: cached pair-ex/s"] = cached

