@@ -58,7 +58,6 @@ DATA_DIR = Path(__file__).resolve().parent / "data"
 OBJECTIVE = "antipasto"   # the default objective, chosen on the tune half (results/README.md)
 
 
-
 class InputError(ValueError):
     """Bad user input. CLIs print it on one line and exit non-zero; nothing is written."""
 
