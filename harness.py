@@ -399,7 +399,6 @@ def prompt_nll(prefix_nll, logits, targets, last=None):
     return nll[-last:].mean() if last else nll.mean()
 
 
-@torch.no_grad()
 def kl(logp, logp_ref):
     """KL(p ‖ p_ref) per position from log-probs [..., vocab]."""
     return (logp.exp() * (logp - logp_ref)).sum(-1)
@@ -460,6 +459,7 @@ class CachedPairRunner(PairRunner):
                 row.flatten(), place.flatten(), lengths[row.flatten()])
 
 
+@torch.no_grad()
 def generate(model, tokenizer, prompts, max_new_tokens=64, batch_size=16, desc="generate"):
     """Greedy continuations of already formatted prompt texts, batched, decoded without special tokens."""
     out = []

@@ -621,7 +621,9 @@ def test_cli_unwritable_out_and_missing_model(tmp_path):
     blocker.write_text("")
     for argv, message in [(["--model", "embedded", "--out", str(blocker / "x" / "a.safetensors")], "--out"),
                           (["--model", str(tmp_path / "nope"), "--out", str(tmp_path / "a.safetensors")],
-                           "does not exist")]:
+                           "does not exist"),        # and --objective readout is known to a fresh process:
+                          (["--model", str(tmp_path / "nope"), "--objective", "readout", "--out",
+                            str(tmp_path / "a.safetensors")], "does not exist")]:
         proc = subprocess.run([sys.executable, "innerpissa.py", *argv], capture_output=True, text=True,
                               cwd=ip.DATA_DIR.parent)
         assert proc.returncode != 0
@@ -1689,6 +1691,23 @@ def test_oracle_yes_no_read_out_equals_plain_forwards_and_its_gradient_too(tiny,
         grads.append(adapter.layers[0].theta_v.grad.clone())
     assert torch.allclose(logp_cached, logp, atol=1e-9) and np.allclose(ratio_cached.detach().numpy(), scored, atol=1e-9)
     assert grads[1].abs().sum() > 0 and (grads[0] - grads[1]).norm() <= 1e-5 * grads[1].norm()
+
+
+def test_oracle_kl_term_reaches_the_adapter(tiny, tmp_path):
+    """Over its trust region (τ = 0) the KL term changes the oracle's gradient: the coherence penalty
+    trains θ, λ, and is not a number computed beside the graph."""
+    model, tok = tiny
+    rows, honest = baselines.oracle_rows(write_fixture(tmp_path, mixed_pairs(12)))
+    prompts = ev.row_prompts(tok, rows)[:4]
+    adapter = trained_adapter(model, rank=4)
+    grads = []
+    for weight in (0.0, 10.0):
+        adapter.zero_grad()
+        loss, logs = baselines.oracle_loss(model, tok, adapter, prompts, honest[:4], 0.0, weight, 3)
+        loss.backward()
+        grads.append(torch.cat([p.grad.flatten() for p in adapter.parameters()]))
+    assert logs["coh"] > 0 and (grads[1] - grads[0]).norm() > 1e-3 * grads[0].norm()
+    adapter.detach()
 
 
 @pytest.mark.parametrize("problem, message", [("no truthfulness", "Truthfulness label"),
