@@ -7,6 +7,7 @@ Truthfulness row of the tune half (48 dilemmas, 96 rows):
   persona contrast          the mean over training pairs of h(honest persona) − h(dishonest persona)
   at their last token (196 suffixes, those after the 48 held out), for several persona wordings;
   its output effect         the persona as system prompt on the same rows: margin(honest) − margin(dishonest).
+The same cosines at every block's output for the training persona.
 Cosines between unit vectors in d_model dimensions; two unrelated directions give |cos| ≈ 1/√d.
 Usage: python results/ceiling-axis/ceiling_axis.py ORACLE.safetensors INNERPISSA.safetensors
 """
@@ -49,6 +50,16 @@ def last_token_states(prompts, batch=16):
     return torch.cat(out)
 
 
+def all_block_states(prompts, blocks, batch=16):
+    """{block: its output at each prompt's last token, [n, d_model]}."""
+    out = {i: [] for i in blocks}
+    for k in range(0, len(prompts), batch):
+        found = ip.block_outputs(model, ip.tokenize(tok, prompts[k:k + batch], ip.input_device(model)), blocks)[0]
+        for i in blocks:
+            out[i].append(found[i][:, -1].float())
+    return {i: torch.cat(v) for i, v in out.items()}
+
+
 def odd_change(path):
     adapter = ip.InnerPiSSA.load(model, path)
     prompts = [harness.yes_no_prompt(tok, p["question"]) for p in probes]
@@ -79,6 +90,23 @@ basis = ip.antipasto_space(model, runner, ip.make_pairs(tok)[cfg.holdout:], cfg,
 for name, v in (("ō", oracle.mean(0)), ("ō_s", (oracle * y[:, None]).mean(0))):
     print(f"share of the ceiling's {name} in the loss subspace B ({basis.shape[1]} dims): "
           f"{float((v @ basis).norm() ** 2 / v.norm() ** 2):.3f} (a random direction: {basis.shape[1] / d:.3f})")
+print("every block with the training persona: block, cos(contrast, ceiling ō), cos(contrast, ceiling ō_s), ‖ō_s‖/‖ō‖")
+blocks = list(range(len(ip.decoder_layers(model))))
+plain = [harness.yes_no_prompt(tok, p["question"]) for p in probes]
+adapter = ip.InnerPiSSA.load(model, sys.argv[1])
+with adapter.steer(1.0):
+    plus = all_block_states(plain, blocks)
+with adapter.steer(-1.0):
+    minus = all_block_states(plain, blocks)
+adapter.detach()
+pairs = ip.make_pairs(tok)[cfg.holdout:cfg.holdout + 196]
+honest, dishonest = (all_block_states([pair[side] for pair in pairs], blocks) for side in (0, 1))
+for i in blocks:
+    o, contrast = (plus[i] - minus[i]) / 2, (honest[i] - dishonest[i]).mean(0)
+    signed = (o * y[:, None]).mean(0)
+    if o.norm() > 0:                                        # blocks below the first adapter do not change
+        print(f"  {i:2d} {float(unit(contrast) @ unit(o.mean(0))):+.3f} {float(unit(contrast) @ unit(signed)):+.3f} "
+              f"{float(signed.norm() / o.mean(0).norm()):.3f}")
 print("persona wording: cos(contrast, ceiling ō), cos(contrast, ceiling ō_s); persona as system prompt: "
       "margin gap on the same rows [95 % interval]")
 training_persona = ip.persona
