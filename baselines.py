@@ -73,7 +73,7 @@ from innerpissa import (DATA_DIR, OBJECTIVES, InnerPiSSA, InputError, Objective,
                         block_outputs, chat, decoder_layers, default_target, find_linears, gap, hidden_size,
                         input_device, interleave, load_artifact, make_pairs, monotonic_hinge, next_token_nll,
                         output_gap, pair_differences, persona, position_ids, residual_writers, row_major,
-                        save_artifact, schedule, sign_report, top_svd, wide)
+                        save_artifact, schedule, sign_report, svd, top_svd, wide)
 
 KINDS = ("pca", "random", "weight_diff")
 
@@ -171,7 +171,7 @@ def pca_directions(model, tok, layers, pairs=None):
     vectors = {}
     for i, h in states.items():
         d = (h[0::2] - h[1::2]).double()  # [n_pairs, d_model]
-        v = torch.linalg.svd(d - d.mean(0), full_matrices=False).Vh[0]  # unit first PC
+        v = svd(d - d.mean(0))[2][0]  # unit first PC
         # v · mean(D v) orients v so that mean(D v) > 0 and gives it the norm |mean projected gap|.
         vectors[i] = (v * (d @ v).mean()).float()
     return vectors
@@ -525,7 +525,7 @@ def readout_space(model, runner, pairs, cfg, rank):
     diffs = pair_differences(runner, pairs, cfg)                                          # [p, n, d_model]
     basis = top_svd(readout_writer(model, cfg.layer).weight, rank)[0].to(diffs)            # [d_model, r]
     diffs = (diffs @ basis).flatten(0, 1)                                                 # [p·n, r]
-    direction = torch.linalg.svd(diffs - diffs.mean(0), full_matrices=False).Vh[0]
+    direction = svd(diffs - diffs.mean(0))[2][0]
     direction = direction if (diffs @ direction).mean() >= 0 else -direction
     return Space(basis, direction, float((diffs @ direction).mean().abs()), float(diffs.pow(2).sum(-1).mean()))
 

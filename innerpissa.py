@@ -76,17 +76,19 @@ def cayley(theta, c, max_angle=None):
     return torch.linalg.solve(eye - a, eye + a)
 
 
+def svd(x, full_matrices=False):
+    """(U, S, Vh) of x [m, n] on x's device, in x's float dtype. On a CPU through numpy's LAPACK: a call to
+    torch's (MKL) made the model's later forward passes differ in the last bits from one process to the next
+    (2 of 16 processes); numpy's leaves them alone (16 of 16 the same, results/README.md#determinism)."""
+    if x.device.type != "cpu":
+        return torch.linalg.svd(x, full_matrices=full_matrices)
+    return tuple(torch.from_numpy(t) for t in np.linalg.svd(x.detach().numpy(), full_matrices=full_matrices))
+
+
 def top_svd(weight, rank, index=None):
     """(U_r [d_out, r], S_r [r], V_r [d_in, r]) in float32: the top r triplets, or those at `index`,
-    with a canonical sign (largest |entry| of each V column positive). On a CPU the SVD runs on one
-    thread: the threaded one was measured ~100× slower on a busy machine."""
-    threads = torch.get_num_threads()
-    if weight.device.type == "cpu":
-        torch.set_num_threads(1)
-    try:
-        u, s, vh = torch.linalg.svd(weight.detach().float(), full_matrices=False)
-    finally:
-        torch.set_num_threads(threads)
+    with a canonical sign (largest |entry| of each V column positive)."""
+    u, s, vh = svd(weight.detach().float())
     index = torch.arange(rank) if index is None else torch.as_tensor(index).long().cpu()
     u, s, v = u[:, index.to(u.device)], s[index.to(u.device)], vh[index.to(u.device)].T
     sign = torch.sign(v.gather(0, v.abs().argmax(0, keepdim=True)))      # [1, r]
@@ -585,7 +587,7 @@ def antipasto_space(model, runner, pairs, cfg, rank):
     subspace = 0: all of them, B spans the whole residual stream (the subspace ablated)."""
     diffs = pair_differences(runner, pairs, cfg)[:, -1]                                    # [p, d_model]
     diffs = diffs / diffs.norm(dim=-1, keepdim=True).clamp(min=1e-12)
-    vh = torch.linalg.svd(diffs, full_matrices=True).Vh                                    # [d_model, d_model]
+    vh = svd(diffs, full_matrices=True)[2]                                                 # [d_model, d_model]
     basis = (vh[:cfg.subspace] if cfg.subspace else vh).T                                  # [d_model, k]
     basis = basis * torch.sign((diffs @ basis).mean(0) + 1e-12)
     return Space(basis, torch.eye(basis.shape[1], dtype=basis.dtype, device=basis.device)[0])

@@ -206,6 +206,20 @@ def test_top_svd_reconstructs_weight_at_full_rank(tiny):
     assert torch.allclose(u @ torch.diag(s) @ v.T, weight, atol=1e-5)
 
 
+@pytest.mark.parametrize("shape, full", [((6, 9), True), ((9, 6), True), ((6, 9), False)])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_svd_is_a_singular_value_decomposition_in_the_input_dtype(shape, full, dtype):
+    x = torch.randn(*shape, generator=torch.Generator().manual_seed(0), dtype=dtype)
+    u, s, vh = ip.svd(x, full_matrices=full)
+    k = min(shape)
+    assert u.dtype == s.dtype == vh.dtype == dtype
+    assert u.shape == (shape[0], shape[0] if full else k) and vh.shape == (shape[1] if full else k, shape[1])
+    assert torch.allclose((u[:, :k] * s) @ vh[:k], x, atol=1e-5)
+    assert torch.allclose(u.T @ u, torch.eye(u.shape[1], dtype=dtype), atol=1e-5)
+    assert torch.allclose(vh @ vh.T, torch.eye(vh.shape[0], dtype=dtype), atol=1e-5)
+    assert torch.all(s[:-1] >= s[1:]) and torch.allclose(s, torch.linalg.svdvals(x), atol=1e-5)
+
+
 @pytest.mark.parametrize("rotate_u", [False, True])
 def test_merge_reproduces_hooked_output(tiny, rotate_u):
     model, tok = tiny
