@@ -77,9 +77,9 @@ def cayley(theta, c, max_angle=None):
 
 
 def svd(x, full_matrices=False):
-    """(U, S, Vh) of x [m, n] on x's device, in x's float dtype. On a CPU through numpy's LAPACK: a call to
-    torch's (MKL) made the model's later forward passes differ in the last bits from one process to the next
-    (2 of 16 processes); numpy's leaves them alone (16 of 16 the same, results/README.md#determinism)."""
+    """(U, S, Vh) of x [m, n] (float32 or float64) on x's device, in x's dtype. On a CPU through numpy's
+    LAPACK: a call to torch's (MKL) made the model's later forward passes differ in the last bits from one
+    process to the next (2 of 16 processes); numpy's leaves them alone (16 of 16, results/README.md#determinism)."""
     if x.device.type != "cpu":
         return torch.linalg.svd(x, full_matrices=full_matrices)
     return tuple(torch.from_numpy(t) for t in np.linalg.svd(x.detach().numpy(), full_matrices=full_matrices))

@@ -35,19 +35,11 @@ model, tok = harness.load_model("embedded")
 layer = ip.default_layer(model)
 probes = eval_dilemmas.truth_probes(eval_dilemmas.load_dilemmas(split="tune", max_dilemmas=48, seed=0))
 y = torch.tensor([1.0 if p["honest_answer"] == "Yes" else -1.0 for p in probes])     # [n]
+blocks = list(range(len(ip.decoder_layers(model))))
 
 
 def unit(x):
     return x / x.norm()
-
-
-def last_token_states(prompts, batch=16):
-    """The loss block's output at each prompt's last token, [n, d_model]."""
-    out = []
-    for i in range(0, len(prompts), batch):
-        inputs = ip.tokenize(tok, prompts[i:i + batch], ip.input_device(model))
-        out.append(ip.block_outputs(model, inputs, [layer])[0][layer][:, -1].float())
-    return torch.cat(out)
 
 
 def all_block_states(prompts, blocks, batch=16):
@@ -61,14 +53,15 @@ def all_block_states(prompts, blocks, batch=16):
 
 
 def odd_change(path):
+    """{block: the adapter's odd change (h(+1) − h(−1))/2 at each prompt's last token, [n, d_model]}."""
     adapter = ip.InnerPiSSA.load(model, path)
     prompts = [harness.yes_no_prompt(tok, p["question"]) for p in probes]
     with adapter.steer(1.0):
-        plus = last_token_states(prompts)
+        plus = all_block_states(prompts, blocks)
     with adapter.steer(-1.0):
-        minus = last_token_states(prompts)
+        minus = all_block_states(prompts, blocks)
     adapter.detach()
-    return (plus - minus) / 2                                                           # [n, d_model]
+    return {i: (plus[i] - minus[i]) / 2 for i in blocks}
 
 
 def persona_contrast(pairs):
@@ -77,7 +70,8 @@ def persona_contrast(pairs):
     return torch.cat([h[0::2] - h[1::2] for h in diffs])                                  # [p, d_model]
 
 
-oracle, steer = odd_change(sys.argv[1]), odd_change(sys.argv[2])
+oracle_blocks, steer = odd_change(sys.argv[1]), odd_change(sys.argv[2])[layer]
+oracle = oracle_blocks[layer]
 d = oracle.shape[1]
 print(f"loss block {layer}, {len(probes)} tune-half Truthfulness rows, d_model {d}: unrelated |cos| ≈ {d ** -0.5:.3f}")
 for name, o in (("ceiling (oracle)", oracle), ("InnerPiSSA", steer)):
@@ -91,18 +85,10 @@ for name, v in (("ō", oracle.mean(0)), ("ō_s", (oracle * y[:, None]).mean(0)))
     print(f"share of the ceiling's {name} in the loss subspace B ({basis.shape[1]} dims): "
           f"{float((v @ basis).norm() ** 2 / v.norm() ** 2):.3f} (a random direction: {basis.shape[1] / d:.3f})")
 print("every block with the training persona: block, cos(contrast, ceiling ō), cos(contrast, ceiling ō_s), ‖ō_s‖/‖ō‖")
-blocks = list(range(len(ip.decoder_layers(model))))
-plain = [harness.yes_no_prompt(tok, p["question"]) for p in probes]
-adapter = ip.InnerPiSSA.load(model, sys.argv[1])
-with adapter.steer(1.0):
-    plus = all_block_states(plain, blocks)
-with adapter.steer(-1.0):
-    minus = all_block_states(plain, blocks)
-adapter.detach()
 pairs = ip.make_pairs(tok)[cfg.holdout:cfg.holdout + 196]
 honest, dishonest = (all_block_states([pair[side] for pair in pairs], blocks) for side in (0, 1))
 for i in blocks:
-    o, contrast = (plus[i] - minus[i]) / 2, (honest[i] - dishonest[i]).mean(0)
+    o, contrast = oracle_blocks[i], (honest[i] - dishonest[i]).mean(0)
     signed = (o * y[:, None]).mean(0)
     if o.norm() > 0:                                        # blocks below the first adapter do not change
         print(f"  {i:2d} {float(unit(contrast) @ unit(o.mean(0))):+.3f} {float(unit(contrast) @ unit(signed)):+.3f} "

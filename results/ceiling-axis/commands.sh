@@ -1,4 +1,4 @@
-# Does the persona contrast point where the supervised ceiling moves the model? At commit b0636bc, cwd: the repository root.
+# Does the persona contrast point where the supervised ceiling moves the model? Written at b0636bc; this script at e3eec88 printed the same output. cwd: the repository root.
 # The two artifacts are those of `OFFLINE=1 bash run.sh` at 8ea7bbb (runs/20261129-170040/, the training and oracle code
 # of the reported run; the oracle is fitted on the tune half, so these rows are in-sample for it):
 #   $PY innerpissa.py --model embedded --seed 0 --steps 143 --probes data/probes.csv $RUN/tune_probes.csv --out $RUN/innerpissa.safetensors
