@@ -389,18 +389,19 @@ class _StopForward(Exception):
     """Raised by a hook once the last block we need has run: the rest of the model is skipped."""
 
 
-def block_outputs(model, batch, layers, stop=True, **kwargs):
-    """({i: output of decoder block i, [batch, seq, d_model]}, model output or None). With stop=True the
-    forward ends after the last of `layers`: later blocks and the vocabulary head never run."""
+def block_outputs(model, batch, layers, stop=True, inputs=False, **kwargs):
+    """({i: output of decoder block i, or its input with inputs=True, [batch, seq, d_model]}, model output
+    or None). With stop=True the forward ends once the last of `layers` is read: later blocks and the
+    vocabulary head never run."""
     found, blocks = {}, decoder_layers(model)
 
-    def keep(i):
-        def hook(module, inputs, output):
-            found[i] = output[0] if isinstance(output, tuple) else output
-            if stop and len(found) == len(layers):
-                raise _StopForward
-        return hook
-    handles = [blocks[i].register_forward_hook(keep(i)) for i in layers]
+    def read(i, x):
+        found[i] = x[0] if isinstance(x, tuple) else x
+        if stop and len(found) == len(layers):
+            raise _StopForward
+    handles = [blocks[i].register_forward_pre_hook(
+                   lambda m, args, kw, i=i: read(i, args[0] if args else kw["hidden_states"]), with_kwargs=True)
+               if inputs else blocks[i].register_forward_hook(lambda m, args, out, i=i: read(i, out)) for i in layers]
     out = None
     try:
         out = model(**batch, **kwargs)
@@ -599,29 +600,15 @@ def select_directions(runner, adapter, pairs, rank):
     token: with a_i = h·u_i, honest_i = S_i·mean|a_i(pos)|, dishonest_i = S_i·mean|a_i(neg)|,
     diff_i = S_i·|mean(a_i(pos) − a_i(neg))|; the top ⌈r/3⌉ by each, their union, filled up to r by diff.
     The pairs run through `runner` at c = 0 (cached or plain: the same h) up to the last adapted block."""
-    prefix, blocks = find_blocks(runner.model)
+    prefix = find_blocks(runner.model)[0]
     where = [int(name[len(prefix) + 1:].split(".")[0]) for name in adapter.names]
-    found, inputs = {i: [] for i in set(where)}, {}
-
-    def keep(i):
-        def hook(module, args, kwargs):
-            inputs[i] = (args[0] if args else kwargs["hidden_states"]).flatten(0, 1)     # [N, d_model]
-            if len(inputs) == len(found):
-                raise _StopForward                                   # later blocks are not needed
-        return hook
+    found = {i: [] for i in set(where)}
     for chunk in batches(pairs, 8):
         batch, row, place, end = runner.batch(interleave(chunk), 0.0)      # (runs the chats before the hooks)
-        inputs.clear()
-        handles = [blocks[i].register_forward_pre_hook(keep(i), with_kwargs=True) for i in found]
-        try:
-            with contextlib.suppress(_StopForward):
-                runner.model(**batch)
-        finally:
-            for handle in handles:
-                handle.remove()
+        inputs = block_outputs(runner.model, batch, list(found), inputs=True)[0]
         last = row_major(row, (row >= 0) & (place == end - 1))                       # [2p] each row's last token
         for i in found:
-            found[i].append(inputs[i][last].float())
+            found[i].append(inputs[i].flatten(0, 1)[last].float())                  # [2p, d_model]
     for i, layer, linear in zip(where, adapter.layers, adapter.hosts.values()):
         u, s, _ = top_svd(linear.weight, min(linear.weight.shape))
         a = torch.cat(found[i]).to(u) @ u                                                  # [2p, k]
