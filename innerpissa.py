@@ -399,9 +399,13 @@ def block_outputs(model, batch, layers, stop=True, inputs=False, **kwargs):
         found[i] = x[0] if isinstance(x, tuple) else x
         if stop and len(found) == len(layers):
             raise _StopForward
-    handles = [blocks[i].register_forward_pre_hook(
-                   lambda m, args, kw, i=i: read(i, args[0] if args else kw["hidden_states"]), with_kwargs=True)
-               if inputs else blocks[i].register_forward_hook(lambda m, args, out, i=i: read(i, out)) for i in layers]
+
+    def register(i):
+        if inputs:                        # the block's input: hidden_states, passed by position or by keyword
+            return blocks[i].register_forward_pre_hook(
+                lambda module, args, kw: read(i, args[0] if args else kw["hidden_states"]), with_kwargs=True)
+        return blocks[i].register_forward_hook(lambda module, args, output: read(i, output))
+    handles = [register(i) for i in layers]
     out = None
     try:
         out = model(**batch, **kwargs)

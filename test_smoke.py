@@ -663,9 +663,9 @@ def test_block_outputs_match_hidden_states_and_leave_no_hook(tiny):
     before = hook_ids(model)
     with torch.no_grad():
         found, out = ip.block_outputs(model, batch, [0, 2])
-        entering, _ = ip.block_outputs(model, batch, [0, 2], inputs=True)
+        entering, stopped = ip.block_outputs(model, batch, [0, 2], inputs=True)
         hidden = copy.deepcopy(model)(**batch, output_hidden_states=True).hidden_states
-    assert sorted(found) == sorted(entering) == [0, 2] and out is None  # stopped after block 2
+    assert sorted(found) == sorted(entering) == [0, 2] and out is stopped is None  # stopped at block 2
     for i in found:
         assert torch.equal(found[i], hidden[i + 1]) and torch.equal(entering[i], hidden[i])
     assert hook_ids(model) == before
