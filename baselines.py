@@ -22,7 +22,7 @@ per persona on each target Linear (y = x Wᵀ + b) by plain SFT with no persona 
     steered Linear:  y ↦ y + c · ((x A⁺ᵀ) B⁺ᵀ − (x A⁻ᵀ) B⁻ᵀ)  = x (W + c·dW)ᵀ + b.
 
 oracle — the supervised ceiling: the InnerPiSSA adapter form itself (same default targets, rank 64,
-max angle 0.5) trained on the *labelled answers* of the Truthfulness rows of the dilemma set's **tune**
+bound π/4) trained on the *labelled answers* of the Truthfulness rows of the dilemma set's **tune**
 half (never a test row). With m_c = logratio_c · h the honest margin of a row (h = +1 when its
 honest answer is Yes, label · side > 0, else −1), a batch of whole dilemmas (both rows, so a pure
 Yes bias cannot lower the loss) and KL̄_c the mean KL(p_c ‖ p_0) of the next-token distribution over
@@ -69,11 +69,11 @@ from tqdm import tqdm
 from harness import (ArgParser, CachedPairRunner, add_device_map, check_writable, continue_from, describe_sign, export_args,
                      family_rows, generate, kl, load_model, model_name, probe_margins, probe_sources, prompt_families,
                      read_lines, right_pad, run_cli, run_export, run_families, run_prefix, shared_prefix, yes_no_logprobs)
-from innerpissa import (DATA_DIR, OBJECTIVES, InnerPiSSA, InputError, Objective, Space, TrainConfig, batches,
+from innerpissa import (DATA_DIR, MAX_ANGLE, OBJECTIVES, InnerPiSSA, InputError, Objective, Space, TrainConfig, batches,
                         block_outputs, chat, decoder_layers, default_target, find_linears, gap, hidden_size,
                         input_device, interleave, load_artifact, make_pairs, monotonic_hinge, next_token_nll,
                         output_gap, pair_differences, persona, position_ids, residual_writers, row_major,
-                        save_artifact, schedule, sign_report, svd, top_svd, wide)
+                        save_artifact, scheduler, sign_report, svd, top_svd, wide)
 
 KINDS = ("pca", "random", "weight_diff")
 
@@ -469,7 +469,7 @@ def train_oracle(model, tok, adapter, rows, honest, steps=60, batch_rows=8, lr=1
     flags = [p.requires_grad for p in model.parameters()]
     model.requires_grad_(False)
     opt = torch.optim.AdamW(adapter.parameters(), lr=lr, weight_decay=0.0)
-    lr_at = torch.optim.lr_scheduler.LambdaLR(opt, schedule(TrainConfig(steps=steps, warmup=warmup)))
+    lr_at = scheduler(opt, TrainConfig(steps=steps, warmup=warmup, lr=lr, schedule="cosine"))
     start, history = time.time(), []
     try:
         with tqdm(batches, desc="oracle", disable=not progress) as bar:
@@ -500,7 +500,7 @@ def train_oracle(model, tok, adapter, rows, honest, steps=60, batch_rows=8, lr=1
             "seconds": round(time.time() - start, 1)}
 
 
-def make_oracle(model, tok, rows, honest, rank=64, max_angle=0.5, seed=0, sources=None, **train_args):
+def make_oracle(model, tok, rows, honest, rank=64, max_angle=MAX_ANGLE, seed=0, sources=None, **train_args):
     """The sign-calibrated oracle adapter (kind "oracle"), attached to `model`; save it with .save(path)."""
     torch.manual_seed(seed)
     adapter = InnerPiSSA.attach(model, rank=rank, max_angle=max_angle or None)   # the method's default form
@@ -646,8 +646,8 @@ def oracle_args(s):
     s.add_argument("--lr", type=float, default=1e-3, help="AdamW peak learning rate (default 1e-3)")
     s.add_argument("--kl-tau", type=float, default=0.1, help="KL trust region, nats per token (default 0.1)")
     s.add_argument("--rank", type=_count(1), default=64, help="top-r singular directions per layer (default 64)")
-    s.add_argument("--max-angle", type=float, default=0.5,
-                   help="budget on ||A||_F as an angle, radians, shared by all planes (default 0.5; 0 = unbounded)")
+    s.add_argument("--max-angle", type=float, default=MAX_ANGLE,
+                   help="rotation bound as InnerPiSSA's, radians (default pi/4; 0 = unbounded)")
     s.add_argument("--seed", type=int, default=0, help="seed of the init and the batch order")
     s.add_argument("--probes", nargs="+", default=None,
                    help="Yes/No probe CSVs for the sign, one source each (default data/probes.csv)")

