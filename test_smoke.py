@@ -1840,7 +1840,7 @@ def test_export_bad_input_is_one_line_and_writes_nothing(exports, capsys, monkey
     elif problem == "nan coeff":
         args["c"] = float("nan")
     elif problem == "unknown format":
-        args["fmt"] = "gguf"
+        args["fmt"] = "onnx"
     elif problem == "non-empty out":
         args["out"] = tmp / "full"
         args["out"].mkdir()
@@ -2041,3 +2041,202 @@ def test_decoder_layouts_cached_step_equals_the_plain_step(_tiny, name):
     model = make_layout(name, tok)
     dtype, tol = (torch.float32, 1e-4) if name == "gemma2" else (torch.float64, 1e-5)
     assert_cached_step_equals_plain(model, tok, trained_adapter(model, rank=4), "antipasto", 2, dtype, tol)
+
+
+# ----------------------------------------------------------------------------- GGUF export (gguf_export.py)
+
+GGUF_TYPES = {"attn_output": "F16", "ffn_down": "Q8_0"}     # the tiny file's non-F32 tensors
+
+
+def write_tiny_gguf(path, tok, seed=0, layers=3, types=GGUF_TYPES):
+    """A llama-arch GGUF of a random LlamaForCausalLM (d_model 64, 4 heads, 2 KV heads), written the way
+    llama.cpp's converter does: its tensor names, attn_q / attn_k rows in its rotary order, the test tokenizer
+    as a gpt2 BPE, `types` {tensor kind: F16 | Q8_0} (else F32). Returns the model it was written from."""
+    import gguf
+    from gguf_export import rotary_rows
+    torch.manual_seed(seed)
+    config = transformers.LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=layers,
+                                      num_attention_heads=4, num_key_value_heads=2, head_dim=16,
+                                      max_position_embeddings=512, rms_norm_eps=1e-5, rope_theta=10000.0,
+                                      tie_word_embeddings=True)
+    model = transformers.LlamaForCausalLM(config).eval()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("norm.weight"):
+                p.uniform_(0.5, 1.5)                                    # not all ones: a misplaced norm shows
+    w = gguf.GGUFWriter(path, "llama")
+    w.add_context_length(512), w.add_embedding_length(64), w.add_block_count(layers), w.add_feed_forward_length(128)
+    w.add_head_count(4), w.add_head_count_kv(2), w.add_rope_dimension_count(16), w.add_rope_freq_base(10000.0)
+    w.add_layer_norm_rms_eps(1e-5), w.add_vocab_size(len(tok))
+    vocab = json.loads(tok.backend_tokenizer.to_str())["model"]
+    w.add_tokenizer_model("gpt2"), w.add_tokenizer_pre("default")
+    w.add_token_list(sorted(vocab["vocab"], key=vocab["vocab"].get))
+    w.add_token_types([3 if i in tok.all_special_ids else 1 for i in range(len(tok))])
+    w.add_token_merges([m if isinstance(m, str) else " ".join(m) for m in vocab["merges"]])
+    w.add_eos_token_id(tok.eos_token_id), w.add_pad_token_id(tok.pad_token_id), w.add_add_bos_token(False)
+    w.add_chat_template(CHATML)
+    names = {"self_attn.q_proj": "attn_q", "self_attn.k_proj": "attn_k", "self_attn.v_proj": "attn_v",
+             "self_attn.o_proj": "attn_output", "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up",
+             "mlp.down_proj": "ffn_down", "input_layernorm": "attn_norm", "post_attention_layernorm": "ffn_norm"}
+    for key, t in model.state_dict().items():
+        x = t.numpy()
+        if key.startswith("model.layers."):
+            i, module = key[len("model.layers."):].rsplit(".", 1)[0].split(".", 1)
+            name = f"blk.{i}.{names[module]}.weight"
+            heads = {"attn_q": 4, "attn_k": 2}.get(names[module])
+            x = rotary_rows(x, heads) if heads else x
+            kind = types.get(names[module], "F32")
+        else:
+            name, kind = {"model.embed_tokens.weight": "token_embd.weight", "model.norm.weight": "output_norm.weight",
+                          "lm_head.weight": None}[key], "F32"
+            if name is None:
+                continue                                                # tied to token_embd
+        qtype = getattr(gguf.GGMLQuantizationType, kind)
+        w.add_tensor(name, gguf.quants.quantize(x, qtype) if kind == "Q8_0" else x.astype(np.float16 if kind == "F16"
+                                                                                             else np.float32),
+                     raw_dtype=qtype if kind == "Q8_0" else None)
+    w.write_header_to_file(), w.write_kv_data_to_file(), w.write_tensors_to_file(), w.close()
+    return model
+
+
+@pytest.fixture
+def tiny_gguf(_tiny, tmp_path):
+    """(path, model loaded from it, tokenizer loaded from it) of a 3-block llama-arch GGUF."""
+    path = tmp_path / "tiny.gguf"
+    write_tiny_gguf(path, _tiny[1])
+    model, tok = harness.load_model(str(path), device="cpu")
+    return path, model, tok
+
+
+def gguf_tensors(path):
+    """{name: (type name, raw bytes)} of a GGUF file's tensors, and {key: [raw bytes of each part]} of its metadata."""
+    import gguf
+    reader = gguf.GGUFReader(path)
+    return ({t.name: (t.tensor_type.name, bytes(np.ascontiguousarray(t.data).view(np.uint8))) for t in reader.tensors},
+            {k: [bytes(np.asarray(p).view(np.uint8)) for p in f.parts] for k, f in reader.fields.items()
+             if not k.startswith("GGUF.")})
+
+
+GGUF_TARGET = r"\.(q_proj|k_proj|o_proj|down_proj)$"   # the rotary order, an F16 and a Q8_0 source
+
+
+def gguf_artifacts(model, folder, target=GGUF_TARGET):
+    """innerpissa (rank 3, rotate_u, sign −1) and weight_diff artifacts on `target` of a model."""
+    adapter = ip.InnerPiSSA.attach(model, target=target, rank=3, rotate_u=True)
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for p in adapter.parameters():
+            p.normal_(0, 0.3)
+    adapter.set_sign(-1)
+    adapter.save(folder / "innerpissa.safetensors")
+    adapter.detach()
+    tensors = baselines.diff_tensors(*(
+        {n: (torch.randn(2, m.in_features) * 0.3, torch.randn(m.out_features, 2) * 0.3)
+         for n, m in find_linears(model, target).items()} for _ in range(2)))
+    ip.save_artifact(folder / "weight_diff.safetensors", tensors, {"kind": "weight_diff", "model": "tiny", "sign": 1})
+    return {"innerpissa": folder / "innerpissa.safetensors", "weight_diff": folder / "weight_diff.safetensors"}
+
+
+def export_gguf(kind, artifact, c, model, out):
+    """`export --format gguf` of an artifact on the model loaded from the GGUF file `model`."""
+    argv = ["export", "--model", str(model), "--artifact", str(artifact), "--coeff", str(c), "--format", "gguf",
+            "--out", str(out)]
+    (harness.train_main if kind == "innerpissa" else baselines.main)(argv)
+
+
+def test_tiny_gguf_loads_as_the_model_it_was_written_from(_tiny, tmp_path):
+    written = write_tiny_gguf(tmp_path / "f32.gguf", _tiny[1], types={})
+    model, tok = harness.load_model(str(tmp_path / "f32.gguf"), device="cpu")
+    assert all(torch.equal(v, written.state_dict()[k]) for k, v in model.state_dict().items())   # rotary rows undone
+    assert tok("Should you tell the truth?")["input_ids"] == _tiny[1]("Should you tell the truth?")["input_ids"]
+    assert tok.chat_template == CHATML and model.config.name_or_path == str(tmp_path / "f32.gguf")
+
+
+@pytest.mark.parametrize("kind", ["innerpissa", "weight_diff"])
+def test_gguf_export_at_c0_is_the_source_byte_for_byte(tiny_gguf, kind):
+    path, model, _ = tiny_gguf
+    artifact = gguf_artifacts(copy.deepcopy(model), path.parent)[kind]
+    export_gguf(kind, artifact, 0.0, path, path.parent / "zero.gguf")
+    (src, src_meta), (out, out_meta) = gguf_tensors(path), gguf_tensors(path.parent / "zero.gguf")
+    assert list(out) == list(src) and out == src
+    assert list(out_meta) == list(src_meta) + ["steering.note"] and {k: out_meta[k] for k in src_meta} == src_meta
+    assert {t for t, _ in src.values()} == {"F32", "F16", "Q8_0"}
+
+
+@pytest.mark.parametrize("kind, c", [("innerpissa", 1.5), ("weight_diff", -0.7)])
+def test_gguf_export_replaces_only_the_edited_tensors_with_merge(tiny_gguf, kind, c):
+    import gguf_export
+    path, model, tok = tiny_gguf
+    artifact = gguf_artifacts(copy.deepcopy(model), path.parent)[kind]
+    out = path.parent / "steered.gguf"
+    export_gguf(kind, artifact, c, path, out)
+    steered = copy.deepcopy(model)
+    if kind == "innerpissa":
+        merged = InnerPiSSA.load(steered, artifact).merge(c)
+    else:
+        merged = ip.merged_weights(steered, baselines.weight_diff_factors(steered, artifact, c))
+    (src, src_meta), (got, got_meta) = gguf_tensors(path), gguf_tensors(out)
+    names = gguf_export.tensor_names(gguf_export.gguf_module().GGUFReader(path), merged, path)
+    assert len(names) == 12 and list(got) == list(src)
+    for key, name in names.items():                                   # each edited tensor is merge(c), F32 or F16
+        dtype = np.float16 if src[name][0] == "F16" else np.float32
+        want = gguf_export.file_layout(gguf_export.gguf_module().GGUFReader(path), name)(merged[key].numpy())
+        assert got[name] == (("F16" if dtype == np.float16 else "F32"), want.astype(dtype).tobytes()), name
+        assert got[name] != src[name]
+    assert {n: got[n] for n in src if n not in names.values()} == {n: src[n] for n in src if n not in names.values()}
+    note = json.loads(gguf_export.field_value(gguf_export.gguf_module().GGUFReader(out), "steering.note"))
+    assert note["coeff"] == c and note["kind"] == kind and sorted(note["tensors"]) == sorted(names.values())
+    assert {k: got_meta[k] for k in src_meta} == src_meta
+    reloaded, _ = harness.load_model(str(out), device="cpu")          # transformers undoes the rotary order
+    for key, t in reloaded.state_dict().items():
+        want = merged.get(key, model.state_dict()[key])
+        assert torch.equal(t, want.half().float() if ".o_proj." in key else want), key   # o_proj: an F16 source
+    assert not torch.equal(logits(reloaded, tok), logits(model, tok))
+
+
+def test_control_vector_reloads_to_our_directions(tiny_gguf):
+    import gguf_export
+    path, model, tok = tiny_gguf
+    v = {i: torch.randn(64) for i in (1, 2)}
+    ip.save_artifact(path.parent / "pca.safetensors", {f"layers.{i}": x for i, x in v.items()},
+                     {"kind": "pca", "model": "tiny", "sign": -1, "layers": [1, 2]})
+    export_gguf("weight_diff", path.parent / "pca.safetensors", -2.0, path, path.parent / "pca.gguf")
+    directions, meta = gguf_export.read_control_vector(path.parent / "pca.gguf")
+    assert directions.keys() == v.keys() and all(torch.equal(directions[i], -2.0 * v[i]) for i in v)
+    assert meta["general.architecture"] == "controlvector" and meta["controlvector.model_hint"] == "llama"
+    assert meta["controlvector.layer_count"] == 2 and json.loads(meta["steering.note"])["sign"] == -1
+    buffer = gguf_export.cvec_buffer(directions, 64, 3, strength=0.5)            # what llama.cpp adds at block il
+    assert np.array_equal(buffer[64:128], (-1.0 * v[2]).numpy()) and buffer.shape == (128,)
+    steerer = baselines.load(model, path.parent / "pca.safetensors")      # our hook adds c·v_i at that block
+    assert torch.equal(steerer.deltas[ip.decoder_layers(model)[2]](None, torch.zeros(1, 64)), v[2])
+
+
+@pytest.mark.parametrize("problem, message", [
+    ("hub model", "needs a model loaded from a GGUF file"), ("other model", "differ"),
+    ("existing out", "already exists"), ("block 0", "no slot for block 0"), ("vector via innerpissa", "baselines.py"),
+    ("device map", "drop --device-map"),
+])
+def test_gguf_export_bad_input_is_one_line_and_writes_nothing(tiny_gguf, _tiny, capsys, problem, message):
+    path, model, tok = tiny_gguf
+    artifacts = gguf_artifacts(copy.deepcopy(model), path.parent)
+    kind, artifact, model_arg, out, extra = "innerpissa", artifacts["innerpissa"], str(path), path.parent / "o.gguf", []
+    if problem == "hub model":
+        model_arg = "tiny-qwen3"
+    elif problem == "other model":
+        write_tiny_gguf(path.parent / "other.gguf", _tiny[1], seed=1)
+        model_arg = str(path.parent / "other.gguf")
+    elif problem == "existing out":
+        out = path.parent / "weight_diff.safetensors"
+    elif problem in ("block 0", "vector via innerpissa"):
+        ip.save_artifact(path.parent / "pca.safetensors", {"layers.0": torch.ones(64)}, {"kind": "pca", "sign": 1})
+        kind, artifact = ("weight_diff" if problem == "block 0" else "innerpissa"), path.parent / "pca.safetensors"
+    else:
+        extra = ["--device-map", "auto"]
+    before = {p: p.read_bytes() for p in sorted(path.parent.rglob("*"))}
+    argv = ["export", "--model", model_arg, "--artifact", str(artifact), "--coeff", "1", "--format", "gguf",
+            "--out", str(out), *extra]
+    with pytest.raises(SystemExit) as e:
+        run_cli(lambda: (harness.train_main if kind == "innerpissa" else baselines.main)(argv))
+    err = capsys.readouterr().err.strip()
+    assert e.value.code == 2 and err.startswith("error: ") and "\n" not in err and message in err, err
+    assert {p: p.read_bytes() for p in sorted(path.parent.rglob("*"))} == before      # nothing written or changed
