@@ -1,6 +1,7 @@
-"""The shared plumbing of the scripts: model loading, the Yes/No scorer (plain and cached), the cached
-training step (CachedPairRunner), generation, export, probe files and CLI helpers. The method itself is
-innerpissa.py, which never imports this module (its command line does, under `__main__`).
+"""The shared plumbing of the scripts: model loading (hub, directory, GGUF file), the Yes/No scorer (plain and
+cached), the cached training step (CachedPairRunner), generation, export (GGUF files: gguf_export.py), probe
+files and CLI helpers. The method itself is innerpissa.py, which never imports this module (its command line
+does, under `__main__`).
 
 Yes/No scoring: logratio = logsumexp(logp[yes ids]) − logsumexp(logp[no ids]) at the prompt's last
 token, pmass = p(yes) + p(no), and the prompt's mean per-token NLL. Shared text runs once: the prompts'
@@ -9,7 +10,7 @@ it (a dilemma's situation, asked with each of its actions) once per batch; every
 from their key/value caches with the numbers of its own full forward.
 
 Usage: python innerpissa.py --model embedded --out runs/x/innerpissa.safetensors     (train_main)
-       python innerpissa.py export --model embedded --artifact A --coeff 1 --format merged|lora --out DIR
+       python innerpissa.py export --model embedded --artifact A --coeff 1 --format merged|lora|gguf --out DIR
 """
 import argparse
 import contextlib

@@ -12,6 +12,7 @@ import ast
 import contextlib
 import copy
 import csv
+import importlib.util
 import inspect
 import json
 import math
@@ -2057,7 +2058,7 @@ def write_tiny_gguf(path, tok, seed=0, layers=3, types=GGUF_TYPES):
     torch.manual_seed(seed)
     config = transformers.LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=layers,
                                       num_attention_heads=4, num_key_value_heads=2, head_dim=16,
-                                      max_position_embeddings=512, rms_norm_eps=1e-5, rope_theta=10000.0,
+                                      max_position_embeddings=2048, rms_norm_eps=1e-5, rope_theta=10000.0,
                                       tie_word_embeddings=True)
     model = transformers.LlamaForCausalLM(config).eval()
     with torch.no_grad():
@@ -2065,7 +2066,7 @@ def write_tiny_gguf(path, tok, seed=0, layers=3, types=GGUF_TYPES):
             if name.endswith("norm.weight"):
                 p.uniform_(0.5, 1.5)                                    # not all ones: a misplaced norm shows
     w = gguf.GGUFWriter(path, "llama")
-    w.add_context_length(512), w.add_embedding_length(64), w.add_block_count(layers), w.add_feed_forward_length(128)
+    w.add_context_length(2048), w.add_embedding_length(64), w.add_block_count(layers), w.add_feed_forward_length(128)
     w.add_head_count(4), w.add_head_count_kv(2), w.add_rope_dimension_count(16), w.add_rope_freq_base(10000.0)
     w.add_layer_norm_rms_eps(1e-5), w.add_vocab_size(len(tok))
     vocab = json.loads(tok.backend_tokenizer.to_str())["model"]
@@ -2240,3 +2241,29 @@ def test_gguf_export_bad_input_is_one_line_and_writes_nothing(tiny_gguf, _tiny, 
     err = capsys.readouterr().err.strip()
     assert e.value.code == 2 and err.startswith("error: ") and "\n" not in err and message in err, err
     assert {p: p.read_bytes() for p in sorted(path.parent.rglob("*"))} == before      # nothing written or changed
+
+
+@pytest.mark.skipif(importlib.util.find_spec("llama_cpp") is None,
+                    reason="llama-cpp-python is not installed (it compiles llama.cpp; docs/export.md)")
+def test_llama_cpp_runs_the_exports_like_our_hooks(_tiny, tmp_path):
+    """The engine check of docs/export.md on a tiny all-F32 file: the source at c = 0, the exported InnerPiSSA
+    GGUF and a pca control vector at c, against our hooked float32 model on the same token ids."""
+    import gguf_export
+    path = tmp_path / "tiny.gguf"
+    write_tiny_gguf(path, _tiny[1], types={})                          # F32 only: llama.cpp computes in F32 too
+    model, tok = harness.load_model(str(path), device="cpu")
+    artifacts = gguf_artifacts(copy.deepcopy(model), tmp_path)
+    torch.manual_seed(2)
+    ip.save_artifact(tmp_path / "pca.safetensors", {f"layers.{i}": torch.randn(64) for i in (1, 2)},
+                     {"kind": "pca", "model": "tiny", "sign": 1, "layers": [1, 2]})
+    prompts = gguf_export.check_prompts(tok, n_dilemmas=2, n_neutral=2, reply_tokens=24)
+    base = [gguf_export.ours_logprobs(model, ids)[start - 1:-1] for ids, start in prompts[1]]
+    rows = [("source", gguf_export.compare(model, tok, gguf_export.engine(path, 1), *prompts, n_greedy=8))]
+    for name in ("innerpissa", "pca"):
+        rows.append(gguf_export.check_artifact(model, tok, path, artifacts.get(name, tmp_path / "pca.safetensors"),
+                                               1.5, tmp_path, prompts, 1, base))
+    print(gguf_export.table(rows))
+    for label, s in rows:
+        assert s["top1_agree"] == s["n_dilemma"] == 4 and s["greedy_same"] == 4, label
+        assert s["max_d_logratio"] <= 1e-3 and s["reply_max"] <= 1e-3, label
+        assert label == "source" or s["edit_mean"] > 100 * s["reply_max"], label   # the edit is far above the noise
