@@ -331,7 +331,7 @@ def same_tokens(tokenizer, llm, n_dilemmas=3):
                for t in texts)
 
 
-def check_artifact(model, tokenizer, source, path, coeff, folder, prompts, threads, base=None):
+def check_artifact(model, tokenizer, source, path, coeff, folder, prompts, threads, base=None, n_greedy=24):
     """(row label, compare stats) for one artifact: exported by `export --format gguf` into `folder`, then run
     in llama.cpp; a control vector is exported at c = 1 and loaded at strength c (--control-vector-scaled)."""
     import argparse
@@ -353,7 +353,7 @@ def check_artifact(model, tokenizer, source, path, coeff, folder, prompts, threa
         set_control_vector(llm, out, coeff)
     steerer = eval_dilemmas.load_steerer(model, path)
     with steerer.steer(coeff):
-        stats = compare(model, tokenizer, llm, *prompts, base=base)
+        stats = compare(model, tokenizer, llm, *prompts, n_greedy=n_greedy, base=base)
     steerer.detach()
     label = f"{kind}: source + control vector, strength {coeff:g}" if vector else f"{kind}: exported GGUF at c = {coeff:g}"
     return label, stats
@@ -366,9 +366,9 @@ def table(rows):
              "| the edit: mean abs change of our reply log p vs c = 0 |", "|---|---|---|---|---|---|---|"]
     for label, s in rows:
         lines.append(f"| {label} | {s['top1_agree']}/{s['n_dilemma']} | {s['sign_agree']}/{s['n_dilemma']}, "
-                     f"{s['max_d_logratio']:.4f} | {s['max_d_top10']:.4f} | {s['greedy_same']}/{s['n_dilemma']} "
-                     f"({s['greedy_prefix_min']} of {s['n_greedy']}) | {s['reply_max']:.4f} / {s['reply_mean']:.4f}, "
-                     f"{s['reply_top1']:.3f} ({s['n_reply_tokens']} tokens) | {s['edit_mean']:.4f} |")
+                     f"{s['max_d_logratio']:.2e} | {s['max_d_top10']:.2e} | {s['greedy_same']}/{s['n_dilemma']} "
+                     f"({s['greedy_prefix_min']} of {s['n_greedy']}) | {s['reply_max']:.2e} / {s['reply_mean']:.2e}, "
+                     f"{s['reply_top1']:.3f} ({s['n_reply_tokens']} tokens) | {s['edit_mean']:.3f} |")
     return "\n".join(lines)
 
 

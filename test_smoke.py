@@ -2261,7 +2261,7 @@ def test_llama_cpp_runs_the_exports_like_our_hooks(_tiny, tmp_path):
     rows = [("source", gguf_export.compare(model, tok, gguf_export.engine(path, 1), *prompts, n_greedy=8))]
     for name in ("innerpissa", "pca"):
         rows.append(gguf_export.check_artifact(model, tok, path, artifacts.get(name, tmp_path / "pca.safetensors"),
-                                               1.5, tmp_path, prompts, 1, base))
+                                               1.5, tmp_path, prompts, 1, base, n_greedy=8))
     print(gguf_export.table(rows))
     for label, s in rows:
         assert s["top1_agree"] == s["n_dilemma"] == 4 and s["greedy_same"] == 4, label
