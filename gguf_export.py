@@ -139,10 +139,11 @@ def stage_file(out, write):
 
 
 def copy_metadata(reader, writer):
-    """Every key of the source (but the header's own and general.architecture, which the writer sets) as it is."""
+    """Every key of the source as it is, but the header's own, general.architecture (the writer sets it) and
+    a steering.note of an earlier export (the new note keeps it as `previous`)."""
     gguf = gguf_module()
     for field in reader.fields.values():
-        if field.name.startswith("GGUF.") or field.name == gguf.Keys.General.ARCHITECTURE:
+        if field.name.startswith("GGUF.") or field.name in (gguf.Keys.General.ARCHITECTURE, NOTE_KEY):
             continue
         kind = field.types[0]
         writer.add_key_value(field.name, field.contents(), kind,
@@ -156,6 +157,8 @@ def write_gguf_model(source, model, weights, note, out):
     edited = edited_tensors(reader, model, weights, source)
     note = dict(note, source=Path(source).name, tensors=sorted(edited),
                 dtype={n: "F16" if a.dtype == np.float16 else "F32" for n, a in sorted(edited.items())})
+    if NOTE_KEY in reader.fields:                                  # the source is itself a steered export
+        note["previous"] = json.loads(field_value(reader, NOTE_KEY))
 
     def write(tmp):
         writer = gguf.GGUFWriter(tmp, arch=field_value(reader, "general.architecture"), endianess=reader.endianess)
