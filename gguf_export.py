@@ -28,7 +28,8 @@ hooked float32 model; next-token log-probs, the Yes/No log-ratio, top-1 and gree
 
 Usage: python innerpissa.py export --model embedded --artifact A --coeff 1 --format gguf --out steered.gguf
        python baselines.py export --model embedded --artifact pca.safetensors --coeff 1 --format gguf --out pca.gguf
-       python gguf_export.py check --model embedded --artifact A --coeff 1 [--export FILE]
+       python gguf_export.py check --model embedded --artifacts A [B ...] --coeff 1     (needs llama-cpp-python)
+       python gguf_export.py diff embedded steered.gguf                 (which tensors and keys differ)
 """
 import json
 import os
@@ -409,10 +410,34 @@ def check_main(argv=None):
     return rows
 
 
+def raw_contents(path):
+    """({tensor name: (type, raw bytes)}, {key: raw bytes of each part}) of a GGUF file, header keys left out."""
+    reader = gguf_module().GGUFReader(path)
+    return ({t.name: (t.tensor_type.name, np.ascontiguousarray(t.data).view(np.uint8).tobytes()) for t in reader.tensors},
+            {k: [np.asarray(p).view(np.uint8).tobytes() for p in f.parts] for k, f in reader.fields.items()
+             if not k.startswith("GGUF.")})
+
+
+def diff_main(source, path):
+    """`python gguf_export.py diff SOURCE FILE`: which tensors and keys of FILE differ from SOURCE's bytes."""
+    from harness import gguf_source
+    (src, src_meta), (out, meta) = raw_contents(gguf_source(source)), raw_contents(path)
+    changed = [n for n in src if out.get(n) != src[n]]
+    print(f"{path}: {len(out)} tensors ({len(src)} in the source, same order: {list(out) == list(src)}); "
+          f"{len(changed)} differ, now {sorted({out[n][0] for n in changed if n in out})} (were "
+          f"{sorted({src[n][0] for n in changed})}); source keys byte-identical: "
+          f"{sum(meta.get(k) == v for k, v in src_meta.items())} of {len(src_meta)}; "
+          f"new keys: {[k for k in meta if k not in src_meta]}")
+
+
 if __name__ == "__main__":
     import sys
     from harness import run_cli
-    if sys.argv[1:2] != ["check"]:
-        sys.exit("usage: python gguf_export.py check [--model M] [--artifacts A ...] [--coeff C]  (export: "
-                 "innerpissa.py export / baselines.py export --format gguf)")
-    run_cli(lambda: check_main(sys.argv[2:]))
+    if sys.argv[1:2] == ["diff"] and len(sys.argv) == 4:
+        run_cli(lambda: diff_main(*sys.argv[2:]))
+    elif sys.argv[1:2] == ["check"]:
+        run_cli(lambda: check_main(sys.argv[2:]))
+    else:
+        sys.exit("usage: python gguf_export.py check [--model M] [--artifacts A ...] [--coeff C]\n"
+                 "       python gguf_export.py diff SOURCE FILE   (SOURCE: embedded or a .gguf)\n"
+                 "(export: innerpissa.py export / baselines.py export --format gguf)")

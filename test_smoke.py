@@ -2111,11 +2111,8 @@ def tiny_gguf(_tiny, tmp_path):
 
 def gguf_tensors(path):
     """{name: (type name, raw bytes)} of a GGUF file's tensors, and {key: [raw bytes of each part]} of its metadata."""
-    import gguf
-    reader = gguf.GGUFReader(path)
-    return ({t.name: (t.tensor_type.name, bytes(np.ascontiguousarray(t.data).view(np.uint8))) for t in reader.tensors},
-            {k: [bytes(np.asarray(p).view(np.uint8)) for p in f.parts] for k, f in reader.fields.items()
-             if not k.startswith("GGUF.")})
+    import gguf_export
+    return gguf_export.raw_contents(path)
 
 
 GGUF_TARGET = r"\.(q_proj|k_proj|o_proj|down_proj)$"   # the rotary order, an F16 and a Q8_0 source
