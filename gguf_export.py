@@ -366,7 +366,7 @@ def check_artifact(model, tokenizer, source, path, coeff, folder, prompts, threa
 def table(rows):
     """A markdown table of (label, stats) rows."""
     lines = ["| form | top-1 (dilemmas) | Yes/No log-ratio: sign agrees, max abs diff | max abs diff, log p of our top 10 "
-             "| greedy continuations identical (first divergence) | reply tokens: max / mean abs diff of log p, top-1 "
+             "| greedy continuations identical (shortest shared prefix) | reply tokens: max / mean abs diff of log p, top-1 "
              "| the edit: mean abs change of our reply log p vs c = 0 |", "|---|---|---|---|---|---|---|"]
     for label, s in rows:
         lines.append(f"| {label} | {s['top1_agree']}/{s['n_dilemma']} | {s['sign_agree']}/{s['n_dilemma']}, "
