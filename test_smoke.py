@@ -2283,3 +2283,262 @@ def test_llama_cpp_runs_the_exports_like_our_hooks(_tiny, tmp_path):
         assert s["top1_agree"] == s["n_dilemma"] == 4 and s["greedy_same"] == 4, label
         assert s["max_d_logratio"] <= 1e-3 and s["reply_max"] <= 1e-3, label
         assert label == "source" or s["edit_mean"] > 100 * s["reply_max"], label   # the edit is far above the noise
+
+
+# ----------------------------------------------------------------------------- the authors' recipe, part by part
+# One test per part of their code the default now follows (issue: fidelity); each fails on the earlier recipe.
+
+def test_taskdiff_subspace_ignores_a_vector_added_to_every_difference():
+    """Their PCA centres: adding m (orthogonal to every y_i, so each row keeps one norm) to every difference
+    leaves B as it was. The uncentred version's B turns to m."""
+    torch.manual_seed(0)
+    d, p = 16, 40
+    m = torch.zeros(d)
+    m[0] = 5.0
+    y = torch.randn(p, d) @ torch.diag(torch.linspace(3, 0.1, d))
+    y[:, 0] = 0
+    y = 2 * y / y.norm(dim=-1, keepdim=True)                             # every row norm 2, all ⟂ m
+    runner = lambda diffs: types.SimpleNamespace(run=lambda pairs, c, lengths=None: ip.Pass(   # noqa: E731
+        torch.stack([diffs, torch.zeros_like(diffs)], 1).flatten(0, 1)[:, None].expand(-1, 3, -1)))
+    cfg = ip.TrainConfig(direction_pairs=p, batch_pairs=p)
+
+    def projector(diffs, **kw):
+        basis = ip.antipasto_space(None, runner(diffs), list(range(p)), replace(cfg, **kw), 4).basis
+        return basis @ basis.T
+    assert torch.linalg.matrix_norm(projector(y + m) - projector(y), ord=2) < 1e-4
+    assert torch.linalg.matrix_norm(projector(y + m, loss_space="uncentred") - projector(y), ord=2) > 0.5
+
+
+def test_direction_lists_floor_thirds_and_pad_by_the_best_remaining_score():
+    """r = 4: ⌊r/3⌋ = 1 honest, 1 dishonest, r − 2 = 2 diff; r = 6 with one leader in every list: three
+    picked, padded by max(honest, dishonest, diff). Ours took ⌈r/3⌉ each and padded by the diff score."""
+    honest = torch.tensor([9, 8, 0, 0, 0, 0, 0, 0.5, 0])
+    dishonest = torch.tensor([0, 0, 9, 8, 0, 0, 0, 0, 0.4])
+    diff = torch.tensor([0, 0, 0, 0, 9, 8, 7, 0, 0.])
+    assert ip.choose((honest, dishonest, diff), 4) == [0, 2, 4, 5]
+    assert ip.choose((honest, dishonest, diff), 4, lists="ceil") == [0, 1, 2, 3]
+    honest = torch.tensor([9, 8, 0, 0, 0, 0, 0, 0.5, 0])
+    dishonest = torch.tensor([9, 0, 9, 8, 0, 0, 0, 0, 0.4])
+    diff = torch.tensor([9, 0, 0, 0.1, 0, 8, 7, 0.2, 0.3])
+    assert ip.choose((honest, dishonest, diff), 6) == [0, 1, 2, 3, 5, 6]     # {0,1} ∪ {0,2} ∪ {0,5}, then 3 (8), 6 (7)
+    assert ip.choose((honest, dishonest, diff), 6, lists="ceil") == [0, 1, 2, 5, 6, 8]   # then by diff: 6, 8
+
+
+def proj_term(plus, minus, cfg, h0, basis, progress=1.0):
+    p = h0.shape[0] // 2
+    rows, logits = torch.arange(2 * p), torch.zeros(2 * p, 5)
+    out = {1.0: fake_pass(h0 + plus, logits, rows), -1.0: fake_pass(h0 + minus, logits, rows)}
+    return ip.antipasto_loss(ip.Space(basis, basis[:, 0]), fake_pass(h0, logits, rows), out, [1] * p, cfg,
+                             progress)[1]["proj"]
+
+
+def test_fisher_floor_binds_on_a_dimension_the_pairs_barely_differ_in():
+    """Their std floor: a B coordinate whose reference difference varies by 1e-4 across pairs is divided by
+    0.05, not by its own 1e-4 std."""
+    sign = torch.tensor([1.0, -1.0] * 4, dtype=torch.float64)[:, None]       # 8 pairs, ±a: batch std exactly a
+    small = sign * torch.tensor([0.1, 0.1, 0.1, 1e-4], dtype=torch.float64)
+    assert ip.fisher_std(small)[3] == pytest.approx(0.05) and ip.fisher_std(small, "ours")[3] < 1e-3
+    assert torch.allclose(ip.fisher_std(small)[:3], torch.full((3,), math.sqrt(0.01 + 1e-6), dtype=torch.float64))
+    large = sign * torch.tensor([2.0, 2.0, 2.0, 1e-4], dtype=torch.float64)   # a tenth of the median std binds
+    assert ip.fisher_std(large)[3] == pytest.approx(0.1 * math.sqrt(4 + 1e-6) + 1e-6)
+
+
+def test_tiny_changes_earn_less_projection_than_large_ones():
+    """‖δ_full‖ is clamped at 1e-3: a change 1e-6 the size of another along the same directions moves the
+    projection term toward 0. Without the clamp (ours) the term is scale-free."""
+    torch.manual_seed(0)
+    p, d, basis = 6, 8, torch.linalg.qr(torch.randn(8, 4, dtype=torch.float64))[0]
+    h0, move = torch.randn(2 * p, 3, d, dtype=torch.float64), torch.randn(2 * p, 3, d, dtype=torch.float64)
+    cfg = ip.TrainConfig(mono_weight=0.0, coherence_weight=0.0)
+    large, tiny = (proj_term(s * move, -s * move, cfg, h0, basis) for s in (1.0, 1e-6))
+    assert abs(tiny) < 0.01 * abs(large)
+    ours = replace(cfg, floors="ours")
+    assert proj_term(1e-6 * move, -1e-6 * move, ours, h0, basis) == pytest.approx(
+        proj_term(move, -move, ours, h0, basis), rel=1e-6)
+
+
+def test_focus_exponent_is_three_eighths_at_a_tenth_of_training():
+    """Their focus exponent 0.75·min(1, t/0.2) is 0.375 at t = 0.1 (ours: 0.75·t = 0.075), measured as with
+    cos = ±1 proj ∝ f^(2·exponent) at f = ‖Bᵀδ‖/‖δ‖ = 1/2 and 1/4."""
+    torch.manual_seed(0)
+    p, d = 4, 8
+    basis = torch.eye(d)[:, :4]
+    h0 = torch.zeros(2 * p, 3, d)
+    h0[0::2, :, :4] = torch.randn(p, 1, 4)                               # reference differences inside B
+
+    def proj(f, cfg):
+        inside = (h0[0::2] - h0[1::2]) * 0.5
+        outside = torch.zeros_like(inside)
+        outside[..., 4] = inside.norm(dim=-1) * math.sqrt(1 / f ** 2 - 1)
+        plus = torch.zeros_like(h0)
+        plus[0::2] = inside + outside
+        minus = torch.zeros_like(h0)
+        minus[0::2] = -inside + outside
+        return proj_term(plus, minus, cfg, h0, basis, progress=0.1)
+
+    def exponent(cfg):
+        return math.log(proj(0.5, cfg) / proj(0.25, cfg)) / (2 * math.log(2))
+    cfg = ip.TrainConfig(mono_weight=0.0, coherence_weight=0.0)
+    assert exponent(cfg) == pytest.approx(0.375, abs=1e-6)
+    assert exponent(replace(cfg, focus_ramp="linear")) == pytest.approx(0.075, abs=1e-6)
+
+
+def test_tv_barrier_is_a_mean_per_pair_then_over_pairs():
+    """Pair 0 has one reply token, past τ; pair 1 three, inside τ. Per pair: (b + 0)/2; pooled: b/4."""
+    rows = torch.tensor([0, 1, 2, 2, 2, 3, 3, 3])                           # honest rows 0, 2; dishonest 1, 3
+    calm, hot = torch.tensor([0, 6.0, 0, 0, 0]), torch.tensor([6.0, 0, 0, 0, 0])
+    logits0 = calm.repeat(8, 1)
+    logits1 = logits0.clone()
+    logits1[0] = hot                                                       # the honest row of pair 0 at c = +1
+    h = torch.randn(4, 3, 8)
+    cfg = ip.TrainConfig(mono_weight=0.0)
+
+    def coh(**kw):
+        out = {1.0: fake_pass(h, logits1, rows), -1.0: fake_pass(h, logits0, rows)}
+        return ip.antipasto_loss(ip.Space(torch.eye(8)[:, :4], torch.eye(4)[0]), fake_pass(h, logits0, rows), out,
+                                 [1, 3], replace(cfg, **kw), 1.0)[1]["coh"]
+    assert coh() > 0 and coh() == pytest.approx(2 * coh(tv_mean="pooled"), rel=1e-6)
+
+
+def test_hinge_margin_per_pair_from_its_honest_row_entropy():
+    """A pair with a sure reference (θ ≈ 0.04) whose output gap moved by ±0.2 meets its own margin and adds no
+    gradient; a pair with a flat one (θ ≈ 0.63) does not. One pooled θ (≈ 0.46) binds both."""
+    rows = torch.tensor([0, 1, 2, 3])
+    logits = torch.stack([torch.tensor([30.0, 0, 0, 0])] * 2 + [torch.zeros(4)] * 2)   # pair 0 sure, pair 1 flat
+    entropy = -(logits.log_softmax(-1).exp() * logits.log_softmax(-1)).sum(-1)
+    ref = fake_pass(torch.zeros(4, 3, 8), logits, rows)
+    for margin, pair0_free in (("pair", True), ("batch", False)):
+        delta = {1.0: torch.tensor([0.2, 0.2], requires_grad=True), -1.0: torch.tensor([-0.2, -0.2], requires_grad=True)}
+        cos = {1.0: torch.ones(2), -1.0: -torch.ones(2)}
+        ip.hinge(delta, entropy, ref, cos, ip.TrainConfig(margin=margin)).backward()
+        assert (delta[1.0].grad[0] == 0) == pair0_free and delta[1.0].grad[1] != 0
+
+
+def test_two_micro_batches_accumulate_to_their_mean_gradient(tiny):
+    """batch_pairs 4 as two micro-batches of 2: every gradient equals the mean of the two halves' (each half
+    with its own batch std); one forward of 4 differs."""
+    model, tok = tiny
+    adapter = trained_adapter(model, rank=4)
+    pairs = ip.make_pairs(tok, n=12)
+    cfg = ip.resolve(ip.TrainConfig(batch_pairs=4, micro_pairs=2, clip=None), model)
+    runner = harness.CachedPairRunner(model, tok, adapter, pairs, cfg.layer, cfg.last_n)
+    space = ip.OBJECTIVES["antipasto"].space(model, runner, pairs, cfg, 4)
+    halves = []
+    for part in (pairs[:2], pairs[2:4]):
+        adapter.zero_grad()
+        ip.step_loss(runner, space, part, cfg, 0.5)[0].backward()
+        halves.append([p.grad.clone() for p in adapter.parameters()])
+    opt = torch.optim.SGD(adapter.parameters(), lr=0.0)
+    ip.train_step(runner, space, pairs[:4], cfg, opt, 0.5)
+    for p, g0, g1 in zip(adapter.parameters(), *halves):
+        assert torch.allclose(p.grad, (g0 + g1) / 2, rtol=1e-5, atol=1e-9) and p.grad.abs().max() > 0
+    ip.train_step(runner, space, pairs[:4], replace(cfg, micro_pairs=4), opt, 0.5)
+    assert not all(torch.allclose(p.grad, (g0 + g1) / 2) for p, g0, g1 in zip(adapter.parameters(), *halves))
+
+
+def test_row_windows_read_every_token_both_rows_have(tiny):
+    """Whole-row windows: min(len) − 1 predictions per pair, and the plain pass's targets on the shorter row
+    are its own tokens 1 …; the cached pass puts the same predictions in front from the persona chat."""
+    model, tok = tiny
+    adapter = trained_adapter(model, rank=4)
+    pairs = ip.make_pairs(tok, n=3)
+    n = ip.row_windows(tok, pairs)
+    lengths = [(len(ip.token_ids(tok, a)), len(ip.token_ids(tok, b))) for a, b in pairs]
+    assert n == [min(x) - 1 for x in lengths] and max(n) > max(ip.suffix_lengths(tok, pairs))
+    for runner_type in (ip.PairRunner, harness.CachedPairRunner):
+        p = runner_type(model, tok, adapter, pairs, 2, 3).run(pairs, 0.0, n)
+        short = 0 if lengths[0][0] <= lengths[0][1] else 1
+        assert p.targets[p.rows == short].tolist() == ip.token_ids(tok, pairs[0][short])[1:]
+
+
+def test_authors_init_and_additive_delta_s():
+    """θ = x − xᵀ with x ~ N(0, 0.003²): A = θ − θᵀ has off-diagonal std ≈ 0.0085; ΔS ~ N(4e-4, 4e-4²), added to S
+    as it is (S_c − S = cΔS); "mult" scales S instead."""
+    torch.manual_seed(0)
+    layer = ip.SVDSteer(torch.nn.Linear(96, 64), 64, False)
+    a = layer.theta_v - layer.theta_v.T
+    assert 0.0080 < a[~torch.eye(64, dtype=torch.bool)].std() < 0.0090
+    assert 3e-4 < layer.lam.mean() < 5e-4 and 3e-4 < layer.lam.std() < 5e-4
+    assert torch.allclose(layer.scaled_s(0.5) - layer.S, 0.5 * layer.lam, atol=1e-7)
+    layer.scaling = "mult"
+    assert torch.allclose(layer.scaled_s(0.5), layer.S * (1 + 0.5 * layer.lam))
+
+
+def test_intersection_keeps_the_shared_span():
+    """intersect(a, b): a inside b returns a's span; with one shared direction e, the first column is ±e."""
+    torch.manual_seed(0)
+    q = torch.linalg.qr(torch.randn(12, 12))[0]
+    a, b = q[:, :3], q[:, :7]
+    v, s = ip.intersect((a, None), (b, None))
+    assert v.shape[1] == 3 and torch.allclose(v @ v.T, a @ a.T, atol=1e-5) and torch.allclose(s, torch.ones(3))
+    v, _ = ip.intersect((q[:, :3], None), (q[:, 2:6], None))
+    assert v.shape[1] == 1 and torch.allclose(v[:, 0].abs(), q[:, 2].abs(), atol=1e-5)
+
+
+def test_default_loss_space_is_taskdiff_x_suppressed_x_write(tiny):
+    """On a model wider than 256 the default B is the three-way intersection, 4 orthonormal columns; on the
+    64-wide test model "suppressed" cannot be built (the head's 256 directions span it) and training says so."""
+    model, tok = tiny
+    wide_model = transformers.Qwen3ForCausalLM(transformers.Qwen3Config(
+        vocab_size=len(tok), hidden_size=288, intermediate_size=320, num_hidden_layers=3, num_attention_heads=4,
+        num_key_value_heads=2, head_dim=16, pad_token_id=tok.pad_token_id)).eval()
+    for m, built in ((wide_model, "taskdiff_x_suppressed_x_write"), (model, "taskdiff_x_write (suppressed needs")):
+        adapter = ip.InnerPiSSA.attach(m, rank=4)
+        stats = ip.train(m, tok, adapter, ip.make_pairs(tok, n=20), ip.TrainConfig(steps=1, batch_pairs=4),
+                         progress=False, runner_type=harness.CachedPairRunner)
+        adapter.detach()
+        assert stats["loss_space"].startswith(built)
+    pairs = ip.make_pairs(tok, n=20)
+    runner = harness.CachedPairRunner(wide_model, tok, None, pairs, 1, 3)
+    cfg = ip.resolve(ip.TrainConfig(batch_pairs=4), wide_model)
+    basis = ip.antipasto_space(wide_model, runner, pairs, cfg, 4).basis
+    assert basis.shape == (288, 4) and torch.allclose(basis.T @ basis, torch.eye(4), atol=1e-5)
+    assert torch.linalg.matrix_norm(basis @ basis.T - (lambda v: v @ v.T)(
+        ip.antipasto_space(wide_model, runner, pairs, replace(cfg, loss_space="taskdiff"), 4).basis), ord=2) > 1e-3
+
+
+def test_every_deviation_names_a_real_switch(tiny):
+    """Each `--deviate` name sets fields that exist (on TrainConfig or InnerPiSSA.attach) to a value other than
+    the authors' default, so the ablation's rows each change something."""
+    model, _ = tiny
+    attach = inspect.signature(ip.InnerPiSSA.attach).parameters
+    for name in ip.DEVIATIONS:
+        adapter_kw, cfg_kw = ip.deviations([name])
+        assert adapter_kw or cfg_kw, name
+        for key, value in cfg_kw.items():
+            assert value != getattr(ip.TrainConfig(), key) and value != ip.OBJECTIVES["antipasto"].recipe.get(key), name
+        for key, value in adapter_kw.items():
+            assert key in attach and value != attach[key].default, name
+        ip.InnerPiSSA.attach(model, rank=4, **adapter_kw).detach()
+
+
+@pytest.mark.parametrize("content, message", [
+    ("a,b\nx,y\nz,w\n", "needs the columns positive and negative"),
+    ("positive,negative\nsame,same\nx,y\n", "rows [2] have an empty or identical side"),
+    ("positive,negative\nx,\nu,v\n", "rows [2] have an empty or identical side"),
+])
+def test_pairs_file_rejects_a_malformed_csv_in_one_line(monkeypatch, capsys, tiny, tmp_path, content, message):
+    bad = tmp_path / "pairs.csv"
+    bad.write_text(content)
+    out = tmp_path / "a.safetensors"
+    err = run_main(monkeypatch, capsys, tiny, ["--pairs", str(bad), "--out", str(out)])
+    assert err.startswith("error:") and message in err and len(err.splitlines()) == 1
+    assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["pairs.csv"]
+
+
+def test_pairs_file_trains_on_pairs_that_differ_anywhere(tiny, tmp_path):
+    """Pairs from a CSV that share no persona (here: one answer vs another after the same question) train
+    through the cached step, whose chats are then just the common chat template."""
+    model, tok = tiny
+    rows = [(ip.chat(tok, q, prefill=" Yes, it is true."), ip.chat(tok, q, prefill=" No, that is false."))
+            for q in QUESTIONS]
+    path = tmp_path / "pairs.csv"
+    with open(path, "w", newline="") as f:
+        csv.writer(f).writerows([("positive", "negative"), *rows])
+    pairs = harness.load_pair_file(path)
+    assert sorted(pairs) == sorted(rows)
+    adapter = ip.InnerPiSSA.attach(model, rank=4)
+    stats = ip.train(model, tok, adapter, pairs, ip.TrainConfig(steps=2, batch_pairs=4), progress=False,
+                     runner_type=harness.CachedPairRunner)
+    adapter.detach()
+    assert all(math.isfinite(v) for v in stats["heldout"]["delta"].values()) and stats["steps"] == 2
