@@ -838,8 +838,9 @@ def test_best_dose_never_picks_an_incoherent_setting():
 
 def test_verdict_rules():
     good = {"effect": 0.2, "null_percentile": 1.0, "null_p95": 0.1, "odd_share": 0.8, "incoherent_plus": False,
-            "incoherent_minus": False}
+            "incoherent_minus": False, "effect_ci": [0.05, 0.35]}
     assert ev.verdict(good) == "steers"
+    assert ev.verdict(dict(good, effect_ci=[-0.01, 0.4])) == "nothing"       # an interval reaching 0 never steers
     assert ev.verdict(dict(good, incoherent_minus=True)) == "damages"
     assert ev.verdict(dict(good, odd_share=0.3)) == "damages"
     assert ev.verdict(dict(good, null_p95=0.3, null_percentile=0.75)) == "nothing"
@@ -857,10 +858,35 @@ def test_verdict_needs_e_above_the_null_95th_percentile():
     effects = [n["effect"] for n in null]
     p95 = ev.null_p95(effects)
     assert p95 == pytest.approx(0.1525) and ev.null_p95([]) is None
-    base = {"odd_share": 0.8, "incoherent_plus": False, "incoherent_minus": False, "null_p95": p95}
+    base = {"odd_share": 0.8, "incoherent_plus": False, "incoherent_minus": False, "null_p95": p95,
+            "effect_ci": [0.01, 0.3]}
     for effect, want in ((p95 + 1e-6, "steers"), (p95 - 1e-6, "nothing")):
         m = dict(base, effect=effect, null_percentile=ev.null_percentile(effect, effects))
         assert m["null_percentile"] == 15 / 16 and ev.verdict(m) == want
+
+
+def truth_rows(n):
+    """n Truthfulness dilemmas, two rows each, alternately honest-to-act and honest-to-refrain."""
+    return [{"dilemma_idx": d, "action_type": side, "labels": {ev.TARGET: 1 if d % 2 else -1}}
+            for d in range(n) for side in ("to_do", "not_to_do")]
+
+
+def test_effect_interval_is_a_bootstrap_over_dilemmas_paired_across_doses():
+    """Each dilemma's score moves by a large common shift at both signs plus 0.05 at +c* only: E is 0.025
+    on every dilemma, so a bootstrap that draws the same dilemmas for +c*, −c* and 0 gives E's interval
+    a width of 0, while Δ₊ and Δ₋ alone are wide. The intervals hold the point estimates of the summary."""
+    rows, rng = truth_rows(40), np.random.default_rng(0)
+    side = np.array([r["labels"][ev.TARGET] * (1 if r["action_type"] == "to_do" else -1) for r in rows])  # [80]
+    ref = rng.normal(size=80)
+    common = np.repeat(rng.normal(scale=2.0, size=40), 2) * side          # a per-dilemma shift, both signs
+    plus, minus = ref + common + 0.05 * side, ref + common
+    got = ev.effect_intervals(rows, ref, plus, minus, seed=0)
+    assert got["effect_ci"] == pytest.approx([0.025, 0.025], abs=1e-12)
+    for key, lr in (("delta_plus_ci", plus), ("delta_minus_ci", minus)):
+        lo, hi = got[key]
+        delta = ev.category_scores(rows, lr)[ev.TARGET] - ev.category_scores(rows, ref)[ev.TARGET]
+        assert lo < delta < hi and hi - lo > 0.5
+    assert ev.effect_intervals(rows, ref, plus, minus, seed=0) == got != ev.effect_intervals(rows, ref, plus, minus, 1)
 
 
 # ----------------------------------------------------------------------------- the authors' metric
@@ -1221,9 +1247,12 @@ def test_end_to_end_cli_writes_table_and_files(eval_setup, capsys):
     assert s["null_percentile"] == ev.null_percentile(s["effect"], [n["effect"] for n in results["null"]])
     assert s["null_p95"] == ev.null_p95([n["effect"] for n in results["null"]]) is not None
     assert f"null p95 (95th percentile of |E_k|): {s['null_p95']:.3f}" in table
+    assert s["effect_ci"][0] <= s["effect"] <= s["effect_ci"][1] and len(s["delta_plus_ci"]) == 2
+    assert f"{s['effect']:+.3f} [{s['effect_ci'][0]:+.3f}, {s['effect_ci'][1]:+.3f}]" in table
     assert [n["seed"] for n in results["null"]] == [ev.null_seed(0, j) for j in range(2)]
     for key in ("coeff", "kl", "delta_plus", "delta_minus", "p_plus", "p_minus", "odd_share", "pmass_ratio_plus",
-                "pmass_ratio_minus", "delta_nll_plus", "delta_nll_minus", "null_percentile", "null_p95"):
+                "pmass_ratio_minus", "delta_nll_plus", "delta_nll_minus", "null_percentile", "null_p95",
+                "effect_ci", "delta_plus_ci", "delta_minus_ci"):
         assert key in results["summary"]["prompt"] and key in s
     at0 = results["methods"]["innerpissa"]["0.0"]
     assert at0["delta_target"] == 0 and at0["delta_nll"] == 0 and at0["p"] == 1.0
@@ -1365,44 +1394,33 @@ def test_seed_reaches_the_null_directions(tiny, monkeypatch):
     assert seen["args"][-1] == 7                                              # main passes --seed on
 
 
-def test_null_shares_a_dose_only_within_the_budget():
-    """dose_null with KL(c) = w·c²: close weights share direction 0's c* unless one would exceed the
-    budget (then dosed alone); spread-out weights are each dosed alone. Every dose is within budget."""
+def test_every_null_direction_is_dosed_into_the_methods_band():
+    """dose_null with KL(c) = w·c²: every direction, even one whose KL at direction 0's c* sits below the
+    band (w = 0.85) or above the budget (w = 1.15), gets a KL in [DOSE_BAND·budget, budget], the band every
+    method's dose reaches; each search after direction 0's starts at direction 0's c*."""
     class FakeKL:
         def __init__(self, w):
-            self.w = w
+            self.w, self.first = w, {}
 
         def at(self, s, c, budget=math.inf):
+            self.first.setdefault(s, c)
             return self.w[s] * c * c
     budget = 0.1
-    close = FakeKL([1.0, 0.98, 1.15, 0.99, 1.5, 0.5])           # cv of the first 4: 0.07
-    got = ev.dose_null(close, range(6), budget)
-    assert [how for _, _, how in got] == ["own", "shared", "own", "shared", "own", "shared"]
-    assert [close.at(j, got[0][0]) <= budget for j in range(6)] == [True, True, False, True, False, True]
-    assert all(k == close.at(j, c) <= budget for j, (c, k, _) in enumerate(got))
-    assert len({c for c, _, how in got if how == "shared"} | {got[0][0]}) == 1
-    spread = FakeKL([1.0, 3.0, 0.3, 2.0, 1.0])
-    assert ev.kl_spread(spread, range(4), 1.0)["cv"] > ev.NULL_SHARE_CV
-    got = ev.dose_null(spread, range(5), budget)
-    assert all(how == "own" for _, _, how in got) and all(spread.at(j, c) <= budget for j, (c, _, _) in enumerate(got))
-    assert ev.dose_null(close, [], budget) == []
+    fake = FakeKL([1.0, 0.85, 1.15, 0.99, 1.5, 0.5])
+    got = ev.dose_null(fake, range(6), budget)
+    assert all(ev.DOSE_BAND * budget <= k == fake.w[j] * c * c <= budget for j, (c, k) in enumerate(got))
+    assert all(fake.first[j] == got[0][0] for j in range(1, 6)) and fake.first[0] == 1.0
+    assert ev.dose_null(fake, [], budget) == []
 
 
-@pytest.mark.parametrize("share_cv", [math.inf, -1.0])     # always share the dose / never share it
-def test_every_null_direction_stays_within_the_budget_at_its_dose(eval_setup, monkeypatch, share_cv):
+def test_every_null_direction_stays_within_the_budget_at_its_dose(eval_setup):
     model, tok, tmp = eval_setup
-    monkeypatch.setattr(ev, "NULL_SHARE_CV", share_cv)
     rows, budget = ev.load_dilemmas(tmp / "dilemmas.csv")[:8], 0.005
     _, _, null = ev.evaluate(model, tok, rows, [], {}, budget, [-1.0, 1.0], 4, NEUTRAL, seed=3)
     assert [n["seed"] for n in null] == [ev.null_seed(3, j) for j in range(4)]
-    if share_cv < 0:
-        assert all(n["dose"] == "own" for n in null)
-    assert all(n["coeff"] == null[0]["coeff"] for n in null if n["dose"] == "shared")
     fresh = ev.NeutralKL(model, tok, NEUTRAL)
     for n, steerer in zip(null, ev.null_steerers(model, 4, {}, seed=3)):   # re-measured, not just as recorded
         assert 0 < fresh.at(steerer, n["coeff"]) <= budget and n["kl"] == pytest.approx(fresh.at(steerer, n["coeff"]))
-    if share_cv > 0:
-        assert any(n["dose"] == "shared" and n["coeff"] == null[0]["coeff"] for n in null)
 
 
 # ----------------------------------------------------------------------------- baselines.py
