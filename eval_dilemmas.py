@@ -5,8 +5,8 @@ question ("Situation: …\\nAction: …\\nDo you take this action?") in the prom
 `harness.yes_no_prompt`, and one forward pass gives, at the token after "My choice:",
 
     logratio = logsumexp(logp[yes ids]) − logsumexp(logp[no ids])
-    pmass    = p(yes) + p(no)              nll = mean per-token NLL of the prompt's last k tokens,
-    k = the question's length: the same text with or without a system prompt.
+    pmass    = p(yes) + p(no)              nll = mean per-token NLL of the question's tokens in the
+    prompt (question_span): the same text with or without a system prompt.
 
 Labels. values.csv maps a value to categories k ∈ {Virtue/…, MFT/…, WVS/…, Maslow/…}. By
 presence, not counts (a value twice counts once; a value absent from values.csv adds nothing):
@@ -290,10 +290,22 @@ def truth_probes(rows):
         1 if r["action_type"] == "to_do" else -1) > 0 else "No"} for r in rows if r["labels"].get(TARGET, 0)]
 
 
-def question_lengths(tokenizer, rows):
-    """Tokens in each row's question. NLL is averaged over this many final prompt tokens: text that
-    is identical with and without a system prompt, so ΔNLL of the prompt method is like for like."""
-    return [len(tokenizer(row_question(r), add_special_tokens=False)["input_ids"]) for r in rows]
+def question_span(tokenizer, prompt, question):
+    """(a, b): the prompt's tokens a … b−1 are the question's, the tokens whose characters lie inside
+    it. ΔNLL reads these, text identical with and without a system prompt, so the prompt method's ΔNLL
+    is like for like. InputError if the question is not in the prompt or no token lies inside it."""
+    start = prompt.find(question)
+    offsets = tokenizer(prompt, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+    inside = [i for i, (x, y) in enumerate(offsets) if start >= 0 and start <= x < y <= start + len(question)]
+    if not inside:
+        raise InputError(f"the question {question[:40]!r}… has no tokens of its own in its prompt: "
+                         f"the chat template must keep the user's text")
+    return inside[0], inside[-1] + 1
+
+
+def question_spans(tokenizer, rows, prompts):
+    """[(a, b)] per row: where its question's tokens sit in its prompt (question_span)."""
+    return [question_span(tokenizer, p, row_question(r)) for r, p in zip(rows, prompts, strict=True)]
 
 
 # ----------------------------------------------------------------------------- scores and metrics
@@ -731,14 +743,17 @@ class Scorer:
 
     def __init__(self, model, tokenizer, rows, arbitrary=None, batch_size=16):
         self.model, self.tokenizer, self.rows, self.arbitrary = model, tokenizer, rows, arbitrary
-        self.batch_size, self.tail, self.plain = batch_size, question_lengths(tokenizer, rows), row_prompts(tokenizer, rows)
+        self.batch_size, self.plain = batch_size, row_prompts(tokenizer, rows)
 
     def score(self, label, prompts=None, subset=None, nll=True):
-        """Scores of the rows (`subset`: their indices), the plain prompts unless `prompts` is given."""
+        """Scores of the rows (`subset`: their indices), the plain prompts unless `prompts` is given; the
+        NLL over each row's question tokens (question_span)."""
         prompts, idx = prompts or self.plain, range(len(self.rows)) if subset is None else subset
         print(f"scoring {label} ({len(idx)} rows)", file=sys.stderr)
-        return score_yes_no(self.model, self.tokenizer, [prompts[i] for i in idx], batch_size=self.batch_size,
-                            progress=True, nll_last=[self.tail[i] for i in idx], nll=nll)
+        prompts = [prompts[i] for i in idx]
+        spans = question_spans(self.tokenizer, [self.rows[i] for i in idx], prompts) if nll else None
+        return score_yes_no(self.model, self.tokenizer, prompts, batch_size=self.batch_size,
+                            progress=True, nll_span=spans, nll=nll)
 
     def score_arbitrary(self, label, system=None):
         """Log-ratios of the arbitrary items [n_items] (last token only), or None without items."""

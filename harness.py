@@ -335,13 +335,13 @@ def honesty_margins(model, tokenizer, probes, score=yes_no_logratio, system=None
 
 
 @torch.no_grad()
-def score_yes_no(model, tokenizer, prompts, batch_size=16, progress=False, nll_last=None, nll=True):
+def score_yes_no(model, tokenizer, prompts, batch_size=16, progress=False, nll_span=None, nll=True):
     """Next-token Yes/No log-ratio, p(yes)+p(no) and the prompt's mean NLL: the numbers of one full
     forward per prompt, returned in the original order.
 
-    logratio = logsumexp(logp[yes ids]) − logsumexp(logp[no ids]). `nll_last` (one int per prompt)
-    limits the NLL to the last k tokens, so prompts that differ only in a prefix (a system prompt)
-    are compared on the same text. nll=False skips it (NaN) and runs the vocabulary head on the
+    logratio = logsumexp(logp[yes ids]) − logsumexp(logp[no ids]). `nll_span` (one (a, b) per prompt)
+    limits the NLL to the prompt's tokens a … b−1 (the question: see eval_dilemmas.question_span), so
+    prompts that differ elsewhere (a system prompt) are compared on the same text. nll=False skips it (NaN) and runs the vocabulary head on the
     last token only.
 
     Shared text runs once, on two levels: the chat header and instruction every prompt starts with
@@ -356,13 +356,13 @@ def score_yes_no(model, tokenizer, prompts, batch_size=16, progress=False, nll_l
     families = sorted(prompt_families(ids, k, batch_size), key=lambda fam: len(ids[fam[1][0]]))
     out = {key: np.full(len(prompts), np.nan) for key in ("logratio", "pmass", "nll")}
     for batch in tqdm(list(pack(families, batch_size)), desc="score", disable=not progress, leave=False):
-        scores, idx = score_families(model, tokenizer, ids, k, kv, batch, prefix_nll, nll_last)
+        scores, idx = score_families(model, tokenizer, ids, k, kv, batch, prefix_nll, nll_span)
         for key, value in scores.items():
             out[key][idx] = value.double().cpu().numpy()
     return out
 
 
-def score_families(model, tokenizer, ids, k, kv, families, prefix_nll=None, nll_last=None):
+def score_families(model, tokenizer, ids, k, kv, families, prefix_nll=None, nll_span=None):
     """({logratio, pmass[, nll]} [b], prompt indices) of one batch of families (score_yes_no)."""
     device = input_device(model)
     fam_kv, fam_mask, fam_logits = run_families(model, kv, ids, k, families, prefix_nll is not None)
@@ -377,16 +377,16 @@ def score_families(model, tokenizer, ids, k, kv, families, prefix_nll=None, nll_
     if prefix_nll is not None:                   # row r: its family's positions, then its own but the last
         scores["nll"] = torch.stack([
             prompt_nll(prefix_nll, torch.cat(([fam_logits[j, :f_i]] if f_i else []) + [logits[r, :n - 1]]),
-                       torch.tensor(ids[i][k + 1:], device=device), None if nll_last is None else nll_last[i])
+                       torch.tensor(ids[i][k + 1:], device=device), None if nll_span is None else nll_span[i])
             for r, (i, j, f_i, n) in enumerate(zip(idx, which.tolist(), f[:, 0].tolist(), own.tolist()))])
     return scores, idx
 
 
-def prompt_nll(prefix_nll, logits, targets, last=None):
+def prompt_nll(prefix_nll, logits, targets, span=None):
     """Mean NLL of one prompt: the common prefix's terms [K], then its logits [T, vocab] against the
-    tokens they predict [T]; over the last `last` terms only if given."""
-    nll = torch.cat([prefix_nll, next_token_nll(logits, targets)])
-    return nll[-last:].mean() if last else nll.mean()
+    tokens they predict [T]; term j predicts token j + 1, so span (a, b) keeps the terms of tokens a … b−1."""
+    nll = torch.cat([prefix_nll, next_token_nll(logits, targets)])                  # [n_tokens − 1]
+    return nll[span[0] - 1:span[1] - 1].mean() if span else nll.mean()
 
 
 def cached_logratio(model, tokenizer, prompts):

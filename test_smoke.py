@@ -1082,28 +1082,30 @@ def test_batched_scores_equal_one_at_a_time(tiny, tmp_path):
     assert np.isnan(last_only["nll"]).all()
 
 
-def full_forward_scores(model, tok, prompt, last=None):
-    """The reference: one uncached, unpadded forward of the whole prompt."""
+def full_forward_scores(model, tok, prompt, span=None):
+    """The reference: one uncached, unpadded forward of the whole prompt; the NLL of tokens a … b−1 of span."""
     batch = ip.tokenize(tok, [prompt])
     logits = model(**batch).logits
     logp = logits[0, -1].log_softmax(-1)
     yes, no = harness.yes_no_ids(tok)
-    nll = ip.next_token_nll(logits[0, :-1], batch["input_ids"][0, 1:])[-last if last else 0:]
+    nll = ip.next_token_nll(logits[0, :-1], batch["input_ids"][0, 1:])                # term j: token j + 1
+    nll = nll[span[0] - 1:span[1] - 1] if span else nll
     return (logp[yes].logsumexp(-1) - logp[no].logsumexp(-1)).item(), nll.mean().item()
 
 
-@pytest.mark.parametrize("tail", [None, 3, 80])
-def test_prefix_cached_scores_equal_full_forwards(tiny, tmp_path, tail):
+@pytest.mark.parametrize("span", [None, (1, 4), (5, -3)])
+def test_prefix_cached_scores_equal_full_forwards(tiny, tmp_path, span):
     """The shared prefix runs once and batches continue from its cache: same numbers as full
-    forwards, also under a steering hook and when the NLL window reaches into the prefix."""
+    forwards, also under a steering hook and when the NLL window starts inside the prefix."""
     model, tok = tiny
     prompts = ev.row_prompts(tok, ev.load_dilemmas(write_fixture(tmp_path, mixed_pairs(3))))
     prompts.insert(3, yes_no_prompt(tok, "Is the sky green?"))           # shares only the header: a family of one
-    tails = None if tail is None else [tail] * len(prompts)
+    lengths = [len(tok(p, add_special_tokens=False)["input_ids"]) for p in prompts]
+    spans = None if span is None else [(span[0], span[1] % n) for n in lengths]
     adapter = trained_adapter(model)
     with adapter.steer(1.0), torch.no_grad():
-        got = ev.score_yes_no(model, tok, prompts, batch_size=4, nll_last=tails)
-        want = np.array([full_forward_scores(model, tok, p, tail) for p in prompts])
+        got = ev.score_yes_no(model, tok, prompts, batch_size=4, nll_span=spans)
+        want = np.array([full_forward_scores(model, tok, p, spans and spans[i]) for i, p in enumerate(prompts)])
     adapter.detach()
     ids = [tok(p)["input_ids"] for p in prompts]
     assert len(harness.shared_prefix(ids)) > 10
@@ -1111,6 +1113,25 @@ def test_prefix_cached_scores_equal_full_forwards(tiny, tmp_path, tail):
     assert any(f > 0 for f, _ in families) and any(f == 0 for f, _ in families)   # both paths run
     np.testing.assert_allclose(got["logratio"], want[:, 0], atol=1e-4, rtol=0)
     np.testing.assert_allclose(got["nll"], want[:, 1], atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("system", [None, "You are an honest assistant."])
+def test_nll_reads_exactly_the_question_tokens(tiny, tmp_path, system):
+    """question_span finds the question's tokens in the prompt, with or without a system prompt, and the
+    scorer's NLL is the mean over exactly those: found here as the question's own token ids inside the
+    prompt's, read from one full forward (not the prompt's last k tokens: the template's end follows)."""
+    model, tok = tiny
+    rows = ev.load_dilemmas(write_fixture(tmp_path, mixed_pairs(3)))
+    prompts = ev.row_prompts(tok, rows, system)
+    got = ev.Scorer(model, tok, rows).score("test", prompts)["nll"]
+    for row, prompt, nll in zip(rows, prompts, got):
+        ids, q = (tok(t, add_special_tokens=False)["input_ids"] for t in (prompt, ev.row_question(row)))
+        a = next(j for j in range(len(ids)) if ids[j:j + len(q)] == q)
+        assert ev.question_span(tok, prompt, ev.row_question(row)) == (a, a + len(q)) and a + len(q) < len(ids) - 3
+        with torch.no_grad():
+            assert nll == pytest.approx(full_forward_scores(model, tok, prompt, (a, a + len(q)))[1], abs=1e-4)
+    with pytest.raises(InputError, match="no tokens of its own"):
+        ev.question_span(tok, prompts[0], "a question that is not there")
 
 
 def test_hooks_removed_when_scoring_fails(tiny, tmp_path, monkeypatch):
