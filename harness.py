@@ -664,8 +664,11 @@ def training_args(t, d):
 
 
 def describe_sign(report):
-    """One line: the sign, the margin gap with its interval per source, and any doubt."""
-    parts = [f"{n} {r['gap']:+.3f} [{r['ci'][0]:+.3f}, {r['ci'][1]:+.3f}] (n={r['n']})" for n, r in report["sources"].items()]
+    """One line: the sign, the margin gap with its interval pooled over all probes (the one that decides
+    UNCERTAIN) and per source, and any doubt."""
+    n = sum(r["n"] for r in report["sources"].values())
+    parts = [f"{name} {r['gap']:+.3f} [{r['ci'][0]:+.3f}, {r['ci'][1]:+.3f}] (n={r['n']})"
+             for name, r in [("pooled", dict(report, n=n)), *report["sources"].items()]]
     doubt = ([] if report["agree"] else ["the sources disagree"]) + ([] if report["certain"] else ["the interval straddles 0"])
     return (f"sign {report['sign']:+d} from margin(+1) − margin(−1): " + "; ".join(parts)
             + (f" — UNCERTAIN: {', '.join(doubt)}" if doubt else ""))

@@ -600,7 +600,10 @@ def test_calibrate_sign_follows_the_honest_answer(tiny):
     report = ip.sign_report(steer, {"yes": honest_yes * 4, "no": honest_no * 2}, margins)
     assert report["sign"] == 1 and not report["agree"]                 # 8 probes say +1, 4 say -1
     assert report["sources"]["yes"]["gap"] > 0 > report["sources"]["no"]["gap"]
-    assert "UNCERTAIN: the sources disagree" in harness.describe_sign(report)
+    line = harness.describe_sign(report)
+    assert "UNCERTAIN: the sources disagree" in line
+    pooled = f"pooled {report['gap']:+.3f} [{report['ci'][0]:+.3f}, {report['ci'][1]:+.3f}] (n=12); yes "
+    assert pooled in line and report["ci"] != report["sources"]["yes"]["ci"]       # the interval that decides
     lo, hi = report["sources"]["yes"]["ci"]
     assert lo <= report["sources"]["yes"]["gap"] <= hi
     probes = harness.load_probes()
