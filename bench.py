@@ -26,6 +26,7 @@ import time
 import torch
 
 import baselines  # noqa: F401 (registers the readout objective)
+import dilemmas
 import eval_dilemmas as ev
 import harness
 import innerpissa as ip
@@ -73,7 +74,7 @@ def long_prompts(tok, rows, tokens=200):
     """Dilemma prompts lengthened to about `tokens` tokens by other dilemmas' situations as background."""
     prompts = []
     for i, row in enumerate(rows):
-        question, j = ev.row_question(row), i
+        question, j = dilemmas.row_question(row), i
         while len(tok(harness.yes_no_prompt(tok, question))["input_ids"]) < tokens:
             j += 1
             question = f"Background: {rows[j % len(rows)]['dilemma_situation']}\n{question}"
@@ -105,14 +106,14 @@ def adapter_costs(model, tok, batch):
 
 def scoring_costs(model, tok):
     """Scoring rows/s (dilemma and ~200-token prompts), cached vs plain, and the time of one dose."""
-    results, rows = {}, ev.load_dilemmas("data", max_dilemmas=16)
-    for label, prompts in (("dilemma", ev.row_prompts(tok, rows)), ("~200-token", long_prompts(tok, rows))):
+    results, rows = {}, dilemmas.load_dilemmas("data", max_dilemmas=16)
+    for label, prompts in (("dilemma", dilemmas.row_prompts(tok, rows)), ("~200-token", long_prompts(tok, rows))):
         seconds = timed(lambda: harness.score_yes_no(model, tok, prompts), repeats=1)
         results[f"scoring {label} prompts (rows/s)"] = len(prompts) / seconds
         results[f"  mean tokens of a {label} prompt"] = sum(len(tok(x)["input_ids"]) for x in prompts) / len(prompts)
         if label == "dilemma":
             results["  scoring / plain forwards"] = seconds / timed(lambda: plain_forwards(model, tok, prompts), 1)
-    neutral = ev.NeutralKL(model, tok, ev.load_neutral())
+    neutral = ev.NeutralKL(model, tok, dilemmas.load_neutral())
     steerer = ev.null_steerers(model, 1, {})[0]
 
     def dose():

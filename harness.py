@@ -603,7 +603,6 @@ class ArgParser(argparse.ArgumentParser):
 
 
 def parse_args(argv):
-    import baselines  # noqa: F401 (registers the readout objective in innerpissa.OBJECTIVES; it imports this module)
     d = TrainConfig()
     p = ArgParser(description="Train an InnerPiSSA honesty adapter and calibrate its sign "
                               "(`innerpissa.py export -h`: write the model steered at one c).")

@@ -29,6 +29,7 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast, Qwen3Config, Qwen3ForCausalLM
 
 import baselines
+import dilemmas
 import eval_dilemmas as ev
 import harness
 import innerpissa as ip
@@ -730,7 +731,7 @@ def test_label_rule_on_fixture(tmp_path):
         (["courage"], ["truth", "honesty"]),
         (["truth"], ["honesty"]),                                # Truthfulness on both sides -> 0
     ])
-    rows = ev.load_dilemmas(path)
+    rows = dilemmas.load_dilemmas(path)
     labels = {r["dilemma_idx"]: r["labels"] for r in rows}
     assert labels[0] == {"Virtue/Truthfulness": 1, "MFT/Fairness": 1, "MFT/Care": 0, "Virtue/Kindness": 0,
                          "Maslow/Love and belonging": 0}
@@ -742,7 +743,7 @@ def test_label_rule_on_fixture(tmp_path):
 
 
 def test_yes_bias_changes_no_category_score(tmp_path):
-    rows = ev.load_dilemmas(write_fixture(tmp_path, mixed_pairs()))
+    rows = dilemmas.load_dilemmas(write_fixture(tmp_path, mixed_pairs()))
     lr = np.random.default_rng(0).normal(size=len(rows))
     before, after = ev.category_scores(rows, lr), ev.category_scores(rows, lr + 3.7)
     assert set(before) == set(after) and len(before) >= 4
@@ -751,23 +752,23 @@ def test_yes_bias_changes_no_category_score(tmp_path):
 
 
 def test_swapping_a_dilemmas_rows_negates_its_contribution(tmp_path):
-    rows = ev.load_dilemmas(write_fixture(tmp_path, mixed_pairs()))
+    rows = dilemmas.load_dilemmas(write_fixture(tmp_path, mixed_pairs()))
     lr = np.random.default_rng(1).normal(size=len(rows))
     swapped = lr.copy()
     swapped[[0, 1]] = lr[[1, 0]]                       # dilemma 0 answers each action as the other
     one, other = ev.dilemma_scores(rows, lr), ev.dilemma_scores(rows, swapped)
     assert one[0] != 0 and other[0] == pytest.approx(-one[0], abs=1e-12)
     assert all(other[d] == one[d] for d in one if d != 0)
-    n = sum(1 for r in rows if r["labels"].get(ev.TARGET))
-    total = ev.category_scores(rows, lr)[ev.TARGET] * n
-    assert ev.category_scores(rows, swapped)[ev.TARGET] * n == pytest.approx(total - 4 * one[0], abs=1e-12)
+    n = sum(1 for r in rows if r["labels"].get(dilemmas.TARGET))
+    total = ev.category_scores(rows, lr)[dilemmas.TARGET] * n
+    assert ev.category_scores(rows, swapped)[dilemmas.TARGET] * n == pytest.approx(total - 4 * one[0], abs=1e-12)
 
 
 def test_relabelling_action_type_in_the_file_keeps_scores(tmp_path):
     """Writing a dilemma with to_do/not_to_do exchanged (values follow their rows) is the same dilemma."""
     pairs = mixed_pairs()
-    rows = ev.load_dilemmas(write_fixture(tmp_path, pairs))
-    flipped = ev.load_dilemmas(write_fixture(tmp_path, [(b, a) for a, b in pairs]))
+    rows = dilemmas.load_dilemmas(write_fixture(tmp_path, pairs))
+    flipped = dilemmas.load_dilemmas(write_fixture(tmp_path, [(b, a) for a, b in pairs]))
     lr = np.random.default_rng(2).normal(size=len(rows))
     lr_flipped = lr.reshape(-1, 2)[:, ::-1].ravel()    # each row keeps its own answer
     assert ev.category_scores(flipped, lr_flipped) == pytest.approx(ev.category_scores(rows, lr), abs=1e-12)
@@ -870,7 +871,7 @@ def test_verdict_needs_e_above_the_null_95th_percentile():
 
 def truth_rows(n):
     """n Truthfulness dilemmas, two rows each, alternately honest-to-act and honest-to-refrain."""
-    return [{"dilemma_idx": d, "action_type": side, "labels": {ev.TARGET: 1 if d % 2 else -1}}
+    return [{"dilemma_idx": d, "action_type": side, "labels": {dilemmas.TARGET: 1 if d % 2 else -1}}
             for d in range(n) for side in ("to_do", "not_to_do")]
 
 
@@ -879,7 +880,7 @@ def test_effect_interval_is_a_bootstrap_over_dilemmas_paired_across_doses():
     on every dilemma, so a bootstrap that draws the same dilemmas for +c*, −c* and 0 gives E's interval
     a width of 0, while Δ₊ and Δ₋ alone are wide. The intervals hold the point estimates of the summary."""
     rows, rng = truth_rows(40), np.random.default_rng(0)
-    side = np.array([r["labels"][ev.TARGET] * (1 if r["action_type"] == "to_do" else -1) for r in rows])  # [80]
+    side = np.array([r["labels"][dilemmas.TARGET] * (1 if r["action_type"] == "to_do" else -1) for r in rows])  # [80]
     ref = rng.normal(size=80)
     common = np.repeat(rng.normal(scale=2.0, size=40), 2) * side          # a per-dilemma shift, both signs
     plus, minus = ref + common + 0.05 * side, ref + common
@@ -887,7 +888,7 @@ def test_effect_interval_is_a_bootstrap_over_dilemmas_paired_across_doses():
     assert got["effect_ci"] == pytest.approx([0.025, 0.025], abs=1e-12)
     for key, lr in (("delta_plus_ci", plus), ("delta_minus_ci", minus)):
         lo, hi = got[key]
-        delta = ev.category_scores(rows, lr)[ev.TARGET] - ev.category_scores(rows, ref)[ev.TARGET]
+        delta = ev.category_scores(rows, lr)[dilemmas.TARGET] - ev.category_scores(rows, ref)[dilemmas.TARGET]
         assert lo < delta < hi and hi - lo > 0.5
     assert ev.effect_intervals(rows, ref, plus, minus, seed=0) == got != ev.effect_intervals(rows, ref, plus, minus, 1)
 
@@ -896,7 +897,7 @@ def test_effect_interval_is_a_bootstrap_over_dilemmas_paired_across_doses():
 
 def honest_side(rows):
     """[n_rows] +1 where Yes is the honest answer (label · side > 0), −1 where No is, 0 off Truthfulness."""
-    return np.array([r["labels"].get(ev.TARGET, 0) * (1 if r["action_type"] == "to_do" else -1) for r in rows])
+    return np.array([r["labels"].get(dilemmas.TARGET, 0) * (1 if r["action_type"] == "to_do" else -1) for r in rows])
 
 
 def f1_of(rows, lr0, lr_plus, lr_minus, a0, a_plus, a_minus, pmass=(1.0, 1.0)):
@@ -908,7 +909,7 @@ def f1_of(rows, lr0, lr_plus, lr_minus, a0, a_plus, a_minus, pmass=(1.0, 1.0)):
 
 @pytest.fixture
 def f1_rows(tmp_path):
-    rows = ev.load_dilemmas(write_fixture(tmp_path, mixed_pairs(40)))     # 20 Truthfulness dilemmas, both signs
+    rows = dilemmas.load_dilemmas(write_fixture(tmp_path, mixed_pairs(40)))     # 20 Truthfulness dilemmas, both signs
     rng = np.random.default_rng(0)
     return rows, rng.normal(size=len(rows)), rng.normal(size=100)
 
@@ -1017,28 +1018,28 @@ def test_efficiency_and_coherence_range(eval_setup, tmp_path):
 
 
 def test_truth_probes_take_the_honest_side_from_the_labels(tmp_path, capsys):
-    rows = ev.load_dilemmas(write_fixture(tmp_path, mixed_pairs(8)))
-    probes = ev.truth_probes(rows)                         # dilemmas 0, 4 honest to act; 1, 5 honest to refrain
+    rows = dilemmas.load_dilemmas(write_fixture(tmp_path, mixed_pairs(8)))
+    probes = dilemmas.truth_probes(rows)                         # dilemmas 0, 4 honest to act; 1, 5 honest to refrain
     assert [p["honest_answer"] for p in probes] == ["Yes", "No", "No", "Yes"] * 2
-    assert probes[0]["question"] == ev.row_question(rows[0])
+    assert probes[0]["question"] == dilemmas.row_question(rows[0])
     out = tmp_path / "sign" / "tune.csv"
     ev.main(["--dilemmas", str(tmp_path / "dilemmas.csv"), "--split", "tune", "--write-probes", str(out)])
     written = harness.load_probes(out)
-    tune = ev.truth_probes(ev.load_dilemmas(tmp_path / "dilemmas.csv", split="tune"))
+    tune = dilemmas.truth_probes(dilemmas.load_dilemmas(tmp_path / "dilemmas.csv", split="tune"))
     assert written == tune and len(written) == 4 and not (tmp_path / "sign" / "results.json").exists()
 
 
 def test_split_halves_and_max_dilemmas(tmp_path):
     path = write_fixture(tmp_path, mixed_pairs(24))
-    tune, test = ev.load_dilemmas(path, split="tune"), ev.load_dilemmas(path, split="test")
+    tune, test = dilemmas.load_dilemmas(path, split="tune"), dilemmas.load_dilemmas(path, split="test")
     ids = lambda rows: {r["dilemma_idx"] for r in rows}  # noqa: E731
     assert ids(tune).isdisjoint(ids(test)) and ids(tune) | ids(test) == set(range(24))
     for half in (tune, test):
-        assert {r["labels"].get(ev.TARGET, 0) for r in half} == {-1, 0, 1}
-    picked = ev.load_dilemmas(path, max_dilemmas=5, seed=3)
+        assert {r["labels"].get(dilemmas.TARGET, 0) for r in half} == {-1, 0, 1}
+    picked = dilemmas.load_dilemmas(path, max_dilemmas=5, seed=3)
     assert len(picked) == 10 and len(ids(picked)) == 5
-    assert all(r["labels"].get(ev.TARGET) for r in picked)     # 12 Truthfulness dilemmas exist: only those
-    assert picked == ev.load_dilemmas(path, max_dilemmas=5, seed=3)
+    assert all(r["labels"].get(dilemmas.TARGET) for r in picked)     # 12 Truthfulness dilemmas exist: only those
+    assert picked == dilemmas.load_dilemmas(path, max_dilemmas=5, seed=3)
 
 
 def test_load_errors_name_file_row_and_column(tmp_path):
@@ -1049,7 +1050,7 @@ def test_load_errors_name_file_row_and_column(tmp_path):
         bad = tmp_path / "bad.csv"
         bad.write_text(text)
         with pytest.raises(InputError) as e:
-            ev.load_dilemmas(bad, values=tmp_path / "values.csv")
+            dilemmas.load_dilemmas(bad, values=tmp_path / "values.csv")
         assert "bad.csv" in str(e.value) and "\n" not in str(e.value)
         return str(e.value)
 
@@ -1065,15 +1066,15 @@ def test_load_errors_name_file_row_and_column(tmp_path):
     msg = error_for("\n".join(lines[:-1]))                         # dilemma 2 loses its not_to_do row
     assert "row 6" in msg and "not_to_do" in msg
     with pytest.raises(InputError, match="does not exist"):
-        ev.load_dilemmas(tmp_path / "nope.csv")
+        dilemmas.load_dilemmas(tmp_path / "nope.csv")
 
 
 # ----------------------------------------------------------------------------- tiny model
 
 def test_batched_scores_equal_one_at_a_time(tiny, tmp_path):
     model, tok = tiny
-    rows = ev.load_dilemmas(write_fixture(tmp_path, mixed_pairs(3)))
-    prompts = ev.row_prompts(tok, rows) + [yes_no_prompt(tok, "Short?", system="Be brief.")]
+    rows = dilemmas.load_dilemmas(write_fixture(tmp_path, mixed_pairs(3)))
+    prompts = dilemmas.row_prompts(tok, rows) + [yes_no_prompt(tok, "Short?", system="Be brief.")]
     batched = ev.score_yes_no(model, tok, prompts, batch_size=4)
     single = [ev.score_yes_no(model, tok, [p], batch_size=1) for p in prompts]
     for key in ("logratio", "pmass", "nll"):
@@ -1101,7 +1102,7 @@ def test_prefix_cached_scores_equal_full_forwards(tiny, tmp_path, span):
     """The shared prefix runs once and batches continue from its cache: same numbers as full
     forwards, also under a steering hook and when the NLL window starts inside the prefix."""
     model, tok = tiny
-    prompts = ev.row_prompts(tok, ev.load_dilemmas(write_fixture(tmp_path, mixed_pairs(3))))
+    prompts = dilemmas.row_prompts(tok, dilemmas.load_dilemmas(write_fixture(tmp_path, mixed_pairs(3))))
     prompts.insert(3, yes_no_prompt(tok, "Is the sky green?"))           # shares only the header: a family of one
     lengths = [len(tok(p, add_special_tokens=False)["input_ids"]) for p in prompts]
     spans = None if span is None else [(span[0], span[1] % n) for n in lengths]
@@ -1124,22 +1125,22 @@ def test_nll_reads_exactly_the_question_tokens(tiny, tmp_path, system):
     scorer's NLL is the mean over exactly those: found here as the question's own token ids inside the
     prompt's, read from one full forward (not the prompt's last k tokens: the template's end follows)."""
     model, tok = tiny
-    rows = ev.load_dilemmas(write_fixture(tmp_path, mixed_pairs(3)))
-    prompts = ev.row_prompts(tok, rows, system)
+    rows = dilemmas.load_dilemmas(write_fixture(tmp_path, mixed_pairs(3)))
+    prompts = dilemmas.row_prompts(tok, rows, system)
     got = ev.Scorer(model, tok, rows).score("test", prompts)["nll"]
     for row, prompt, nll in zip(rows, prompts, got):
-        ids, q = (tok(t, add_special_tokens=False)["input_ids"] for t in (prompt, ev.row_question(row)))
+        ids, q = (tok(t, add_special_tokens=False)["input_ids"] for t in (prompt, dilemmas.row_question(row)))
         a = next(j for j in range(len(ids)) if ids[j:j + len(q)] == q)
-        assert ev.question_span(tok, prompt, ev.row_question(row)) == (a, a + len(q)) and a + len(q) < len(ids) - 3
+        assert dilemmas.question_span(tok, prompt, dilemmas.row_question(row)) == (a, a + len(q)) and a + len(q) < len(ids) - 3
         with torch.no_grad():
             assert nll == pytest.approx(full_forward_scores(model, tok, prompt, (a, a + len(q)))[1], abs=1e-4)
     with pytest.raises(InputError, match="no tokens of its own"):
-        ev.question_span(tok, prompts[0], "a question that is not there")
+        dilemmas.question_span(tok, prompts[0], "a question that is not there")
 
 
 def test_hooks_removed_when_scoring_fails(tiny, tmp_path, monkeypatch):
     model, tok = tiny
-    rows = ev.load_dilemmas(write_fixture(tmp_path, mixed_pairs(2)))
+    rows = dilemmas.load_dilemmas(write_fixture(tmp_path, mixed_pairs(2)))
     detached = []
 
     class Broken:
@@ -1236,7 +1237,7 @@ def test_dose_meets_the_budget_at_both_signs_and_ignores_the_dilemmas(eval_setup
             assert 0 < kl.kl(kl.logprobs()) <= 0.005
     assert kl.at(steerer, 1.1 * c) > 0.005                         # and it is the largest such c, to 10%
     steerer.detach()
-    rows = ev.load_dilemmas(tmp / "dilemmas.csv")
+    rows = dilemmas.load_dilemmas(tmp / "dilemmas.csv")
     doses = [ev.evaluate(model, tok, subset, [], {"innerpissa": tmp / "ip.safetensors"}, 0.005, [-1.0, 1.0], 0,
                          NEUTRAL)[1]["innerpissa"] for subset in (rows[:8], rows[8:])]
     assert doses[0] == doses[1] and doses[0][0] == c
@@ -1364,7 +1365,7 @@ def fmt_f1(s):
 def test_arbitrary_items_file():
     """≥ 80 self-written items, each kind ≥ 10, every one a Yes/No question like the dilemmas', none of them
     (or their claims) in the dilemmas, probes or neutral text."""
-    items = ev.load_arbitrary()
+    items = dilemmas.load_arbitrary()
     kinds = [a["kind"] for a in items]
     assert len(items) >= 80 and len({a["question"] for a in items}) == len(items)
     assert set(kinds) == {"math_accept", "math_reject", "fact_accept", "fact_reject", "preference"}
@@ -1389,7 +1390,7 @@ def test_recorded_kl_of_a_baseline_at_every_dose_is_its_own(eval_setup):
     outside any steer() — not of 2c (a KL taken inside steer(c) on a steerer that stacked hooks)."""
     model, tok, tmp = eval_setup
     path = save_random_artifact(model, tmp / "rnd.safetensors")
-    rows = ev.load_dilemmas(tmp / "dilemmas.csv")[:8]
+    rows = dilemmas.load_dilemmas(tmp / "dilemmas.csv")[:8]
     raw, dose, _ = ev.evaluate(model, tok, rows, [], {"random": path}, 0.005, [-2.0, -1.0, -0.5, 0.5, 1.0, 2.0],
                                0, NEUTRAL)
     fresh, steerer = ev.NeutralKL(model, tok, NEUTRAL), ev.load_steerer(model, path)
@@ -1439,7 +1440,7 @@ def test_every_null_direction_is_dosed_into_the_methods_band():
 
 def test_every_null_direction_stays_within_the_budget_at_its_dose(eval_setup):
     model, tok, tmp = eval_setup
-    rows, budget = ev.load_dilemmas(tmp / "dilemmas.csv")[:8], 0.005
+    rows, budget = dilemmas.load_dilemmas(tmp / "dilemmas.csv")[:8], 0.005
     _, _, null = ev.evaluate(model, tok, rows, [], {}, budget, [-1.0, 1.0], 4, NEUTRAL, seed=3)
     assert [n["seed"] for n in null] == [ev.null_seed(3, j) for j in range(4)]
     fresh = ev.NeutralKL(model, tok, NEUTRAL)
@@ -1674,9 +1675,9 @@ def test_oracle_never_reads_a_test_half_row(cli, tmp_path):
     the model embeds; a batch continuing a cached prefix is read after the prefix (the last 1-row input)."""
     model, tok = cli
     path = write_fixture(tmp_path, mixed_pairs(24))
-    labels = {r["dilemma_idx"]: r["labels"] for r in ev.load_dilemmas(path)}
-    tune, test = set(ev.split_ids(labels, "tune")), set(ev.split_ids(labels, "test"))
-    assert tune and test and not tune & test and any(labels[d].get(ev.TARGET) for d in test)
+    labels = {r["dilemma_idx"]: r["labels"] for r in dilemmas.load_dilemmas(path)}
+    tune, test = set(dilemmas.split_ids(labels, "tune")), set(dilemmas.split_ids(labels, "test"))
+    assert tune and test and not tune & test and any(labels[d].get(dilemmas.TARGET) for d in test)
     seen, head = set(), []
 
     def spy(module, args):                                         # every token id the model embeds
@@ -1693,7 +1694,7 @@ def test_oracle_never_reads_a_test_half_row(cli, tmp_path):
         handle.remove()
     meta = load_artifact(tmp_path / "oracle.safetensors")[1]
     assert seen and seen <= tune and not seen & test
-    assert seen == set(meta["training"]["dilemma_ids"]) and all(labels[d].get(ev.TARGET) for d in seen)
+    assert seen == set(meta["training"]["dilemma_ids"]) and all(labels[d].get(dilemmas.TARGET) for d in seen)
     assert meta["training"]["n_rows"] == 2 * len(seen) and meta["training"]["split"] == "tune"
 
 
@@ -1728,8 +1729,8 @@ def test_oracle_yes_no_read_out_equals_plain_forwards_and_its_gradient_too(tiny,
     model, tok = tiny
     model.double()
     rows, honest = baselines.oracle_rows(write_fixture(tmp_path, mixed_pairs(12)))
-    assert honest.tolist() == [1.0 if p["honest_answer"] == "Yes" else -1.0 for p in ev.truth_probes(rows)]
-    prompts = ev.row_prompts(tok, rows)
+    assert honest.tolist() == [1.0 if p["honest_answer"] == "Yes" else -1.0 for p in dilemmas.truth_probes(rows)]
+    prompts = dilemmas.row_prompts(tok, rows)
     ids = [tok(p, add_special_tokens=False)["input_ids"] for p in prompts]
     k = len(harness.shared_prefix(ids))
     assert max(f for f, _ in harness.prompt_families(ids, k, len(ids))) > 0      # situations are shared
@@ -1755,7 +1756,7 @@ def test_oracle_kl_term_reaches_the_adapter(tiny, tmp_path):
     trains θ, λ, and is not a number computed beside the graph."""
     model, tok = tiny
     rows, honest = baselines.oracle_rows(write_fixture(tmp_path, mixed_pairs(12)))
-    prompts = ev.row_prompts(tok, rows)[:4]
+    prompts = dilemmas.row_prompts(tok, rows)[:4]
     adapter = trained_adapter(model, rank=4)
     grads = []
     for weight in (0.0, 10.0):
@@ -1902,6 +1903,25 @@ def test_export_bad_input_is_one_line_and_writes_nothing(exports, capsys, monkey
     assert sorted(p.relative_to(tmp) for p in tmp.rglob("*")) == before   # no out, no temp dir
 
 
+LAYERS = ("innerpissa", "harness", "dilemmas", "baselines", "eval_dilemmas", "samples", "bench")  # bottom first
+
+
+def test_no_module_imports_one_above_it():
+    """Every import of a project module, function-local ones included, names a module below the importer in
+    LAYERS; only a script's `if __name__ == "__main__":` entry may reach up (innerpissa's runs harness's CLI)."""
+    root = Path(ip.__file__).parent
+    assert {p.stem for p in root.glob("*.py")} - {"test_smoke"} == set(LAYERS)
+    for rank, name in enumerate(LAYERS):
+        tree = ast.parse((root / f"{name}.py").read_text(encoding="utf-8"))
+        entry = {id(x) for node in tree.body if isinstance(node, ast.If) and "__main__" in ast.unparse(node.test)
+                 for x in ast.walk(node)}
+        for node in ast.walk(tree):
+            if id(node) in entry or not isinstance(node, (ast.Import, ast.ImportFrom)):
+                continue
+            for imported in [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module]:
+                assert imported not in LAYERS or LAYERS.index(imported) < rank, f"{name} imports {imported} (line {node.lineno})"
+
+
 def test_scripts_never_import_peft():
     for script in ("innerpissa.py", "baselines.py", "eval_dilemmas.py", "samples.py"):
         tree = ast.parse(Path(__file__).with_name(script).read_text())
@@ -1948,9 +1968,9 @@ def test_samples_default_prompts_are_truthfulness_dilemmas(tiny, tmp_path, monke
     samples.main(["--artifact", str(tmp_path / "a.safetensors"), "--n", "1", "--max-new-tokens", "4",
                   "--out", str(tmp_path / "s.md")])
     text = (tmp_path / "s.md").read_text()
-    rows = [r for r in ev.load_dilemmas("data", split="test") if r["action_type"] == "to_do"]
-    first = next(r for r in rows if r["labels"].get(ev.TARGET))
-    assert samples.dilemma_questions(1) == [ev.row_question(first)]
+    rows = [r for r in dilemmas.load_dilemmas("data", split="test") if r["action_type"] == "to_do"]
+    first = next(r for r in rows if r["labels"].get(dilemmas.TARGET))
+    assert samples.dilemma_questions(1) == [dilemmas.row_question(first)]
     assert f"> Action: {first['action']}" in text and text.count("| My choice:") == 3
 
 
