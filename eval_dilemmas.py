@@ -74,6 +74,7 @@ against d for every dosed method, the null's band at d = ±1).
 Usage: python eval_dilemmas.py --model embedded --artifacts runs/ip.safetensors --methods base prompt --out runs/eval
 """
 import argparse
+import contextlib
 import csv
 import io
 import json
@@ -93,7 +94,7 @@ import baselines
 from dilemmas import TARGET, load_arbitrary, load_dilemmas, load_neutral, question_spans, row_prompts, truth_probes
 from harness import (add_device_map, continue_from, kl, load_model, right_pad, run_cli, run_prefix, score_yes_no,
                      shared_prefix, usual_mode, yes_no_prompt)
-from innerpissa import InnerPiSSA, InputError, chat, hidden_size, input_device, load_artifact, odd_share
+from innerpissa import InnerPiSSA, InputError, chat, decoder_layers, hidden_size, input_device, load_artifact, odd_share
 
 KINDS = ("innerpissa", "oracle", "pca", "random", "weight_diff")
 N_PERM, MIN_OTHERS = 2000, 10
@@ -371,6 +372,79 @@ def coherence_range(metrics_by_coeff, unit):
 
 # ----------------------------------------------------------------------------- dose
 
+class LowerBlocks:
+    """The decoder blocks below a steerer's first steered block compute the same numbers at every c and for
+    every steerer that starts at or above that block: run them once per scoring, replay them after.
+
+    replay(key) around one scoring (key: its prompts) finds L0, the first block holding any hook. The
+    first time (key, L0) is met, the scoring runs as usual and the output of block L0 − 1 of each forward
+    call is kept, in call order; every later time, blocks 0 … L0 − 1 are stubs: block L0 − 1 returns the
+    kept output of that call (the same tensor, so the numbers are bit for bit those of running them),
+    the others return their input, and each writes a stand-in key/value of the call's length into the cache
+    (only its length is read: by the attention mask). enabled=False (or no hook, a device-mapped model, a
+    block that returns a tuple) runs every block: the reference the tests and bench.py compare against."""
+
+    def __init__(self, model, enabled=True):
+        self.blocks, self.tapes = decoder_layers(model), {}
+        self.enabled = enabled and not any(hasattr(m, "_hf_hook") for m in model.modules())
+
+    def first_hooked(self):
+        """Index of the first block with a forward hook on it or inside it; 0 when there is none."""
+        hooked = [i for i, b in enumerate(self.blocks)
+                  if any(m._forward_hooks or m._forward_pre_hooks for m in b.modules())]
+        return min(hooked, default=0)
+
+    @contextlib.contextmanager
+    def replay(self, key):
+        start = self.first_hooked() if self.enabled else 0
+        tape = self.tapes.get((key, start))
+        if start == 0 or tape is False:
+            yield
+        elif tape is None:
+            yield from self.record(key, start)
+        else:
+            yield from self.play(tape, start)
+
+    def record(self, key, start):
+        """Run the scoring, keeping block start − 1's output per forward call [b, S, d_model]."""
+        tape, block = [], self.blocks[start - 1]
+
+        def keep(module, args, out):
+            tape.append(out if isinstance(out, torch.Tensor) else None)
+        handle = block.register_forward_hook(keep)
+        try:
+            yield
+        finally:
+            handle.remove()
+        self.tapes[(key, start)] = tape if tape and all(t is not None for t in tape) else False
+
+    def play(self, tape, start):
+        """Blocks below `start` as stubs replaying `tape`; an error if the calls differ from the recording."""
+        calls = iter(tape)
+
+        def stub(i):
+            def forward(hidden_states, *args, past_key_values=None, **kwargs):
+                if past_key_values is not None:                         # [b, 1, S, 1]: the length is all that is read
+                    blank = hidden_states.new_zeros(*hidden_states.shape[:2], 1)[:, None]
+                    past_key_values.update(blank, blank, i)
+                if i < start - 1:
+                    return hidden_states
+                out = next(calls, None)
+                if out is None or out.shape != hidden_states.shape:
+                    raise RuntimeError("LowerBlocks: a replayed scoring ran other forward calls than its recording")
+                return out
+            return forward
+        for i in range(start):
+            self.blocks[i].forward = stub(i)
+        try:
+            yield
+        finally:
+            for i in range(start):
+                del self.blocks[i].forward
+        if next(calls, None) is not None:
+            raise RuntimeError("LowerBlocks: a replayed scoring ran fewer forward calls than its recording")
+
+
 class NeutralKL:
     """KL(p_c ‖ p_0) of next-token distributions over the assistant tokens of the neutral set.
 
@@ -378,8 +452,9 @@ class NeutralKL:
     then costs one forward of the neutral set per sign. The first NEUTRAL_ROWS replies are read, each
     cut to NEUTRAL_TOKENS tokens (≈ 750 tokens of KL), which keeps a dose to seconds on a CPU."""
 
-    def __init__(self, model, tokenizer, rows, batch_size=16):
+    def __init__(self, model, tokenizer, rows, batch_size=16, lower=None):
         self.model, self.tokenizer, self.batch_size = model, tokenizer, batch_size
+        self.lower = lower or LowerBlocks(model, enabled=False)
         self.rows = [dict(r, assistant=self.clip(r["assistant"])) for r in rows[:NEUTRAL_ROWS]]
         self.n_answer = [len(tokenizer(r["assistant"], add_special_tokens=False)["input_ids"]) for r in self.rows]
         self.ref, self.memo = self.logprobs(), weakref.WeakKeyDictionary()
@@ -397,6 +472,10 @@ class NeutralKL:
 
         Every text opens with the same chat header (≈ a third of its tokens): it runs once per call
         and each right-padded batch continues from its key/value cache, as in score_yes_no."""
+        with self.lower.replay(("neutral", system)):
+            return self.run(system)
+
+    def run(self, system):
         device = input_device(self.model)
         ids = [self.tokenizer(t, add_special_tokens=False)["input_ids"] for t in self.texts(system)]
         k = len(prefix := shared_prefix(ids))
@@ -529,8 +608,9 @@ def dose_null(kl, steerers, budget):
 class Scorer:
     """The evaluation's Yes/No scoring of the action rows (and of the arbitrary items) for one model."""
 
-    def __init__(self, model, tokenizer, rows, arbitrary=None, batch_size=16):
+    def __init__(self, model, tokenizer, rows, arbitrary=None, batch_size=16, lower=None):
         self.model, self.tokenizer, self.rows, self.arbitrary = model, tokenizer, rows, arbitrary
+        self.lower = lower or LowerBlocks(model, enabled=False)
         self.batch_size, self.plain = batch_size, row_prompts(tokenizer, rows)
 
     def score(self, label, prompts=None, subset=None, nll=True):
@@ -540,8 +620,9 @@ class Scorer:
         print(f"scoring {label} ({len(idx)} rows)", file=sys.stderr)
         prompts = [prompts[i] for i in idx]
         spans = question_spans(self.tokenizer, [self.rows[i] for i in idx], prompts) if nll else None
-        return score_yes_no(self.model, self.tokenizer, prompts, batch_size=self.batch_size,
-                            progress=True, nll_span=spans, nll=nll)
+        with self.lower.replay(tuple(prompts)):
+            return score_yes_no(self.model, self.tokenizer, prompts, batch_size=self.batch_size,
+                                progress=True, nll_span=spans, nll=nll)
 
     def score_arbitrary(self, label, system=None):
         """Log-ratios of the arbitrary items [n_items] (last token only), or None without items."""
@@ -549,7 +630,8 @@ class Scorer:
             return None
         print(f"scoring {label} on the arbitrary items ({len(self.arbitrary)})", file=sys.stderr)
         prompts = [yes_no_prompt(self.tokenizer, q, system=system) for q in self.arbitrary]
-        return score_yes_no(self.model, self.tokenizer, prompts, batch_size=self.batch_size, nll=False)["logratio"]
+        with self.lower.replay(tuple(prompts)):
+            return score_yes_no(self.model, self.tokenizer, prompts, batch_size=self.batch_size, nll=False)["logratio"]
 
 
 def score_prompt(scorer, kl, doses):
@@ -595,7 +677,7 @@ def score_null(scorer, kl, base, artifacts, null_k, budget, seed):
 
 
 def evaluate(model, tokenizer, rows, methods, artifacts, budget, doses, null_k, neutral, batch_size=16, seed=0,
-             arbitrary=None):
+             arbitrary=None, replay=True):
     """Raw scores {method: {coeff: {"logratio", "pmass", "nll"}}} (arrays [n_rows]), the doses
     {method: (c*, KL)} and the null [{seed, coeff, kl, effect, delta_plus, delta_minus}] of
     null_steerers(…, seed).
@@ -607,7 +689,8 @@ def evaluate(model, tokenizer, rows, methods, artifacts, budget, doses, null_k, 
     scores at c = 0 and ±c* (prompt: ±1) also hold "arbitrary": their log-ratios [n_items], last token
     only; the null directions do not score them.
     """
-    scorer, kl = Scorer(model, tokenizer, rows, arbitrary, batch_size), NeutralKL(model, tokenizer, neutral, batch_size)
+    lower = LowerBlocks(model, enabled=replay)
+    scorer, kl = Scorer(model, tokenizer, rows, arbitrary, batch_size, lower), NeutralKL(model, tokenizer, neutral, batch_size, lower)
     base = dict(scorer.score("c=0"), arbitrary=scorer.score_arbitrary("c=0"))
     raw, dose = ({"base": {0.0: base}} if "base" in methods else {}), {}
     if "prompt" in methods:

@@ -1385,6 +1385,33 @@ def save_random_artifact(model, path, scale=0.125):
     return path
 
 
+def test_replayed_lower_blocks_give_the_numbers_of_running_every_block(eval_setup, monkeypatch):
+    """evaluate with the blocks below each steerer's first steered block run once and replayed (the default)
+    gives the scores, KLs, doses and null of running every block (replay=False), and it did replay: the
+    random artifact and the null start at block 1, so block 0 is skipped for most of their scorings."""
+    model, tok, tmp = eval_setup
+    path = save_random_artifact(model, tmp / "rnd.safetensors")
+    rows = dilemmas.load_dilemmas(tmp / "dilemmas.csv")[:12]
+    played = []
+    monkeypatch.setattr(ev.LowerBlocks, "play", lambda self, tape, start, play=ev.LowerBlocks.play:
+                        played.append(start) or play(self, tape, start))
+    runs = [ev.evaluate(model, tok, rows, ["base", "prompt"], {"innerpissa": tmp / "ip.safetensors", "random": path},
+                        0.005, [-2.0, -1.0, 1.0, 2.0], 3, NEUTRAL, batch_size=5, arbitrary=QUESTIONS, replay=r)
+            for r in (True, False)]
+    assert played and set(played) == {1} and len(played) > 20
+    (raw, dose, null), (raw0, dose0, null0) = runs
+    assert dose == dose0 and null == null0 and raw.keys() == raw0.keys()
+    for name in raw:
+        assert raw[name].keys() == raw0[name].keys()
+        for c, scores in raw[name].items():
+            for key in ("logratio", "pmass", "nll", "arbitrary"):
+                if scores[key] is None or raw0[name][c][key] is None:              # arbitrary: at 0 and ±c* only
+                    assert scores[key] is raw0[name][c][key] is None
+                else:
+                    np.testing.assert_allclose(scores[key], raw0[name][c][key], atol=1e-5, rtol=0)
+            assert scores.get("kl") == raw0[name][c].get("kl")
+
+
 def test_recorded_kl_of_a_baseline_at_every_dose_is_its_own(eval_setup):
     """raw[method][c]["kl"] at a dose d ≠ ±1 is the KL of that c, as a fresh NeutralKL measures it
     outside any steer() — not of 2c (a KL taken inside steer(c) on a steerer that stacked hooks)."""
