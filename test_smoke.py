@@ -1149,9 +1149,9 @@ def test_nll_reads_exactly_the_question_tokens(tiny, tmp_path, system):
     for row, prompt, nll in zip(rows, prompts, got):
         ids, q = (tok(t, add_special_tokens=False)["input_ids"] for t in (prompt, dilemmas.row_question(row)))
         a = next(j for j in range(len(ids)) if ids[j:j + len(q)] == q)
-        assert dilemmas.question_span(tok, prompt, dilemmas.row_question(row)) == (a, a + len(q)) and a + len(q) < len(ids) - 3
         with torch.no_grad():
             assert nll == pytest.approx(full_forward_scores(model, tok, prompt, (a, a + len(q)))[1], abs=1e-4)
+        assert dilemmas.question_span(tok, prompt, dilemmas.row_question(row)) == (a, a + len(q)) and a + len(q) < len(ids) - 3
     with pytest.raises(InputError, match="no tokens of its own"):
         dilemmas.question_span(tok, prompts[0], "a question that is not there")
 
