@@ -168,13 +168,24 @@ class Clock:
             finally:
                 self.seconds[label] = self.seconds.get(label, 0.0) + time.perf_counter() - start
                 self.calls[label] = self.calls.get(label, 0) + 1
-        setattr(owner, name, timed_call)
+        setattr(owner, name, timed_call)                 # a method: obj is the instance
         self.saved.append((owner, name, original))
 
     def __enter__(self):
+        self.in_null = False
         self.wrap(ev.Scorer, "score", lambda a, kw: "null rows" if kw.get("subset") is not None else "rows")
         self.wrap(ev.Scorer, "score_arbitrary", "arbitrary")
-        self.wrap(ev.NeutralKL, "run", "neutral")
+        self.wrap(ev.NeutralKL, "run", lambda a, kw: "null neutral" if self.in_null else "neutral")
+        dose_null = ev.dose_null
+
+        def in_null(*args):
+            self.in_null = True
+            try:
+                return dose_null(*args)
+            finally:
+                self.in_null = False
+        ev.dose_null = in_null
+        self.saved.append((ev, "dose_null", dose_null))
         return self
 
     def __exit__(self, *exc):
