@@ -238,7 +238,8 @@ def verdict(m):
     return "damages" if share < 0.5 else "nothing"
 
 
-VERDICT_RULES = ("steers: E > 0 with its 95 % interval's lower end > 0, E above the null's 95th percentile of |E_k|, odd share ≥ 0.5 and pmass ratio "
+VERDICT_RULES = ("steers: E > 0 with its 95 % interval's lower end > 0, E above the null's 95th percentile of "
+                 "|E_k|, odd share ≥ 0.5 and pmass ratio "
                  "≥ 0.5 at both signs; damages: otherwise, if pmass ratio < 0.5 at either sign or odd share < 0.5; "
                  "nothing: the rest (also when no row moved)")
 
