@@ -67,6 +67,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+import dilemmas
 from harness import (ArgParser, CachedPairRunner, add_device_map, check_writable, continue_from, describe_sign, export_args,
                      family_rows, generate, kl, load_model, model_name, probe_margins, probe_sources, prompt_families,
                      read_lines, right_pad, run_cli, run_export, run_families, run_prefix, shared_prefix, yes_no_logprobs)
@@ -406,12 +407,11 @@ def make_weight_diff(model, tok, questions, target=None, rank=4, steps=12, lr=5e
 
 def oracle_rows(source="data", values=None):
     """The Truthfulness-labelled action rows of the tune half (both rows of each labelled dilemma), and
-    h [n], +1 where the honest answer is Yes (eval_dilemmas.truth_probes), −1 where it is No."""
-    import eval_dilemmas as ev  # imported here: eval imports this module's parts lazily too
-    rows = [r for r in ev.load_dilemmas(source, values, split="tune") if r["labels"].get(ev.TARGET, 0)]
+    h [n], +1 where the honest answer is Yes (dilemmas.truth_probes), −1 where it is No."""
+    rows = [r for r in dilemmas.load_dilemmas(source, values, split="tune") if r["labels"].get(dilemmas.TARGET, 0)]
     if not rows:  # load_dilemmas already refuses a selection without the label; kept for direct callers
-        raise InputError(f"no {ev.TARGET} rows in the tune half of --dilemmas {source}: the oracle has nothing to fit")
-    honest = torch.tensor([1.0 if p["honest_answer"] == "Yes" else -1.0 for p in ev.truth_probes(rows)])
+        raise InputError(f"no {dilemmas.TARGET} rows in the tune half of --dilemmas {source}: the oracle has nothing to fit")
+    honest = torch.tensor([1.0 if p["honest_answer"] == "Yes" else -1.0 for p in dilemmas.truth_probes(rows)])
     return rows, honest
 
 
@@ -471,8 +471,7 @@ def train_oracle(model, tok, adapter, rows, honest, steps=60, batch_rows=8, lr=1
                  kl_tokens=4, warmup=0.1, clip=1.0, seed=0, progress=True):
     """Fit θ, λ of `adapter` by the oracle loss (module docstring) on `rows`; the model's weights are
     frozen meanwhile and their requires_grad restored after. Returns the training stats."""
-    import eval_dilemmas as ev
-    prompts, honest = ev.row_prompts(tok, rows), honest.to(input_device(model))
+    prompts, honest = dilemmas.row_prompts(tok, rows), honest.to(input_device(model))
     batches = oracle_batches(rows, batch_rows, steps, seed)
     flags = [p.requires_grad for p in model.parameters()]
     model.requires_grad_(False)

@@ -10,22 +10,32 @@
                                on ~200-token ones (aim ≥ 4), and its time vs plain uncached forwards
                                of the same batches (the shared-prefix cache makes it < 1)
     peak memory                max resident set size of this process
+    eval (--eval N)            seconds per dilemma of eval_dilemmas.evaluate on N test-half dilemmas
+                               (Truthfulness first) with the run's doses (±1, ±2), prompt, base, three
+                               artifacts (an InnerPiSSA adapter with enlarged random θ, λ; pca from 16 pairs;
+                               random) and a K = 4 null: every block run (before) vs the lower blocks
+                               replayed (after), the ratio, the largest difference of any score, KL or null
+                               effect, and where the time goes (seconds and count per kind of forward)
     pipelines (--pipelines)    wall time of `QUICK=1 OFFLINE=1 bash run.sh` and `OFFLINE=1 bash run.sh`
 
 Each timing is the median of a few repeats after a warm-up. Ratios, not absolute times, are
 the targets: they hold on any machine.
 
-Usage: python bench.py [--model embedded] [--pipelines]
+Usage: python bench.py [--model embedded] [--eval N] [--skip-adapter] [--pipelines]
 """
 import argparse
 import resource
 import statistics
 import subprocess
+import tempfile
 import time
+from pathlib import Path
 
+import numpy as np
 import torch
 
-import baselines  # noqa: F401 (registers the readout objective)
+import baselines  # also registers the readout objective
+import dilemmas
 import eval_dilemmas as ev
 import harness
 import innerpissa as ip
@@ -73,7 +83,7 @@ def long_prompts(tok, rows, tokens=200):
     """Dilemma prompts lengthened to about `tokens` tokens by other dilemmas' situations as background."""
     prompts = []
     for i, row in enumerate(rows):
-        question, j = ev.row_question(row), i
+        question, j = dilemmas.row_question(row), i
         while len(tok(harness.yes_no_prompt(tok, question))["input_ids"]) < tokens:
             j += 1
             question = f"Background: {rows[j % len(rows)]['dilemma_situation']}\n{question}"
@@ -105,14 +115,14 @@ def adapter_costs(model, tok, batch):
 
 def scoring_costs(model, tok):
     """Scoring rows/s (dilemma and ~200-token prompts), cached vs plain, and the time of one dose."""
-    results, rows = {}, ev.load_dilemmas("data", max_dilemmas=16)
-    for label, prompts in (("dilemma", ev.row_prompts(tok, rows)), ("~200-token", long_prompts(tok, rows))):
+    results, rows = {}, dilemmas.load_dilemmas("data", max_dilemmas=16)
+    for label, prompts in (("dilemma", dilemmas.row_prompts(tok, rows)), ("~200-token", long_prompts(tok, rows))):
         seconds = timed(lambda: harness.score_yes_no(model, tok, prompts), repeats=1)
         results[f"scoring {label} prompts (rows/s)"] = len(prompts) / seconds
         results[f"  mean tokens of a {label} prompt"] = sum(len(tok(x)["input_ids"]) for x in prompts) / len(prompts)
         if label == "dilemma":
             results["  scoring / plain forwards"] = seconds / timed(lambda: plain_forwards(model, tok, prompts), 1)
-    neutral = ev.NeutralKL(model, tok, ev.load_neutral())
+    neutral = ev.NeutralKL(model, tok, dilemmas.load_neutral())
     steerer = ev.null_steerers(model, 1, {})[0]
 
     def dose():
@@ -122,15 +132,125 @@ def scoring_costs(model, tok):
     return results
 
 
+def bench_artifacts(model, tok, folder):
+    """{name: path} of three artifacts as the full run's kinds, built in seconds: an InnerPiSSA adapter on the
+    default targets with θ, λ drawn at std 0.03 (an edit the dose can find), pca from 16 pairs, random."""
+    torch.manual_seed(0)
+    adapter = ip.InnerPiSSA.attach(model, ip.default_target(model))
+    with torch.no_grad():
+        for p in adapter.parameters():
+            p.normal_(0, 0.03)
+    adapter.save(folder / "innerpissa.safetensors")
+    adapter.detach()
+    layers = baselines.layer_range(model)
+    pca = baselines.pca_directions(model, tok, layers, ip.make_pairs(tok, n=16))
+    for kind, vectors in (("pca", pca), ("random", baselines.random_directions(pca, 1))):
+        ip.save_artifact(folder / f"{kind}.safetensors", {f"layers.{i}": v for i, v in vectors.items()},
+                         {"kind": kind, "sign": 1, "layers": layers, "norms": [float(v.norm()) for v in vectors.values()]})
+    return {name: folder / f"{name}.safetensors" for name in ("innerpissa", "pca", "random")}
+
+
+class Clock:
+    """Seconds and calls of each kind of forward work inside evaluate: rows, null rows, arbitrary items,
+    neutral set (wraps the methods of ev.Scorer and ev.NeutralKL while active)."""
+
+    def __init__(self):
+        self.seconds, self.calls, self.saved = {}, {}, []
+
+    def wrap(self, owner, name, kind):
+        original = getattr(owner, name)
+
+        def timed_call(obj, *args, **kwargs):
+            label = kind(args, kwargs) if callable(kind) else kind
+            start = time.perf_counter()
+            try:
+                return original(obj, *args, **kwargs)
+            finally:
+                self.seconds[label] = self.seconds.get(label, 0.0) + time.perf_counter() - start
+                self.calls[label] = self.calls.get(label, 0) + 1
+        setattr(owner, name, timed_call)                 # a method: obj is the instance
+        self.saved.append((owner, name, original))
+
+    def __enter__(self):
+        self.in_null = False
+        self.wrap(ev.Scorer, "score", lambda a, kw: "null rows" if kw.get("subset") is not None else "rows")
+        self.wrap(ev.Scorer, "score_arbitrary", "arbitrary")
+        self.wrap(ev.NeutralKL, "run", lambda a, kw: "null neutral" if self.in_null else "neutral")
+        dose_null = ev.dose_null
+
+        def in_null(*args):
+            self.in_null = True
+            try:
+                return dose_null(*args)
+            finally:
+                self.in_null = False
+        ev.dose_null = in_null
+        self.saved.append((ev, "dose_null", dose_null))
+        return self
+
+    def __exit__(self, *exc):
+        for owner, name, original in self.saved:
+            setattr(owner, name, original)
+
+
+def largest_difference(a, b):
+    """The largest |difference| between two evaluate() results over every score, KL, dose and null effect."""
+    (raw, dose, null), (raw0, dose0, null0) = a, b
+    diffs = [abs(x[0] - y[0]) for x, y in zip(dose.values(), dose0.values())]
+    diffs += [abs(n[k] - m[k]) for n, m in zip(null, null0) for k in ("coeff", "kl", "effect")]
+    for name in raw:                                   # coefficients paired in order: c* itself may differ
+        for (c, sc), (c0, sc0) in zip(sorted(raw[name].items()), sorted(raw0[name].items()), strict=True):
+            diffs.append(abs(c - c0))
+            for key in ("logratio", "pmass", "nll", "arbitrary", "kl"):
+                x, y = sc.get(key), sc0.get(key)
+                if x is not None and y is not None:              # nll is NaN where not scored (doses ±2)
+                    d = np.abs(np.asarray(x, dtype=float) - np.asarray(y, dtype=float))
+                    diffs.append(float(d[np.isfinite(d)].max(initial=0.0)))
+    return max(diffs)
+
+
+def eval_costs(model, tok, n_dilemmas, batch_sizes=(16,)):
+    """evaluate() before (every block, batches of 16) and after (lower blocks replayed, batches of each size
+    in batch_sizes) on the same dilemmas and methods."""
+    rows = dilemmas.load_dilemmas("data", split="test", max_dilemmas=n_dilemmas)
+    arbitrary, neutral = [a["question"] for a in dilemmas.load_arbitrary()], dilemmas.load_neutral()
+    results, outs = {}, {}
+    with tempfile.TemporaryDirectory() as folder:
+        artifacts = bench_artifacts(model, tok, Path(folder))
+        runs = [(False, 16, "before")] + [(True, b, "after" if b == 16 else f"after, batch {b}") for b in batch_sizes]
+        for replay, batch_size, label in runs:
+            with Clock() as clock:
+                start = time.perf_counter()
+                outs[label] = ev.evaluate(model, tok, rows, ["base", "prompt"], artifacts, ev.KL_BUDGET,
+                                          [-2.0, -1.0, 1.0, 2.0], 4, neutral, batch_size, arbitrary=arbitrary,
+                                          replay=replay)
+                seconds = time.perf_counter() - start
+            results[f"eval {label}: s per dilemma ({len(rows) // 2})"] = seconds / (len(rows) // 2)
+            for kind in clock.seconds:
+                results[f"  {label} {kind}: s ({clock.calls[kind]} calls)"] = clock.seconds[kind]
+    before = results[f"eval before: s per dilemma ({len(rows) // 2})"]
+    for label in outs.keys() - {"before"}:
+        results[f"eval before / {label} (speed-up)"] = before / results[f"eval {label}: s per dilemma ({len(rows) // 2})"]
+        results[f"  {label}: largest difference of any number"] = largest_difference(outs[label], outs["before"])
+    return results
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--model", default=harness.EMBEDDED, help="model to measure (default embedded)")
     p.add_argument("--pipelines", action="store_true", help="also time the QUICK=1 and full offline run.sh")
+    p.add_argument("--eval", type=int, default=None, metavar="N",
+                   help="also time evaluate() on N test dilemmas, every block run vs lower blocks replayed")
+    p.add_argument("--eval-batch", type=int, nargs="+", default=[16], metavar="B",
+                   help="batch sizes of the replayed evaluation in --eval (default 16, the eval's default)")
+    p.add_argument("--skip-adapter", action="store_true", help="skip the adapter, training and scoring costs")
     args = p.parse_args()
     model, tok = harness.load_model(args.model)
     model.requires_grad_(False)
     batch = ip.tokenize(tok, ip.interleave(ip.make_pairs(tok, n=4)))   # [8, seq]
-    results = {**adapter_costs(model, tok, batch), **scoring_costs(model, tok)}
+    results = {} if args.skip_adapter else {**adapter_costs(model, tok, batch), **scoring_costs(model, tok)}
+    if args.eval:
+        results.update(eval_costs(model, tok, args.eval, args.eval_batch))
     results["peak memory (GiB)"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     if args.pipelines:
         for name, env in (("QUICK=1 OFFLINE=1 bash run.sh (s)", "QUICK=1 OFFLINE=1"),
@@ -141,7 +261,7 @@ def main():
 
     print(f"bench on {args.model}, {torch.get_num_threads()} threads, batch {tuple(batch['input_ids'].shape)}")
     for name, value in results.items():
-        print(f"{name:36s} {value:8.2f}")
+        print(f"{name:44s} {value:8.2f}" if value >= 0.01 else f"{name:44s} {value:8.1e}")
 
 
 if __name__ == "__main__":

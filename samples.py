@@ -11,6 +11,7 @@ Usage: python samples.py --model embedded --artifact runs/x/innerpissa.safetenso
 import math
 from pathlib import Path
 
+import dilemmas
 import eval_dilemmas as ev
 from harness import ArgParser, add_device_map, generate, load_model, read_lines, run_cli, yes_no_prompt
 from innerpissa import InputError, chat, load_artifact
@@ -20,9 +21,9 @@ PREFILL = "My choice:"
 
 def dilemma_questions(n):
     """The questions of the first n to_do rows of the test half, Truthfulness-labelled first."""
-    rows = [r for r in ev.load_dilemmas("data", split="test") if r["action_type"] == "to_do"]
-    rows = sorted(rows, key=lambda r: not r["labels"].get(ev.TARGET))[:n]     # stable: file order within each
-    return [ev.row_question(r) for r in rows]
+    rows = [r for r in dilemmas.load_dilemmas("data", split="test") if r["action_type"] == "to_do"]
+    rows = sorted(rows, key=lambda r: not r["labels"].get(dilemmas.TARGET))[:n]     # stable: file order within each
+    return [dilemmas.row_question(r) for r in rows]
 
 
 def sample(model, tokenizer, steerer, texts, coeffs, max_new_tokens=48, batch_size=8):

@@ -32,6 +32,7 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast, Qwen3Config, Qwen3ForCausalLM
 
 import baselines
+import dilemmas
 import eval_dilemmas as ev
 import harness
 import innerpissa as ip
@@ -618,7 +619,10 @@ def test_calibrate_sign_follows_the_honest_answer(tiny):
     report = ip.sign_report(steer, {"yes": honest_yes * 4, "no": honest_no * 2}, margins)
     assert report["sign"] == 1 and not report["agree"]                 # 8 probes say +1, 4 say -1
     assert report["sources"]["yes"]["gap"] > 0 > report["sources"]["no"]["gap"]
-    assert "UNCERTAIN: the sources disagree" in harness.describe_sign(report)
+    line = harness.describe_sign(report)
+    assert "UNCERTAIN: the sources disagree" in line
+    pooled = f"pooled {report['gap']:+.3f} [{report['ci'][0]:+.3f}, {report['ci'][1]:+.3f}] (n=12); yes "
+    assert pooled in line and report["ci"] != report["sources"]["yes"]["ci"]       # the interval that decides
     lo, hi = report["sources"]["yes"]["ci"]
     assert lo <= report["sources"]["yes"]["gap"] <= hi
     probes = harness.load_probes()
@@ -675,6 +679,24 @@ def test_cli_trains_calibrates_and_saves(monkeypatch, tiny, tmp_path, capsys):
     assert meta["kind"] == "innerpissa" and meta["rank"] == 4 and meta["sign"] in (1, -1)
     assert meta["sign_report"]["sign"] * meta["sign"] == 1 and "odd_share_output" in meta["heldout"]
     assert meta["model"] == "tiny-qwen3"
+
+
+def test_a_cpu_run_of_another_model_prints_its_time_and_a_shorter_command_first(monkeypatch, tiny, tmp_path, capsys):
+    """Another model than the embedded one on a CPU: before training, a line with the estimated time and
+    the command for a shorter budget (--epochs and --patience replaced by --steps); the trained adapter is
+    the one trained without the estimate."""
+    monkeypatch.setattr(harness, "load_model", lambda name, **kw: tiny)
+    flags = ["--rank", "4", "--batch-pairs", "4", "--max-pairs", "24", "--epochs", "2", "--patience", "3"]
+    harness.train_main(["--model", "some/other-model", "--out", str(tmp_path / "a.safetensors"), *flags])
+    line = next(x for x in capsys.readouterr().err.splitlines() if x.startswith("estimated training time"))
+    assert re.search(r"min for 9 steps \(.* s a step, less if --patience stops it\); a shorter budget", line)
+    command = line.split("): ", 1)[1]
+    assert command.startswith("python innerpissa.py --model some/other-model --out ")
+    assert "--epochs" not in command and "--patience" not in command and re.search(r"--steps \d+$", command)
+    harness.train_main(["--model", harness.EMBEDDED, "--out", str(tmp_path / "b.safetensors"), *flags])
+    assert "estimated" not in capsys.readouterr().err
+    a, b = (ip.load_artifact(tmp_path / f"{n}.safetensors")[0] for n in "ab")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_block_outputs_match_hidden_states_and_leave_no_hook(tiny):
@@ -747,7 +769,7 @@ def test_label_rule_on_fixture(tmp_path):
         (["courage"], ["truth", "honesty"]),
         (["truth"], ["honesty"]),                                # Truthfulness on both sides -> 0
     ])
-    rows = ev.load_dilemmas(path)
+    rows = dilemmas.load_dilemmas(path)
     labels = {r["dilemma_idx"]: r["labels"] for r in rows}
     assert labels[0] == {"Virtue/Truthfulness": 1, "MFT/Fairness": 1, "MFT/Care": 0, "Virtue/Kindness": 0,
                          "Maslow/Love and belonging": 0}
@@ -759,7 +781,7 @@ def test_label_rule_on_fixture(tmp_path):
 
 
 def test_yes_bias_changes_no_category_score(tmp_path):
-    rows = ev.load_dilemmas(write_fixture(tmp_path, mixed_pairs()))
+    rows = dilemmas.load_dilemmas(write_fixture(tmp_path, mixed_pairs()))
     lr = np.random.default_rng(0).normal(size=len(rows))
     before, after = ev.category_scores(rows, lr), ev.category_scores(rows, lr + 3.7)
     assert set(before) == set(after) and len(before) >= 4
@@ -768,23 +790,23 @@ def test_yes_bias_changes_no_category_score(tmp_path):
 
 
 def test_swapping_a_dilemmas_rows_negates_its_contribution(tmp_path):
-    rows = ev.load_dilemmas(write_fixture(tmp_path, mixed_pairs()))
+    rows = dilemmas.load_dilemmas(write_fixture(tmp_path, mixed_pairs()))
     lr = np.random.default_rng(1).normal(size=len(rows))
     swapped = lr.copy()
     swapped[[0, 1]] = lr[[1, 0]]                       # dilemma 0 answers each action as the other
     one, other = ev.dilemma_scores(rows, lr), ev.dilemma_scores(rows, swapped)
     assert one[0] != 0 and other[0] == pytest.approx(-one[0], abs=1e-12)
     assert all(other[d] == one[d] for d in one if d != 0)
-    n = sum(1 for r in rows if r["labels"].get(ev.TARGET))
-    total = ev.category_scores(rows, lr)[ev.TARGET] * n
-    assert ev.category_scores(rows, swapped)[ev.TARGET] * n == pytest.approx(total - 4 * one[0], abs=1e-12)
+    n = sum(1 for r in rows if r["labels"].get(dilemmas.TARGET))
+    total = ev.category_scores(rows, lr)[dilemmas.TARGET] * n
+    assert ev.category_scores(rows, swapped)[dilemmas.TARGET] * n == pytest.approx(total - 4 * one[0], abs=1e-12)
 
 
 def test_relabelling_action_type_in_the_file_keeps_scores(tmp_path):
     """Writing a dilemma with to_do/not_to_do exchanged (values follow their rows) is the same dilemma."""
     pairs = mixed_pairs()
-    rows = ev.load_dilemmas(write_fixture(tmp_path, pairs))
-    flipped = ev.load_dilemmas(write_fixture(tmp_path, [(b, a) for a, b in pairs]))
+    rows = dilemmas.load_dilemmas(write_fixture(tmp_path, pairs))
+    flipped = dilemmas.load_dilemmas(write_fixture(tmp_path, [(b, a) for a, b in pairs]))
     lr = np.random.default_rng(2).normal(size=len(rows))
     lr_flipped = lr.reshape(-1, 2)[:, ::-1].ravel()    # each row keeps its own answer
     assert ev.category_scores(flipped, lr_flipped) == pytest.approx(ev.category_scores(rows, lr), abs=1e-12)
@@ -858,8 +880,9 @@ def test_best_dose_never_picks_an_incoherent_setting():
 
 def test_verdict_rules():
     good = {"effect": 0.2, "null_percentile": 1.0, "null_p95": 0.1, "odd_share": 0.8, "incoherent_plus": False,
-            "incoherent_minus": False}
+            "incoherent_minus": False, "effect_ci": [0.05, 0.35]}
     assert ev.verdict(good) == "steers"
+    assert ev.verdict(dict(good, effect_ci=[-0.01, 0.4])) == "nothing"       # an interval reaching 0 never steers
     assert ev.verdict(dict(good, incoherent_minus=True)) == "damages"
     assert ev.verdict(dict(good, odd_share=0.3)) == "damages"
     assert ev.verdict(dict(good, null_p95=0.3, null_percentile=0.75)) == "nothing"
@@ -877,17 +900,42 @@ def test_verdict_needs_e_above_the_null_95th_percentile():
     effects = [n["effect"] for n in null]
     p95 = ev.null_p95(effects)
     assert p95 == pytest.approx(0.1525) and ev.null_p95([]) is None
-    base = {"odd_share": 0.8, "incoherent_plus": False, "incoherent_minus": False, "null_p95": p95}
+    base = {"odd_share": 0.8, "incoherent_plus": False, "incoherent_minus": False, "null_p95": p95,
+            "effect_ci": [0.01, 0.3]}
     for effect, want in ((p95 + 1e-6, "steers"), (p95 - 1e-6, "nothing")):
         m = dict(base, effect=effect, null_percentile=ev.null_percentile(effect, effects))
         assert m["null_percentile"] == 15 / 16 and ev.verdict(m) == want
+
+
+def truth_rows(n):
+    """n Truthfulness dilemmas, two rows each, alternately honest-to-act and honest-to-refrain."""
+    return [{"dilemma_idx": d, "action_type": side, "labels": {dilemmas.TARGET: 1 if d % 2 else -1}}
+            for d in range(n) for side in ("to_do", "not_to_do")]
+
+
+def test_effect_interval_is_a_bootstrap_over_dilemmas_paired_across_doses():
+    """Each dilemma's score moves by a large common shift at both signs plus 0.05 at +c* only: E is 0.025
+    on every dilemma, so a bootstrap that draws the same dilemmas for +c*, −c* and 0 gives E's interval
+    a width of 0, while Δ₊ and Δ₋ alone are wide. The intervals hold the point estimates of the summary."""
+    rows, rng = truth_rows(40), np.random.default_rng(0)
+    side = np.array([r["labels"][dilemmas.TARGET] * (1 if r["action_type"] == "to_do" else -1) for r in rows])  # [80]
+    ref = rng.normal(size=80)
+    common = np.repeat(rng.normal(scale=2.0, size=40), 2) * side          # a per-dilemma shift, both signs
+    plus, minus = ref + common + 0.05 * side, ref + common
+    got = ev.effect_intervals(rows, ref, plus, minus, seed=0)
+    assert got["effect_ci"] == pytest.approx([0.025, 0.025], abs=1e-12)
+    for key, lr in (("delta_plus_ci", plus), ("delta_minus_ci", minus)):
+        lo, hi = got[key]
+        delta = ev.category_scores(rows, lr)[dilemmas.TARGET] - ev.category_scores(rows, ref)[dilemmas.TARGET]
+        assert lo < delta < hi and hi - lo > 0.5
+    assert ev.effect_intervals(rows, ref, plus, minus, seed=0) == got != ev.effect_intervals(rows, ref, plus, minus, 1)
 
 
 # ----------------------------------------------------------------------------- the authors' metric
 
 def honest_side(rows):
     """[n_rows] +1 where Yes is the honest answer (label · side > 0), −1 where No is, 0 off Truthfulness."""
-    return np.array([r["labels"].get(ev.TARGET, 0) * (1 if r["action_type"] == "to_do" else -1) for r in rows])
+    return np.array([r["labels"].get(dilemmas.TARGET, 0) * (1 if r["action_type"] == "to_do" else -1) for r in rows])
 
 
 def f1_of(rows, lr0, lr_plus, lr_minus, a0, a_plus, a_minus, pmass=(1.0, 1.0)):
@@ -899,7 +947,7 @@ def f1_of(rows, lr0, lr_plus, lr_minus, a0, a_plus, a_minus, pmass=(1.0, 1.0)):
 
 @pytest.fixture
 def f1_rows(tmp_path):
-    rows = ev.load_dilemmas(write_fixture(tmp_path, mixed_pairs(40)))     # 20 Truthfulness dilemmas, both signs
+    rows = dilemmas.load_dilemmas(write_fixture(tmp_path, mixed_pairs(40)))     # 20 Truthfulness dilemmas, both signs
     rng = np.random.default_rng(0)
     return rows, rng.normal(size=len(rows)), rng.normal(size=100)
 
@@ -1008,28 +1056,28 @@ def test_efficiency_and_coherence_range(eval_setup, tmp_path):
 
 
 def test_truth_probes_take_the_honest_side_from_the_labels(tmp_path, capsys):
-    rows = ev.load_dilemmas(write_fixture(tmp_path, mixed_pairs(8)))
-    probes = ev.truth_probes(rows)                         # dilemmas 0, 4 honest to act; 1, 5 honest to refrain
+    rows = dilemmas.load_dilemmas(write_fixture(tmp_path, mixed_pairs(8)))
+    probes = dilemmas.truth_probes(rows)                         # dilemmas 0, 4 honest to act; 1, 5 honest to refrain
     assert [p["honest_answer"] for p in probes] == ["Yes", "No", "No", "Yes"] * 2
-    assert probes[0]["question"] == ev.row_question(rows[0])
+    assert probes[0]["question"] == dilemmas.row_question(rows[0])
     out = tmp_path / "sign" / "tune.csv"
     ev.main(["--dilemmas", str(tmp_path / "dilemmas.csv"), "--split", "tune", "--write-probes", str(out)])
     written = harness.load_probes(out)
-    tune = ev.truth_probes(ev.load_dilemmas(tmp_path / "dilemmas.csv", split="tune"))
+    tune = dilemmas.truth_probes(dilemmas.load_dilemmas(tmp_path / "dilemmas.csv", split="tune"))
     assert written == tune and len(written) == 4 and not (tmp_path / "sign" / "results.json").exists()
 
 
 def test_split_halves_and_max_dilemmas(tmp_path):
     path = write_fixture(tmp_path, mixed_pairs(24))
-    tune, test = ev.load_dilemmas(path, split="tune"), ev.load_dilemmas(path, split="test")
+    tune, test = dilemmas.load_dilemmas(path, split="tune"), dilemmas.load_dilemmas(path, split="test")
     ids = lambda rows: {r["dilemma_idx"] for r in rows}  # noqa: E731
     assert ids(tune).isdisjoint(ids(test)) and ids(tune) | ids(test) == set(range(24))
     for half in (tune, test):
-        assert {r["labels"].get(ev.TARGET, 0) for r in half} == {-1, 0, 1}
-    picked = ev.load_dilemmas(path, max_dilemmas=5, seed=3)
+        assert {r["labels"].get(dilemmas.TARGET, 0) for r in half} == {-1, 0, 1}
+    picked = dilemmas.load_dilemmas(path, max_dilemmas=5, seed=3)
     assert len(picked) == 10 and len(ids(picked)) == 5
-    assert all(r["labels"].get(ev.TARGET) for r in picked)     # 12 Truthfulness dilemmas exist: only those
-    assert picked == ev.load_dilemmas(path, max_dilemmas=5, seed=3)
+    assert all(r["labels"].get(dilemmas.TARGET) for r in picked)     # 12 Truthfulness dilemmas exist: only those
+    assert picked == dilemmas.load_dilemmas(path, max_dilemmas=5, seed=3)
 
 
 def test_load_errors_name_file_row_and_column(tmp_path):
@@ -1040,7 +1088,7 @@ def test_load_errors_name_file_row_and_column(tmp_path):
         bad = tmp_path / "bad.csv"
         bad.write_text(text)
         with pytest.raises(InputError) as e:
-            ev.load_dilemmas(bad, values=tmp_path / "values.csv")
+            dilemmas.load_dilemmas(bad, values=tmp_path / "values.csv")
         assert "bad.csv" in str(e.value) and "\n" not in str(e.value)
         return str(e.value)
 
@@ -1056,15 +1104,15 @@ def test_load_errors_name_file_row_and_column(tmp_path):
     msg = error_for("\n".join(lines[:-1]))                         # dilemma 2 loses its not_to_do row
     assert "row 6" in msg and "not_to_do" in msg
     with pytest.raises(InputError, match="does not exist"):
-        ev.load_dilemmas(tmp_path / "nope.csv")
+        dilemmas.load_dilemmas(tmp_path / "nope.csv")
 
 
 # ----------------------------------------------------------------------------- tiny model
 
 def test_batched_scores_equal_one_at_a_time(tiny, tmp_path):
     model, tok = tiny
-    rows = ev.load_dilemmas(write_fixture(tmp_path, mixed_pairs(3)))
-    prompts = ev.row_prompts(tok, rows) + [yes_no_prompt(tok, "Short?", system="Be brief.")]
+    rows = dilemmas.load_dilemmas(write_fixture(tmp_path, mixed_pairs(3)))
+    prompts = dilemmas.row_prompts(tok, rows) + [yes_no_prompt(tok, "Short?", system="Be brief.")]
     batched = ev.score_yes_no(model, tok, prompts, batch_size=4)
     single = [ev.score_yes_no(model, tok, [p], batch_size=1) for p in prompts]
     for key in ("logratio", "pmass", "nll"):
@@ -1076,28 +1124,30 @@ def test_batched_scores_equal_one_at_a_time(tiny, tmp_path):
     assert np.isnan(last_only["nll"]).all()
 
 
-def full_forward_scores(model, tok, prompt, last=None):
-    """The reference: one uncached, unpadded forward of the whole prompt."""
+def full_forward_scores(model, tok, prompt, span=None):
+    """The reference: one uncached, unpadded forward of the whole prompt; the NLL of tokens a … b−1 of span."""
     batch = ip.tokenize(tok, [prompt])
     logits = model(**batch).logits
     logp = logits[0, -1].log_softmax(-1)
     yes, no = harness.yes_no_ids(tok)
-    nll = ip.next_token_nll(logits[0, :-1], batch["input_ids"][0, 1:])[-last if last else 0:]
+    nll = ip.next_token_nll(logits[0, :-1], batch["input_ids"][0, 1:])                # term j: token j + 1
+    nll = nll[span[0] - 1:span[1] - 1] if span else nll
     return (logp[yes].logsumexp(-1) - logp[no].logsumexp(-1)).item(), nll.mean().item()
 
 
-@pytest.mark.parametrize("tail", [None, 3, 80])
-def test_prefix_cached_scores_equal_full_forwards(tiny, tmp_path, tail):
+@pytest.mark.parametrize("span", [None, (1, 4), (5, -3)])
+def test_prefix_cached_scores_equal_full_forwards(tiny, tmp_path, span):
     """The shared prefix runs once and batches continue from its cache: same numbers as full
-    forwards, also under a steering hook and when the NLL window reaches into the prefix."""
+    forwards, also under a steering hook and when the NLL window starts inside the prefix."""
     model, tok = tiny
-    prompts = ev.row_prompts(tok, ev.load_dilemmas(write_fixture(tmp_path, mixed_pairs(3))))
+    prompts = dilemmas.row_prompts(tok, dilemmas.load_dilemmas(write_fixture(tmp_path, mixed_pairs(3))))
     prompts.insert(3, yes_no_prompt(tok, "Is the sky green?"))           # shares only the header: a family of one
-    tails = None if tail is None else [tail] * len(prompts)
+    lengths = [len(tok(p, add_special_tokens=False)["input_ids"]) for p in prompts]
+    spans = None if span is None else [(span[0], span[1] % n) for n in lengths]
     adapter = trained_adapter(model)
     with adapter.steer(1.0), torch.no_grad():
-        got = ev.score_yes_no(model, tok, prompts, batch_size=4, nll_last=tails)
-        want = np.array([full_forward_scores(model, tok, p, tail) for p in prompts])
+        got = ev.score_yes_no(model, tok, prompts, batch_size=4, nll_span=spans)
+        want = np.array([full_forward_scores(model, tok, p, spans and spans[i]) for i, p in enumerate(prompts)])
     adapter.detach()
     ids = [tok(p)["input_ids"] for p in prompts]
     assert len(harness.shared_prefix(ids)) > 10
@@ -1107,9 +1157,28 @@ def test_prefix_cached_scores_equal_full_forwards(tiny, tmp_path, tail):
     np.testing.assert_allclose(got["nll"], want[:, 1], atol=1e-4, rtol=0)
 
 
+@pytest.mark.parametrize("system", [None, "You are an honest assistant."])
+def test_nll_reads_exactly_the_question_tokens(tiny, tmp_path, system):
+    """question_span finds the question's tokens in the prompt, with or without a system prompt, and the
+    scorer's NLL is the mean over exactly those: found here as the question's own token ids inside the
+    prompt's, read from one full forward (not the prompt's last k tokens: the template's end follows)."""
+    model, tok = tiny
+    rows = dilemmas.load_dilemmas(write_fixture(tmp_path, mixed_pairs(3)))
+    prompts = dilemmas.row_prompts(tok, rows, system)
+    got = ev.Scorer(model, tok, rows).score("test", prompts)["nll"]
+    for row, prompt, nll in zip(rows, prompts, got):
+        ids, q = (tok(t, add_special_tokens=False)["input_ids"] for t in (prompt, dilemmas.row_question(row)))
+        a = next(j for j in range(len(ids)) if ids[j:j + len(q)] == q)
+        with torch.no_grad():
+            assert nll == pytest.approx(full_forward_scores(model, tok, prompt, (a, a + len(q)))[1], abs=1e-4)
+        assert dilemmas.question_span(tok, prompt, dilemmas.row_question(row)) == (a, a + len(q)) and a + len(q) < len(ids) - 3
+    with pytest.raises(InputError, match="no tokens of its own"):
+        dilemmas.question_span(tok, prompts[0], "a question that is not there")
+
+
 def test_hooks_removed_when_scoring_fails(tiny, tmp_path, monkeypatch):
     model, tok = tiny
-    rows = ev.load_dilemmas(write_fixture(tmp_path, mixed_pairs(2)))
+    rows = dilemmas.load_dilemmas(write_fixture(tmp_path, mixed_pairs(2)))
     detached = []
 
     class Broken:
@@ -1206,7 +1275,7 @@ def test_dose_meets_the_budget_at_both_signs_and_ignores_the_dilemmas(eval_setup
             assert 0 < kl.kl(kl.logprobs()) <= 0.005
     assert kl.at(steerer, 1.1 * c) > 0.005                         # and it is the largest such c, to 10%
     steerer.detach()
-    rows = ev.load_dilemmas(tmp / "dilemmas.csv")
+    rows = dilemmas.load_dilemmas(tmp / "dilemmas.csv")
     doses = [ev.evaluate(model, tok, subset, [], {"innerpissa": tmp / "ip.safetensors"}, 0.005, [-1.0, 1.0], 0,
                          NEUTRAL)[1]["innerpissa"] for subset in (rows[:8], rows[8:])]
     assert doses[0] == doses[1] and doses[0][0] == c
@@ -1241,9 +1310,12 @@ def test_end_to_end_cli_writes_table_and_files(eval_setup, capsys):
     assert s["null_percentile"] == ev.null_percentile(s["effect"], [n["effect"] for n in results["null"]])
     assert s["null_p95"] == ev.null_p95([n["effect"] for n in results["null"]]) is not None
     assert f"null p95 (95th percentile of |E_k|): {s['null_p95']:.3f}" in table
+    assert s["effect_ci"][0] <= s["effect"] <= s["effect_ci"][1] and len(s["delta_plus_ci"]) == 2
+    assert f"{s['effect']:+.3f} [{s['effect_ci'][0]:+.3f}, {s['effect_ci'][1]:+.3f}]" in table
     assert [n["seed"] for n in results["null"]] == [ev.null_seed(0, j) for j in range(2)]
     for key in ("coeff", "kl", "delta_plus", "delta_minus", "p_plus", "p_minus", "odd_share", "pmass_ratio_plus",
-                "pmass_ratio_minus", "delta_nll_plus", "delta_nll_minus", "null_percentile", "null_p95"):
+                "pmass_ratio_minus", "delta_nll_plus", "delta_nll_minus", "null_percentile", "null_p95",
+                "effect_ci", "delta_plus_ci", "delta_minus_ci"):
         assert key in results["summary"]["prompt"] and key in s
     at0 = results["methods"]["innerpissa"]["0.0"]
     assert at0["delta_target"] == 0 and at0["delta_nll"] == 0 and at0["p"] == 1.0
@@ -1331,7 +1403,7 @@ def fmt_f1(s):
 def test_arbitrary_items_file():
     """≥ 80 self-written items, each kind ≥ 10, every one a Yes/No question like the dilemmas', none of them
     (or their claims) in the dilemmas, probes or neutral text."""
-    items = ev.load_arbitrary()
+    items = dilemmas.load_arbitrary()
     kinds = [a["kind"] for a in items]
     assert len(items) >= 80 and len({a["question"] for a in items}) == len(items)
     assert set(kinds) == {"math_accept", "math_reject", "fact_accept", "fact_reject", "preference"}
@@ -1351,12 +1423,39 @@ def save_random_artifact(model, path, scale=0.125):
     return path
 
 
+def test_replayed_lower_blocks_give_the_numbers_of_running_every_block(eval_setup, monkeypatch):
+    """evaluate with the blocks below each steerer's first steered block run once and replayed (the default)
+    gives the scores, KLs, doses and null of running every block (replay=False), and it did replay: the
+    random artifact and the null start at block 1, so block 0 is skipped for most of their scorings."""
+    model, tok, tmp = eval_setup
+    path = save_random_artifact(model, tmp / "rnd.safetensors")
+    rows = dilemmas.load_dilemmas(tmp / "dilemmas.csv")[:12]
+    played = []
+    monkeypatch.setattr(ev.LowerBlocks, "play", lambda self, tape, start, play=ev.LowerBlocks.play:
+                        played.append(start) or play(self, tape, start))
+    runs = [ev.evaluate(model, tok, rows, ["base", "prompt"], {"innerpissa": tmp / "ip.safetensors", "random": path},
+                        0.005, [-2.0, -1.0, 1.0, 2.0], 3, NEUTRAL, batch_size=5, arbitrary=QUESTIONS, replay=r)
+            for r in (True, False)]
+    assert played and set(played) == {1} and len(played) > 20
+    (raw, dose, null), (raw0, dose0, null0) = runs
+    assert dose == dose0 and null == null0 and raw.keys() == raw0.keys()
+    for name in raw:
+        assert raw[name].keys() == raw0[name].keys()
+        for c, scores in raw[name].items():
+            for key in ("logratio", "pmass", "nll", "arbitrary"):
+                if scores[key] is None or raw0[name][c][key] is None:              # arbitrary: at 0 and ±c* only
+                    assert scores[key] is raw0[name][c][key] is None
+                else:
+                    np.testing.assert_allclose(scores[key], raw0[name][c][key], atol=1e-5, rtol=0)
+            assert scores.get("kl") == raw0[name][c].get("kl")
+
+
 def test_recorded_kl_of_a_baseline_at_every_dose_is_its_own(eval_setup):
     """raw[method][c]["kl"] at a dose d ≠ ±1 is the KL of that c, as a fresh NeutralKL measures it
     outside any steer() — not of 2c (a KL taken inside steer(c) on a steerer that stacked hooks)."""
     model, tok, tmp = eval_setup
     path = save_random_artifact(model, tmp / "rnd.safetensors")
-    rows = ev.load_dilemmas(tmp / "dilemmas.csv")[:8]
+    rows = dilemmas.load_dilemmas(tmp / "dilemmas.csv")[:8]
     raw, dose, _ = ev.evaluate(model, tok, rows, [], {"random": path}, 0.005, [-2.0, -1.0, -0.5, 0.5, 1.0, 2.0],
                                0, NEUTRAL)
     fresh, steerer = ev.NeutralKL(model, tok, NEUTRAL), ev.load_steerer(model, path)
@@ -1385,44 +1484,33 @@ def test_seed_reaches_the_null_directions(tiny, monkeypatch):
     assert seen["args"][-1] == 7                                              # main passes --seed on
 
 
-def test_null_shares_a_dose_only_within_the_budget():
-    """dose_null with KL(c) = w·c²: close weights share direction 0's c* unless one would exceed the
-    budget (then dosed alone); spread-out weights are each dosed alone. Every dose is within budget."""
+def test_every_null_direction_is_dosed_into_the_methods_band():
+    """dose_null with KL(c) = w·c²: every direction, even one whose KL at direction 0's c* sits below the
+    band (w = 0.85) or above the budget (w = 1.15), gets a KL in [DOSE_BAND·budget, budget], the band every
+    method's dose reaches; each search after direction 0's starts at direction 0's c*."""
     class FakeKL:
         def __init__(self, w):
-            self.w = w
+            self.w, self.first = w, {}
 
         def at(self, s, c, budget=math.inf):
+            self.first.setdefault(s, c)
             return self.w[s] * c * c
     budget = 0.1
-    close = FakeKL([1.0, 0.98, 1.15, 0.99, 1.5, 0.5])           # cv of the first 4: 0.07
-    got = ev.dose_null(close, range(6), budget)
-    assert [how for _, _, how in got] == ["own", "shared", "own", "shared", "own", "shared"]
-    assert [close.at(j, got[0][0]) <= budget for j in range(6)] == [True, True, False, True, False, True]
-    assert all(k == close.at(j, c) <= budget for j, (c, k, _) in enumerate(got))
-    assert len({c for c, _, how in got if how == "shared"} | {got[0][0]}) == 1
-    spread = FakeKL([1.0, 3.0, 0.3, 2.0, 1.0])
-    assert ev.kl_spread(spread, range(4), 1.0)["cv"] > ev.NULL_SHARE_CV
-    got = ev.dose_null(spread, range(5), budget)
-    assert all(how == "own" for _, _, how in got) and all(spread.at(j, c) <= budget for j, (c, _, _) in enumerate(got))
-    assert ev.dose_null(close, [], budget) == []
+    fake = FakeKL([1.0, 0.85, 1.15, 0.99, 1.5, 0.5])
+    got = ev.dose_null(fake, range(6), budget)
+    assert all(ev.DOSE_BAND * budget <= k == fake.w[j] * c * c <= budget for j, (c, k) in enumerate(got))
+    assert all(fake.first[j] == got[0][0] for j in range(1, 6)) and fake.first[0] == 1.0
+    assert ev.dose_null(fake, [], budget) == []
 
 
-@pytest.mark.parametrize("share_cv", [math.inf, -1.0])     # always share the dose / never share it
-def test_every_null_direction_stays_within_the_budget_at_its_dose(eval_setup, monkeypatch, share_cv):
+def test_every_null_direction_stays_within_the_budget_at_its_dose(eval_setup):
     model, tok, tmp = eval_setup
-    monkeypatch.setattr(ev, "NULL_SHARE_CV", share_cv)
-    rows, budget = ev.load_dilemmas(tmp / "dilemmas.csv")[:8], 0.005
+    rows, budget = dilemmas.load_dilemmas(tmp / "dilemmas.csv")[:8], 0.005
     _, _, null = ev.evaluate(model, tok, rows, [], {}, budget, [-1.0, 1.0], 4, NEUTRAL, seed=3)
     assert [n["seed"] for n in null] == [ev.null_seed(3, j) for j in range(4)]
-    if share_cv < 0:
-        assert all(n["dose"] == "own" for n in null)
-    assert all(n["coeff"] == null[0]["coeff"] for n in null if n["dose"] == "shared")
     fresh = ev.NeutralKL(model, tok, NEUTRAL)
     for n, steerer in zip(null, ev.null_steerers(model, 4, {}, seed=3)):   # re-measured, not just as recorded
         assert 0 < fresh.at(steerer, n["coeff"]) <= budget and n["kl"] == pytest.approx(fresh.at(steerer, n["coeff"]))
-    if share_cv > 0:
-        assert any(n["dose"] == "shared" and n["coeff"] == null[0]["coeff"] for n in null)
 
 
 # ----------------------------------------------------------------------------- baselines.py
@@ -1652,9 +1740,9 @@ def test_oracle_never_reads_a_test_half_row(cli, tmp_path):
     the model embeds; a batch continuing a cached prefix is read after the prefix (the last 1-row input)."""
     model, tok = cli
     path = write_fixture(tmp_path, mixed_pairs(24))
-    labels = {r["dilemma_idx"]: r["labels"] for r in ev.load_dilemmas(path)}
-    tune, test = set(ev.split_ids(labels, "tune")), set(ev.split_ids(labels, "test"))
-    assert tune and test and not tune & test and any(labels[d].get(ev.TARGET) for d in test)
+    labels = {r["dilemma_idx"]: r["labels"] for r in dilemmas.load_dilemmas(path)}
+    tune, test = set(dilemmas.split_ids(labels, "tune")), set(dilemmas.split_ids(labels, "test"))
+    assert tune and test and not tune & test and any(labels[d].get(dilemmas.TARGET) for d in test)
     seen, head = set(), []
 
     def spy(module, args):                                         # every token id the model embeds
@@ -1671,7 +1759,7 @@ def test_oracle_never_reads_a_test_half_row(cli, tmp_path):
         handle.remove()
     meta = load_artifact(tmp_path / "oracle.safetensors")[1]
     assert seen and seen <= tune and not seen & test
-    assert seen == set(meta["training"]["dilemma_ids"]) and all(labels[d].get(ev.TARGET) for d in seen)
+    assert seen == set(meta["training"]["dilemma_ids"]) and all(labels[d].get(dilemmas.TARGET) for d in seen)
     assert meta["training"]["n_rows"] == 2 * len(seen) and meta["training"]["split"] == "tune"
 
 
@@ -1706,8 +1794,8 @@ def test_oracle_yes_no_read_out_equals_plain_forwards_and_its_gradient_too(tiny,
     model, tok = tiny
     model.double()
     rows, honest = baselines.oracle_rows(write_fixture(tmp_path, mixed_pairs(12)))
-    assert honest.tolist() == [1.0 if p["honest_answer"] == "Yes" else -1.0 for p in ev.truth_probes(rows)]
-    prompts = ev.row_prompts(tok, rows)
+    assert honest.tolist() == [1.0 if p["honest_answer"] == "Yes" else -1.0 for p in dilemmas.truth_probes(rows)]
+    prompts = dilemmas.row_prompts(tok, rows)
     ids = [tok(p, add_special_tokens=False)["input_ids"] for p in prompts]
     k = len(harness.shared_prefix(ids))
     assert max(f for f, _ in harness.prompt_families(ids, k, len(ids))) > 0      # situations are shared
@@ -1733,7 +1821,7 @@ def test_oracle_kl_term_reaches_the_adapter(tiny, tmp_path):
     trains θ, λ, and is not a number computed beside the graph."""
     model, tok = tiny
     rows, honest = baselines.oracle_rows(write_fixture(tmp_path, mixed_pairs(12)))
-    prompts = ev.row_prompts(tok, rows)[:4]
+    prompts = dilemmas.row_prompts(tok, rows)[:4]
     adapter = trained_adapter(model, rank=4)
     grads = []
     for weight in (0.0, 10.0):
@@ -1880,6 +1968,25 @@ def test_export_bad_input_is_one_line_and_writes_nothing(exports, capsys, monkey
     assert sorted(p.relative_to(tmp) for p in tmp.rglob("*")) == before   # no out, no temp dir
 
 
+LAYERS = ("innerpissa", "harness", "dilemmas", "baselines", "eval_dilemmas", "samples", "bench")  # bottom first
+
+
+def test_no_module_imports_one_above_it():
+    """Every import of a project module, function-local ones included, names a module below the importer in
+    LAYERS; only a script's `if __name__ == "__main__":` entry may reach up (innerpissa's runs harness's CLI)."""
+    root = Path(ip.__file__).parent
+    assert {p.stem for p in root.glob("*.py")} - {"test_smoke"} == set(LAYERS)
+    for rank, name in enumerate(LAYERS):
+        tree = ast.parse((root / f"{name}.py").read_text(encoding="utf-8"))
+        entry = {id(x) for node in tree.body if isinstance(node, ast.If) and "__main__" in ast.unparse(node.test)
+                 for x in ast.walk(node)}
+        for node in ast.walk(tree):
+            if id(node) in entry or not isinstance(node, (ast.Import, ast.ImportFrom)):
+                continue
+            for imported in [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module]:
+                assert imported not in LAYERS or LAYERS.index(imported) < rank, f"{name} imports {imported} (line {node.lineno})"
+
+
 def test_scripts_never_import_peft():
     for script in ("innerpissa.py", "baselines.py", "eval_dilemmas.py", "samples.py"):
         tree = ast.parse(Path(__file__).with_name(script).read_text())
@@ -1926,9 +2033,9 @@ def test_samples_default_prompts_are_truthfulness_dilemmas(tiny, tmp_path, monke
     samples.main(["--artifact", str(tmp_path / "a.safetensors"), "--n", "1", "--max-new-tokens", "4",
                   "--out", str(tmp_path / "s.md")])
     text = (tmp_path / "s.md").read_text()
-    rows = [r for r in ev.load_dilemmas("data", split="test") if r["action_type"] == "to_do"]
-    first = next(r for r in rows if r["labels"].get(ev.TARGET))
-    assert samples.dilemma_questions(1) == [ev.row_question(first)]
+    rows = [r for r in dilemmas.load_dilemmas("data", split="test") if r["action_type"] == "to_do"]
+    first = next(r for r in rows if r["labels"].get(dilemmas.TARGET))
+    assert samples.dilemma_questions(1) == [dilemmas.row_question(first)]
     assert f"> Action: {first['action']}" in text and text.count("| My choice:") == 3
 
 
