@@ -945,8 +945,8 @@ OBJECTIVES = {"antipasto": Objective(antipasto_space, antipasto_loss, depth=0.5,
 def scheduler(opt, cfg):
     """"onecycle" (the authors'): torch's OneCycleLR from lr/25 up to lr over cfg.warmup of the steps, cosine
     down to lr/25 (lr/25e5 without early stopping), β₁ cycling 0.95 → 0.85 → 0.95; "cosine" (ours before):
-    a linear warm-up from 0, then cosine to 0."""
-    if cfg.schedule == "onecycle":
+    a linear warm-up from 0, then cosine to 0 (also for runs too short for OneCycleLR's two phases)."""
+    if cfg.schedule == "onecycle" and cfg.steps * cfg.warmup > 1 and cfg.steps > 3:   # OneCycleLR needs both phases
         return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.steps, pct_start=cfg.warmup,
                                                    final_div_factor=1.0 if cfg.patience else 1e5)
     warm = max(1, round(cfg.warmup * cfg.steps))
