@@ -302,7 +302,7 @@ def test_training_separates_plus_from_minus(tiny):
     torch.manual_seed(0)
     adapter = ip.InnerPiSSA.attach(model, rank=8, max_angle=None, objective="readout")
     pairs = ip.make_pairs(tok, n=60)
-    only = dict(objective="readout", lr=5e-2, batch_pairs=8, mono_weight=0.0, even_weight=0.0, coherence_weight=0.0)  # the separation term
+    only = dict(objective="readout", schedule="cosine", lr=5e-2, batch_pairs=8, mono_weight=0.0, even_weight=0.0, coherence_weight=0.0)  # the separation term
     before = ip.train(model, tok, adapter, pairs, ip.TrainConfig(steps=1, **only), progress=False)["heldout"]
     cfg = ip.TrainConfig(steps=12, **only)
     after = ip.train(model, tok, adapter, pairs, cfg, progress=False)["heldout"]
