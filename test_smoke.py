@@ -2653,3 +2653,10 @@ def test_pairs_file_trains_on_pairs_that_differ_anywhere(tiny, tmp_path):
                      runner_type=harness.CachedPairRunner)
     adapter.detach()
     assert all(math.isfinite(v) for v in stats["heldout"]["delta"].values()) and stats["steps"] == 2
+
+
+def test_artifacts_from_before_format_2_keep_their_relative_scaling():
+    """Before format 2, scaling "add" meant S ⊙ (1 + cλ); such a file loads as "mult", a new one as written."""
+    assert ip.saved_scaling({"scaling": "add"}) == "mult"
+    assert ip.saved_scaling({"scaling": "add", "format": 2}) == "add"
+    assert ip.saved_scaling({"scaling": "exp"}) == "exp"
