@@ -546,14 +546,14 @@ def even_penalty(z_plus, z_minus, z_ref, unit):
 def readout_loss(space, ref, out, lengths, cfg, progress):
     """Σ_± [−log σ(m_c) + w_kl relu(KL̄_c − τ)²] + w_mono hinge(δ₊, δ₋) + w_even even(z₊, z₋, z₀), KL̄ over
     the reply tokens. The hinge points the way the separation term does: at +1 the output gap grows."""
-    z0, logp0 = ref.h @ space.basis, ref.logits.log_softmax(-1)                # [2p, n, r], [m, vocab]
-    gap0 = output_gap(ref, next_token_nll(ref.logits, ref.targets))
+    z0, logp0 = ref.h @ space.basis, ref.logits.log_softmax(-1)                # [2p, n, r], [u, vocab]
+    gap0 = output_gap(ref, ref.per_position(next_token_nll(ref.logits, ref.targets)))
     z, delta, loss, logs = {}, {}, 0.0, {}
     for c in (1.0, -1.0):
         z[c] = out[c].h @ space.basis
         moved = c * (gap(z[c], space.direction) - gap(z0, space.direction)) / space.scale
-        coh = F.relu(kl(out[c].logits.log_softmax(-1), logp0).mean() - cfg.kl_tau).pow(2)
-        delta[c] = output_gap(out[c], next_token_nll(out[c].logits, out[c].targets)) - gap0
+        coh = F.relu(out[c].per_position(kl(out[c].logits.log_softmax(-1), logp0)).mean() - cfg.kl_tau).pow(2)
+        delta[c] = output_gap(out[c], out[c].per_position(next_token_nll(out[c].logits, out[c].targets))) - gap0
         loss = loss - F.logsigmoid(moved) + cfg.coherence_weight * coh
         logs[f"d{c:+.0f}"], logs["coh"] = gap(z[c], space.direction).item(), logs.get("coh", 0.0) + coh.item() / 2
     mono = monotonic_hinge(delta[1.0], delta[-1.0], cfg.mono_margin)

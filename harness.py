@@ -497,24 +497,25 @@ class CachedPairRunner(PairRunner):
 
     def with_chat(self, logits, targets, rows, lengths, row, place):
         """A row whose window of n predictions is longer than its own tokens less one gets the last
-        n + 1 − own predictions of its side's chat (at the same c) in front of its own, row-major."""
+        n + 1 − own predictions of its side's chat (at the same c) in front of its own, row-major. The
+        chats' predictions are held once (Pass.at points every row's window at them): (logits, targets,
+        rows, at) with logits [2k + kept, vocab] = both chats' positions, then the kept ones."""
         if not self.cached:
-            return logits, targets, rows
+            return logits, targets, rows, None
         own = torch.bincount(row[row >= 0], minlength=2 * len(lengths)).tolist()          # [2p] tokens after the chat
         kept = torch.bincount(rows, minlength=len(own)).tolist()                          # [2p] kept predictions
         need = [max(0, lengths[r // 2] + 1 - own[r]) for r in range(len(own))]
         if not any(need):
-            return logits, targets, rows
+            return logits, targets, rows, None
         index, start = [], 2 * self.k                     # into [chat positions of both sides, then the kept ones]
         for r, (n_chat, n_own) in enumerate(zip(need, kept)):
             index += range((r % 2) * self.k + self.k - n_chat, (r % 2 + 1) * self.k) if n_chat else []
             index += range(start, start + n_own)
             start += n_own
-        index = torch.tensor(index, device=logits.device)
         counts = torch.tensor([a + b for a, b in zip(need, kept)], device=rows.device)
-        return (torch.cat([self.chat_logits.flatten(0, 1), logits])[index],
-                torch.cat([self.chat_targets.flatten(), targets])[index],
-                torch.repeat_interleave(torch.arange(len(own), device=rows.device), counts))
+        return (torch.cat([self.chat_logits.flatten(0, 1), logits]), torch.cat([self.chat_targets.flatten(), targets]),
+                torch.repeat_interleave(torch.arange(len(own), device=rows.device), counts),
+                torch.tensor(index, device=logits.device))
 
     def batch(self, texts, c):
         """PairRunner.batch's (inputs, row, place, length) for what follows the cached chats, packed into two

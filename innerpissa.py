@@ -477,12 +477,20 @@ def block_outputs(model, batch, layers, stop=True, inputs=False, **kwargs):
 @dataclass
 class Pass:
     """One pass over a batch of pairs. h [2p, n, d_model]: the loss block's output at each row's last n
-    tokens; logits [m, vocab] only where a reply token is predicted, row-major, so the positions of
-    rows 2i and 2i+1 (the same reply) line up; targets [m] those tokens; rows [m] the row of each."""
+    tokens; the m predictions of the loss windows, row-major, so the positions of rows 2i and 2i+1 (the
+    same reply) line up: rows [m] the row of each; logits [u, vocab] and targets [u] the distinct
+    predictions, `at` [m] which one each window position reads (None: u = m, one each). The cached runner's
+    persona-chat predictions, the same in every row of a side, are held once: per-position terms are
+    computed on the u and spread with `per_position`."""
     h: torch.Tensor
     logits: torch.Tensor | None = None
     targets: torch.Tensor | None = None
     rows: torch.Tensor | None = None      # pair = row // 2; even rows honest
+    at: torch.Tensor | None = None
+
+    def per_position(self, x):
+        """x [u, …] over the distinct predictions → [m, …] over the window positions."""
+        return x if self.at is None else x[self.at]
 
     def honest(self, x):
         """The entries of x [m, …] on honest rows; .dishonest the others, in the same reply order."""
@@ -534,13 +542,12 @@ class PairRunner:
                 head.remove()
             targets = batch["input_ids"].flatten().roll(-1)[keep]              # the token each kept position predicts
             h = found[self.layer].flatten(0, 1)[last].unflatten(0, (-1, self.last_n))
-            logits, targets, rows = self.with_chat(wide(out.logits[0]), targets, row[keep], lengths, row, place)
-            return Pass(wide(h), logits, targets, rows)
+            return Pass(wide(h), *self.with_chat(wide(out.logits[0]), targets, row[keep], lengths, row, place))
 
     def with_chat(self, logits, targets, rows, lengths, row, place):
         """Windows that reach back into tokens the batch did not run (harness.CachedPairRunner's persona
-        chats) get those predictions put in front of each row's; here every row ran whole: unchanged."""
-        return logits, targets, rows
+        chats) get those predictions put in front of each row's (Pass.at); here every row ran whole."""
+        return logits, targets, rows, None
 
 
 def row_major(row, selected):
@@ -883,9 +890,10 @@ def antipasto_loss(space, ref, out, lengths, cfg, progress):
     full0 = ref.h.mean(1)[0::2] - ref.h.mean(1)[1::2]                         # [p, d_model]
     s0 = full0 @ space.basis                                                  # [p, k]
     std = fisher_std(s0, cfg.floors)
-    logp0 = ref.logits.log_softmax(-1)                                        # [m, vocab]
-    entropy = -(logp0.exp() * logp0).sum(-1)                                  # [m]
-    tau, gap0 = 0.9 * torch.sqrt(entropy + 0.02), output_gap(ref, next_token_nll(ref.logits, ref.targets))
+    logp0 = ref.logits.log_softmax(-1)                                        # [u, vocab]: distinct predictions
+    entropy = -(logp0.exp() * logp0).sum(-1)                                  # [u]
+    tau = 0.9 * torch.sqrt(entropy + 0.02)
+    gap0 = output_gap(ref, ref.per_position(next_token_nll(ref.logits, ref.targets)))
     target = s0 if cfg.reference == "pair" else s0.mean(0, keepdim=True).expand_as(s0)   # [p, k]
     cos, delta, coh = {}, {}, ref.h.new_zeros(())
     for c, side in ((1.0, 0), (-1.0, 1)):
@@ -896,12 +904,13 @@ def antipasto_loss(space, ref, out, lengths, cfg, progress):
         cos[c] = F.cosine_similarity((full @ space.basis) / std, target / std, dim=-1) * focus ** power
         rows, logp = out[c].rows % 2 == side, out[c].logits.log_softmax(-1)  # honest rows at +1, dishonest at −1
         if cfg.coherence_weight:
-            barrier = tv_barrier(logp[rows].exp(), logp0[rows].exp(), tau[rows], cfg.coherence_weight * ramp)
+            barrier = out[c].per_position(tv_barrier(logp.exp(), logp0.exp(), tau, cfg.coherence_weight * ramp))[rows]
             coh = coh + (per_pair_mean(barrier, out[c].rows[rows]).mean() if cfg.tv_mean == "pair" else barrier.mean())
-        delta[c] = output_gap(out[c], -logp.gather(-1, out[c].targets[:, None]).squeeze(-1)) - gap0
+        nll = out[c].per_position(-logp.gather(-1, out[c].targets[:, None]).squeeze(-1))     # [m]
+        delta[c] = output_gap(out[c], nll) - gap0
     k = 30 * cos[1.0] * cos[-1.0]
     proj = (k + F.relu(k).pow(2)).mean()
-    mono = hinge(delta, entropy, ref, cos, cfg)
+    mono = hinge(delta, ref.per_position(entropy), ref, cos, cfg)
     logs = {"proj": proj.item(), "coh": coh.item(), "mono": mono.item(), "cos+": cos[1.0].mean().item()}
     return proj + coh + cfg.mono_weight * ramp * mono, logs
 
@@ -996,7 +1005,7 @@ def heldout_stats(runner, space, pairs, cfg):
         for c in z:
             p = runner.run(chunk, c, lengths)
             z[c].append(p.h @ space.basis)
-            gaps[c].append(output_gap(p, next_token_nll(p.logits, p.targets)))
+            gaps[c].append(output_gap(p, p.per_position(next_token_nll(p.logits, p.targets))))
     z, gaps = {c: torch.cat(v) for c, v in z.items()}, {c: torch.cat(v) for c, v in gaps.items()}
     return {"delta": {c: float(gap(v, space.direction)) for c, v in z.items()},
             "odd_share_readout": odd_share(z[1.0], z[-1.0], z[0.0]),

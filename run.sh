@@ -73,14 +73,13 @@ experiment() {
   # of 14 pairs = 2,002 pair-examples (their smallest working run); on any other model their default
   # budget, 30 epochs with early stopping on the held-out pairs. On the embedded model (a CPU) the
   # baselines are trimmed: 64 pairs for pca and random (a first principal component needs few), 32
-  # questions and 8 SFT steps for weight_diff, 32 oracle steps instead of 60, and 36 of the test
-  # half's 86 Truthfulness dilemmas (picked by seed) for the evaluation, which keeps the run within
-  # 20 minutes on 2 cores. Every run scores the doses ±1 and ±2 (× c*), for the dose-response figure.
+  # questions and 8 SFT steps for weight_diff, 32 oracle steps instead of 60. The evaluation scores all
+  # 86 Truthfulness dilemmas of the test half. Every run scores the doses ±1 and ±2 (× c*), for the
+  # dose-response figure.
   local seed=${SEED:-0} ip_flags="--epochs 30 --patience 16" bl_flags="" wd_flags="" or_flags=""
   local ev_flags="--split test --doses -2 -1 1 2" sm_flags="" sign_n=24
   if [ "$MODEL" = embedded ]; then
     ip_flags="--steps 143"; bl_flags="--max-pairs 64"; wd_flags="--max-questions 32 --steps 8"; or_flags="--steps 32"
-    ev_flags="$ev_flags --max-dilemmas 36"
   fi
   if [ "${QUICK:-0}" = 1 ]; then
     ip_flags="--steps 6 --batch-pairs 4 --direction-pairs 32"; bl_flags="--max-pairs 32"; or_flags="--steps 2 --batch-rows 4"

@@ -2559,7 +2559,7 @@ def test_row_windows_read_every_token_both_rows_have(tiny):
     for runner_type in (ip.PairRunner, harness.CachedPairRunner):
         p = runner_type(model, tok, adapter, pairs, 2, 3).run(pairs, 0.0, n)
         short = 0 if lengths[0][0] <= lengths[0][1] else 1
-        assert p.targets[p.rows == short].tolist() == ip.token_ids(tok, pairs[0][short])[1:]
+        assert p.per_position(p.targets)[p.rows == short].tolist() == ip.token_ids(tok, pairs[0][short])[1:]
 
 
 def test_authors_init_and_additive_delta_s():
