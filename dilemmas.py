@@ -204,6 +204,15 @@ def truth_probes(rows):
         1 if r["action_type"] == "to_do" else -1) > 0 else "No"} for r in rows if r["labels"].get(TARGET, 0)]
 
 
+def answer_pairs(tokenizer, rows):
+    """Contrast pairs from labelled answers: per Truthfulness row, its Yes/No prompt answered with the honest
+    choice (positive) and with the other (negative), [(positive, negative)] chat texts that differ in the
+    last word only. For `innerpissa.py --pairs`; build them from the tune half, never the test half."""
+    return [(yes_no_prompt(tokenizer, p["question"]) + f" {p['honest_answer']}",
+             yes_no_prompt(tokenizer, p["question"]) + (" No" if p["honest_answer"] == "Yes" else " Yes"))
+            for p in truth_probes(rows)]
+
+
 def question_span(tokenizer, prompt, question):
     """(a, b): the prompt's tokens a … b−1 are the question's, the tokens whose characters lie inside
     it. ΔNLL reads these, text identical with and without a system prompt, so the prompt method's ΔNLL

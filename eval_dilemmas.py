@@ -91,7 +91,8 @@ import numpy as np
 import torch
 
 import baselines
-from dilemmas import TARGET, load_arbitrary, load_dilemmas, load_neutral, question_spans, row_prompts, truth_probes
+from dilemmas import (TARGET, answer_pairs, load_arbitrary, load_dilemmas, load_neutral, question_spans, row_prompts,
+                      truth_probes)
 from harness import (add_device_map, continue_from, kl, load_model, right_pad, run_cli, run_prefix, score_yes_no,
                      shared_prefix, usual_mode, yes_no_prompt)
 from innerpissa import InnerPiSSA, InputError, chat, decoder_layers, hidden_size, input_device, load_artifact, odd_share
@@ -968,7 +969,20 @@ def parse_args(argv):
     p.add_argument("--write-probes", default=None, metavar="CSV",
                    help="only write the selected Truthfulness rows as sign probes (question,honest_answer) "
                         "for innerpissa.py/baselines.py --probes, and exit; use it with --split tune")
+    p.add_argument("--write-pairs", default=None, metavar="CSV",
+                   help="only write the selected Truthfulness rows as contrast pairs (positive: the prompt answered "
+                        "honestly, negative: the other answer; chat texts of --model's tokenizer) for "
+                        "innerpissa.py --pairs, and exit; use it with --split tune")
     return p.parse_args(argv)
+
+
+def write_pairs(path, pairs):
+    """Contrast pairs as a CSV with columns positive, negative (harness.load_pair_file), written atomically."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerows([("positive", "negative"), *pairs])
+    write_outputs(Path(path).parent, {Path(path).name: buf.getvalue()})
+    print(f"{len(pairs)} answer pairs -> {path}", file=sys.stderr)
 
 
 def check_args(args):
@@ -1008,6 +1022,8 @@ def main(argv=None):
     rows = load_dilemmas(args.dilemmas, args.values, args.max_dilemmas, args.seed, args.split)
     if args.write_probes:
         return write_probes(args.write_probes, truth_probes(rows))
+    if args.write_pairs:
+        return write_pairs(args.write_pairs, answer_pairs(load_model(args.model)[1], rows))
     artifacts = artifact_names(args.artifacts)
     if not artifacts and not args.methods:
         raise InputError("nothing to evaluate: give --artifacts and/or --methods")

@@ -3,8 +3,12 @@
 # DailyDilemmas and print the results table.
 #
 #   bash run.sh          the experiment; each run goes to runs/<timestamp>/
-#   bash run.sh test     a QUICK=1 run of the whole pipeline on the embedded model, then the test suite
-#                        (with requirements-test.txt: PEFT, to load the LoRA export as a user would)
+#   bash run.sh control  the same protocol on a planted model (planted.py: the persona made to carry honesty),
+#                        built first from the embedded model; runs/<timestamp>-control/
+#   bash run.sh pairs    the same protocol on the stock model, InnerPiSSA trained on contrast pairs from the tune
+#                        half's labelled answers instead of personas (innerpissa.py --pairs); runs/<timestamp>-pairs/
+#   bash run.sh test     QUICK=1 runs of the pipeline and of the planted control on the embedded model, then the
+#                        test suite (with requirements-test.txt: PEFT, to load the LoRA export as a user would)
 #
 #   MODEL=Qwen/Qwen3-0.6B | MODEL=path/to/dir | MODEL=embedded   which model (default: Qwen3-0.6B when
 #                                                                 the hub is reachable, else embedded)
@@ -59,10 +63,14 @@ step() {
 }
 
 experiment() {
-  pick_model
+  # experiment [control|pairs]: the main run, or one of the two positive controls (see the top of this file).
+  local control=${1:-}
+  if [ -n "$control" ]; then MODEL=${MODEL:-embedded}; echo "model: $MODEL (the control's base)"; else pick_model; fi
   [ "$MODEL" != embedded ] || need_embedded
-  local stamp n=0 suffix=""
-  [ "${QUICK:-0}" != 1 ] || suffix=-quick
+  local stamp n=0 suffix="" small=0
+  [ "$MODEL" != embedded ] || small=1
+  [ -z "$control" ] || suffix=-$control
+  [ "${QUICK:-0}" != 1 ] || suffix=$suffix-quick
   stamp=$(date +%Y%m%d-%H%M%S)$suffix
   RUN_DIR=runs/$stamp
   while [ -e "$RUN_DIR" ] || [ -e "$RUN_DIR.partial" ]; do RUN_DIR=runs/$stamp-$((++n)); done
@@ -78,13 +86,14 @@ experiment() {
   # dose-response figure.
   local seed=${SEED:-0} ip_flags="--epochs 30 --patience 16" bl_flags="" wd_flags="" or_flags=""
   local ev_flags="--split test --doses -2 -1 1 2" sm_flags="" sign_n=24
-  if [ "$MODEL" = embedded ]; then
+  local pl_flags="" # planted.py's defaults
+  if [ "$small" = 1 ]; then
     ip_flags="--steps 143"; bl_flags="--max-pairs 64"; wd_flags="--max-questions 32 --steps 8"; or_flags="--steps 32"
   fi
   if [ "${QUICK:-0}" = 1 ]; then
     ip_flags="--steps 6 --batch-pairs 4 --direction-pairs 32"; bl_flags="--max-pairs 32"; or_flags="--steps 2 --batch-rows 4"
     wd_flags="--max-questions 8 --steps 4 --max-new-tokens 24"; ev_flags="--split test --doses -2 -1 1 2 --max-dilemmas 8 --null 1"
-    sm_flags="--max-new-tokens 16"; sign_n=4
+    sm_flags="--max-new-tokens 16"; sign_n=4; pl_flags="--steps 2 --batch-rows 2"
   fi
   cat > "$STAGE/commands.sh" <<EOF
 # The exact commands of this run, in order. Re-run them with: bash $RUN_DIR/commands.sh
@@ -92,6 +101,14 @@ set -euo pipefail
 PY=$PY MODEL=$MODEL RUN=\${RUN:-$RUN_DIR}
 EOF
   local t0=$SECONDS
+  if [ "$control" = control ]; then   # the planted model: from the tune half only; every later step loads it
+    step planted "\$PY planted.py --model \$MODEL --seed $seed --dilemmas ${DILEMMAS:-data} $pl_flags --out \$RUN/planted"
+    MODEL=$STAGE/planted
+    echo 'MODEL=$RUN/planted' >> "$STAGE/commands.sh"
+  elif [ "$control" = pairs ]; then   # contrast pairs: tune prompts answered honestly / not, for InnerPiSSA only
+    step answer_pairs "\$PY eval_dilemmas.py --model \$MODEL --dilemmas ${DILEMMAS:-data} --split tune --write-pairs \$RUN/answer_pairs.csv"
+    ip_flags="$ip_flags --pairs \$RUN/answer_pairs.csv"
+  fi
   # Every sign is calibrated on our probes and on Truthfulness dilemmas of the tune half, never the test half.
   step sign_probes "\$PY eval_dilemmas.py --dilemmas ${DILEMMAS:-data} --split tune --max-dilemmas $sign_n --write-probes \$RUN/tune_probes.csv"
   local probes="--probes data/probes.csv \$RUN/tune_probes.csv"
@@ -121,7 +138,9 @@ case "${1:-}" in
     pip_install requirements-test.txt .venv/.installed-test
     need_embedded
     QUICK=1 OFFLINE=1 MODEL=embedded experiment
+    QUICK=1 OFFLINE=1 MODEL=embedded experiment control
     "$PY" -m pytest -q test_smoke.py ;;
+  control|pairs) experiment "$1" ;;
   "") experiment ;;
-  *) echo "usage: bash run.sh [test]   (see the top of run.sh for MODEL, OFFLINE, QUICK, DILEMMAS, SEED)" >&2; exit 2 ;;
+  *) echo "usage: bash run.sh [control|pairs|test]   (see the top of run.sh for MODEL, OFFLINE, QUICK, DILEMMAS, SEED)" >&2; exit 2 ;;
 esac

@@ -36,6 +36,7 @@ import dilemmas
 import eval_dilemmas as ev
 import harness
 import innerpissa as ip
+import planted
 import samples
 from harness import run_cli
 from harness import yes_no_prompt
@@ -1067,6 +1068,23 @@ def test_truth_probes_take_the_honest_side_from_the_labels(tmp_path, capsys):
     assert written == tune and len(written) == 4 and not (tmp_path / "sign" / "results.json").exists()
 
 
+def test_answer_pairs_differ_in_the_answer_only_honest_first(tiny, tmp_path, monkeypatch):
+    """--write-pairs: per tune Truthfulness row its prompt answered honestly (positive) and not (negative);
+    the file loads as innerpissa.py --pairs reads it."""
+    model, tok = tiny
+    rows = dilemmas.load_dilemmas(write_fixture(tmp_path, mixed_pairs(8)), split="tune")
+    pairs = dilemmas.answer_pairs(tok, rows)
+    probes = dilemmas.truth_probes(rows)
+    assert len(pairs) == len(probes) == 4
+    for (pos, neg), p in zip(pairs, probes):
+        prompt = yes_no_prompt(tok, p["question"])
+        assert pos == f"{prompt} {p['honest_answer']}" and neg == f"{prompt} {'No' if p['honest_answer'] == 'Yes' else 'Yes'}"
+    monkeypatch.setattr(ev, "load_model", lambda name, **kw: (None, tok))
+    out = tmp_path / "pairs.csv"
+    ev.main(["--dilemmas", str(tmp_path / "dilemmas.csv"), "--split", "tune", "--write-pairs", str(out)])
+    assert sorted(harness.load_pair_file(out)) == sorted(pairs)
+
+
 def test_split_halves_and_max_dilemmas(tmp_path):
     path = write_fixture(tmp_path, mixed_pairs(24))
     tune, test = dilemmas.load_dilemmas(path, split="tune"), dilemmas.load_dilemmas(path, split="test")
@@ -1968,7 +1986,7 @@ def test_export_bad_input_is_one_line_and_writes_nothing(exports, capsys, monkey
     assert sorted(p.relative_to(tmp) for p in tmp.rglob("*")) == before   # no out, no temp dir
 
 
-LAYERS = ("innerpissa", "harness", "dilemmas", "baselines", "eval_dilemmas", "gguf_export", "samples", "bench")
+LAYERS = ("innerpissa", "harness", "dilemmas", "baselines", "planted", "eval_dilemmas", "gguf_export", "samples", "bench")
 # bottom first. The one known edge up: harness's `export --format gguf` imports gguf_export's writers inside
 # run_export (the writers and gguf_export's engine check share a file; splitting them is still to do).
 UPWARD = {("harness", "gguf_export")}
@@ -2660,3 +2678,58 @@ def test_artifacts_from_before_format_2_keep_their_relative_scaling():
     assert ip.saved_scaling({"scaling": "add"}) == "mult"
     assert ip.saved_scaling({"scaling": "add", "format": 2}) == "add"
     assert ip.saved_scaling({"scaling": "exp"}) == "exp"
+
+
+# ----------------------------------------------------------------------------- planted.py
+
+
+def planted_run(tmp_path, name, *extra):
+    """planted.main on the tiny model saved in tmp_path/m (2 steps); the planted directory's path."""
+    out = tmp_path / name
+    planted.main(["--model", str(tmp_path / "m"), "--out", str(out), "--steps", "2", "--batch-rows", "2", "--rank", "2",
+                  *extra])
+    return out
+
+
+def test_planted_model_is_its_seed_merged_and_reads_only_tune_rows(tiny, tmp_path, monkeypatch):
+    """Two builds with one seed give the same delta; the saved weights are W + B A, so the loaded model
+    computes what the hooked delta does; only the tune half is ever loaded; another seed plants otherwise."""
+    model, tok = tiny
+    model.save_pretrained(tmp_path / "m")
+    tok.save_pretrained(tmp_path / "m")
+    splits, real = [], dilemmas.load_dilemmas
+    monkeypatch.setattr(dilemmas, "load_dilemmas", lambda *a, **kw: splits.append(kw.get("split")) or real(*a, **kw))
+    a, b = planted_run(tmp_path, "a"), planted_run(tmp_path, "b")
+    assert splits == ["tune", "tune"]
+    da, db = planted.load_delta(a / "delta.safetensors"), planted.load_delta(b / "delta.safetensors")
+    assert sorted(da) == sorted(planted.find_linears(model, planted.planted_target(model)))
+    assert all(torch.equal(x, y) for n in da for x, y in zip(da[n], db[n]))
+    assert any(bool(B.abs().max() > 0) for _, B in da.values())                       # two steps moved B off 0
+    note = json.loads((a / "planted.json").read_text())
+    tune = {r["dilemma_idx"] for r in real("data", split="tune")}
+    test = {r["dilemma_idx"] for r in real("data", split="test")}
+    assert set(note["tune_dilemma_ids"]) <= tune and not set(note["tune_dilemma_ids"]) & test
+    loaded, tok2 = harness.load_model(str(a))
+    steer = baselines.Steerer({m: baselines.lowrank_delta(*da[n]) for n, m in
+                               planted.find_linears(model, planted.planted_target(model)).items()}, {})
+    with steer.steer(1.0):
+        hooked = logits(model, tok)
+    assert torch.allclose(logits(loaded, tok2), hooked, atol=1e-5) and not torch.allclose(hooked, logits(model, tok))
+    dc = planted.load_delta(planted_run(tmp_path, "c", "--seed", "1") / "delta.safetensors")
+    assert not all(torch.equal(x, y) for n in da for x, y in zip(da[n], dc[n]))
+
+
+def test_planted_personas_are_not_innerpissas_wording():
+    """The planting must teach a concept InnerPiSSA's own persona reaches, not its string."""
+    theirs = {ip.persona(h, t).strip().lower() for h in (True, False) for t in ip.TEMPLATES}
+    ours = [p for side in planted.PERSONAS.values() for p in side]
+    assert len(planted.PERSONAS["honest"]) >= 4 and len(planted.PERSONAS["dishonest"]) >= 4
+    assert not any(t in p.lower() or p.lower() in t for p in ours for t in theirs)
+
+
+def test_planted_bad_input_writes_nothing(tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        run_cli(lambda: planted.main(["--model", "embedded", "--out", str(tmp_path / "p"), "--steps", "0"]))
+    err = capsys.readouterr().err.strip()
+    assert e.value.code != 0 and err.count("\n") == 0 and "--steps 0" in err
+    assert not (tmp_path / "p").exists()
