@@ -87,22 +87,24 @@ def init_delta(linears, rank, seed, device):
 
 
 def plant_loss(model, tok, steer, batch, anchors, margin, kl_weight, keep):
-    """(loss, logs) of one batch: the persona hinge on both sides of each row, and the KL anchor on
-    persona-free prompts (anchors: [(text, base log-probs [keep, vocab])])."""
+    """(loss, logs) of one batch: the persona hinge on both sides of each row, and the KL anchor on the
+    persona-free texts `anchors`, read at their last `keep` positions against the base model (c = 0)."""
     prompts = [persona_prompt(tok, q, *spec) for q, _, pos, neg in batch for spec in (pos, neg)]
     h = torch.tensor([x[1] for x in batch], device=input_device(model))
+    with torch.no_grad():
+        _, ref = oracle_readout(model, tok, anchors, keep)                  # [anchors, keep, vocab], no delta
     with steer.steer(1.0):
         ratio, _ = oracle_readout(model, tok, prompts, 1)
-        _, logp = oracle_readout(model, tok, [t for t, _ in anchors], keep)
+        _, logp = oracle_readout(model, tok, anchors, keep)
     m_pos, m_neg = ratio[0::2] * h, ratio[1::2] * h                       # [rows] honest margins under P⁺, P⁻
     fit = (F.softplus(margin - m_pos) + F.softplus(margin + m_neg)).mean()
-    drift = kl(logp, torch.stack([ref for _, ref in anchors])).mean()
+    drift = kl(logp, ref).mean()
     loss = fit + kl_weight * drift
     return loss, {"loss": loss.item(), "m+": m_pos.mean().item(), "m-": m_neg.mean().item(), "kl": drift.item()}
 
 
-def plant(model, tok, probes, neutral, rank=8, steps=40, batch_rows=6, lr=1e-2, margin=2.0, kl_weight=10.0,
-          keep=4, n_anchors=4, seed=0, target=None, progress=True):
+def plant(model, tok, probes, neutral, rank=8, steps=30, batch_rows=4, lr=1e-2, margin=2.0, kl_weight=10.0,
+          keep=4, n_anchors=2, seed=0, target=None, progress=True):
     """Fit ΔW (module docstring) on `probes` [{question, honest_answer}] (tune rows only) with the `neutral`
     texts as extra KL anchors; returns ({name: (A, B)}, stats). The model's weights are left unchanged."""
     torch.manual_seed(seed)
@@ -110,10 +112,7 @@ def plant(model, tok, probes, neutral, rank=8, steps=40, batch_rows=6, lr=1e-2, 
     linears = find_linears(model, target or planted_target(model))
     delta = init_delta(linears, rank, seed, input_device(model))
     steer = Steerer({linears[n]: lowrank_delta(a, b) for n, (a, b) in delta.items()}, {})
-    free = [yes_no_prompt(tok, p["question"]) for p in probes] + neutral
-    with torch.no_grad():                                                       # the base model's [keep, vocab] each
-        refs = torch.cat([oracle_readout(model, tok, free[i:i + 8], keep)[1] for i in range(0, len(free), 8)])
-    anchors = list(zip(free, refs))
+    anchors = [yes_no_prompt(tok, p["question"]) for p in probes] + neutral        # persona-free texts
     flags = [p.requires_grad for p in model.parameters()]
     model.requires_grad_(False)
     opt = torch.optim.AdamW([t for ab in delta.values() for t in ab], lr=lr, weight_decay=0.0)
@@ -171,8 +170,8 @@ def main(argv=None):
     p.add_argument("--out", required=True, help="a new directory for the planted model")
     p.add_argument("--dilemmas", default="data", help="data | hf | PATH in the DailyDilemmas schema; only its tune half is read")
     p.add_argument("--values", help="values.csv for --dilemmas PATH (default: beside it)")
-    p.add_argument("--steps", type=int, default=40)
-    p.add_argument("--batch-rows", type=int, default=6, help="rows per step, each with an honest and a dishonest persona")
+    p.add_argument("--steps", type=int, default=30)
+    p.add_argument("--batch-rows", type=int, default=4, help="rows per step, each with an honest and a dishonest persona")
     p.add_argument("--rank", type=int, default=8)
     p.add_argument("--lr", type=float, default=1e-2)
     p.add_argument("--margin", type=float, default=2.0, help="μ: the honest margin each persona side should pass, nats")
