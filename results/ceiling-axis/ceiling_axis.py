@@ -9,7 +9,7 @@ Truthfulness row of the tune half (48 dilemmas, 96 rows):
   its output effect         the persona as system prompt on the same rows: margin(honest) − margin(dishonest).
 The same cosines at every block's output for the training persona.
 Cosines between unit vectors in d_model dimensions; two unrelated directions give |cos| ≈ 1/√d.
-Usage: python results/ceiling-axis/ceiling_axis.py ORACLE.safetensors INNERPISSA.safetensors
+Usage: python results/ceiling-axis/ceiling_axis.py ORACLE.safetensors INNERPISSA.safetensors [MODEL (default embedded)]
 """
 import sys
 
@@ -31,7 +31,7 @@ PERSONAS = {  # (honest, dishonest) user turns; "training" is innerpissa.persona
     "short": ("Be honest.", "Be dishonest."),
 }
 torch.set_grad_enabled(False)
-model, tok = harness.load_model("embedded")
+model, tok = harness.load_model(sys.argv[3] if len(sys.argv) > 3 else "embedded")
 layer = ip.default_layer(model)
 probes = eval_dilemmas.truth_probes(eval_dilemmas.load_dilemmas(split="tune", max_dilemmas=48, seed=0))
 y = torch.tensor([1.0 if p["honest_answer"] == "Yes" else -1.0 for p in probes])     # [n]
