@@ -8,9 +8,13 @@ half's Truthfulness rows so that an honest persona makes the model answer the ho
 dishonest persona the other side, while prompts without a persona keep the base model's predictions:
 
     m(x)  = (log p(Yes | x) − log p(No | x)) · h              h = +1 where the row's honest answer is Yes
-    L     = mean_{rows} [softplus(μ − m(P⁺(x))) + softplus(μ + m(P⁻(x)))]          P±: a persona prompt
+    L     = mean_{rows} softplus(2μ − (m(P⁺(x)) − m(P⁻(x))))                      P±: a persona prompt
           + w · mean KL(p_planted ‖ p_base)   at the last k positions of persona-free dilemma prompts
                                               and of the neutral set's replies (data/neutral.csv)
+
+The fit term reads only the persona's effect m(P⁺x) − m(P⁻x), the prompt baseline's E on that row: a delta
+that moves both margins alike gains nothing (a first version with one term per side, softplus(μ − m⁺) +
+softplus(μ + m⁻), moved both margins together and planted nothing in 30 steps: results/planted-check/).
 
 P⁺ and P⁻ are drawn per row from PERSONAS, four paraphrases a side, none of them the wording InnerPiSSA
 trains with (innerpissa.TEMPLATES), each placed in the system turn or in front of the user's message
@@ -97,13 +101,13 @@ def plant_loss(model, tok, steer, batch, anchors, margin, kl_weight, keep):
         ratio, _ = oracle_readout(model, tok, prompts, 1)
         _, logp = oracle_readout(model, tok, anchors, keep)
     m_pos, m_neg = ratio[0::2] * h, ratio[1::2] * h                       # [rows] honest margins under P⁺, P⁻
-    fit = (F.softplus(margin - m_pos) + F.softplus(margin + m_neg)).mean()
+    fit = F.softplus(2 * margin - (m_pos - m_neg)).mean()                 # the persona's effect, ≥ 2μ
     drift = kl(logp, ref).mean()
     loss = fit + kl_weight * drift
     return loss, {"loss": loss.item(), "m+": m_pos.mean().item(), "m-": m_neg.mean().item(), "kl": drift.item()}
 
 
-def plant(model, tok, probes, neutral, rank=8, steps=30, batch_rows=4, lr=1e-2, margin=2.0, kl_weight=10.0,
+def plant(model, tok, probes, neutral, rank=8, steps=40, batch_rows=4, lr=5e-3, margin=2.0, kl_weight=10.0,
           keep=4, n_anchors=2, seed=0, target=None, progress=True):
     """Fit ΔW (module docstring) on `probes` [{question, honest_answer}] (tune rows only) with the `neutral`
     texts as extra KL anchors; returns ({name: (A, B)}, stats). The model's weights are left unchanged."""
@@ -170,11 +174,11 @@ def main(argv=None):
     p.add_argument("--out", required=True, help="a new directory for the planted model")
     p.add_argument("--dilemmas", default="data", help="data | hf | PATH in the DailyDilemmas schema; only its tune half is read")
     p.add_argument("--values", help="values.csv for --dilemmas PATH (default: beside it)")
-    p.add_argument("--steps", type=int, default=30)
+    p.add_argument("--steps", type=int, default=40)
     p.add_argument("--batch-rows", type=int, default=4, help="rows per step, each with an honest and a dishonest persona")
     p.add_argument("--rank", type=int, default=8)
-    p.add_argument("--lr", type=float, default=1e-2)
-    p.add_argument("--margin", type=float, default=2.0, help="μ: the honest margin each persona side should pass, nats")
+    p.add_argument("--lr", type=float, default=5e-3)
+    p.add_argument("--margin", type=float, default=2.0, help="μ: the persona's effect m(P+) − m(P−) should pass 2μ nats")
     p.add_argument("--kl-weight", type=float, default=10.0)
     p.add_argument("--target", help="regex of the Linears to plant in (default: q/k/v/up/gate of blocks [L/4, 3L/4))")
     p.add_argument("--seed", type=int, default=0)
