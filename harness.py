@@ -468,7 +468,7 @@ def kl(logp, logp_ref):
 # ----------------------------------------------------------------------------- the cached training step
 
 class CachedPairRunner(PairRunner):
-    """innerpissa.PairRunner's passes with the same numbers (tested), about 4× cheaper: the honest and the
+    """innerpissa.PairRunner's passes with the same numbers (tested), about 3× cheaper: the honest and the
     dishonest persona chat (each the same in every pair, cut `last_n` tokens before the reply so the loss
     block is read on the rows' own tokens) run once per coefficient, at c = 0 once per run, and the rows'
     remaining tokens, packed end to end into one sequence per side (no padding between rows), continue

@@ -502,7 +502,7 @@ class Pass:
 
 class PairRunner:
     """Runs interleaved pairs at a coefficient: every full row, left-padded. This is the reference step;
-    harness.CachedPairRunner gives the same numbers (tested) about 4× cheaper from the persona chats'
+    harness.CachedPairRunner gives the same numbers (tested) about 3× cheaper from the persona chats'
     key/value cache. `pairs` is read by that subclass. The vocabulary head runs only where a reply token
     is predicted."""
     cached = False
@@ -1015,7 +1015,7 @@ def heldout_stats(runner, space, pairs, cfg):
 
 def train(model, tokenizer, adapter, pairs, cfg=None, progress=True, runner_type=PairRunner):
     """Fit θ, λ of `adapter` with cfg.objective; returns stats incl. pair-examples/s and held-out diagnostics.
-    runner_type: the class that runs the passes (harness.CachedPairRunner: the same numbers, ~4× cheaper)."""
+    runner_type: the class that runs the passes (harness.CachedPairRunner: the same numbers, ~3× cheaper)."""
     cfg = resolve(cfg or TrainConfig(), model)
     if not 0 <= cfg.layer < len(decoder_layers(model)):
         raise InputError(f"--layer {cfg.layer} is out of range 0..{len(decoder_layers(model)) - 1}")
