@@ -75,7 +75,7 @@ from innerpissa import (DATA_DIR, MAX_ANGLE, OBJECTIVES, InnerPiSSA, InputError,
                         block_outputs, chat, decoder_layers, default_target, find_linears, gap, hidden_size,
                         input_device, interleave, load_artifact, make_pairs, monotonic_hinge, next_token_nll,
                         output_gap, pair_differences, persona, position_ids, residual_writers, row_major,
-                        save_artifact, scheduler, sign_report, svd, top_svd, wide)
+                        frozen_weights, save_artifact, scheduler, sign_report, svd, top_svd, wide)
 
 KINDS = ("pca", "random", "weight_diff")
 
@@ -264,21 +264,14 @@ def fit_lowrank_delta(model, tok, questions, completions, target=None, rank=4, s
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
     epochs = math.ceil(steps * batch_size / len(data))
     order = torch.cat([torch.randperm(len(data), generator=g) for _ in range(epochs)]).tolist()
-    frozen = [p for p in model.parameters() if p.requires_grad]
-    for p in frozen:
-        p.requires_grad_(False)
-    try:
-        with steerer.steer(1.0), tqdm(range(steps), desc="sft", leave=False) as bar:
-            for step in bar:
-                q, c = zip(*(data[j] for j in order[step * batch_size:(step + 1) * batch_size]))
-                loss = sft_loss(model, sft_batch(tok, q, c, input_device(model)))
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-                bar.set_postfix(loss=f"{loss.item():.3f}")
-    finally:
-        for p in frozen:
-            p.requires_grad_(True)
+    with frozen_weights(model), steerer.steer(1.0), tqdm(range(steps), desc="sft", leave=False) as bar:
+        for step in bar:
+            q, c = zip(*(data[j] for j in order[step * batch_size:(step + 1) * batch_size]))
+            loss = sft_loss(model, sft_batch(tok, q, c, input_device(model)))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            bar.set_postfix(loss=f"{loss.item():.3f}")
     return {n: (a.detach(), b.detach()) for n, (a, b) in theta.items()}
 
 
@@ -473,12 +466,10 @@ def train_oracle(model, tok, adapter, rows, honest, steps=60, batch_rows=8, lr=1
     frozen meanwhile and their requires_grad restored after. Returns the training stats."""
     prompts, honest = dilemmas.row_prompts(tok, rows), honest.to(input_device(model))
     batches = oracle_batches(rows, batch_rows, steps, seed)
-    flags = [p.requires_grad for p in model.parameters()]
-    model.requires_grad_(False)
     opt = torch.optim.AdamW(adapter.parameters(), lr=lr, weight_decay=0.0)
     lr_at = scheduler(opt, TrainConfig(steps=steps, warmup=warmup, lr=lr, schedule="cosine"))
     start, history = time.time(), []
-    try:
+    with frozen_weights(model):
         with tqdm(batches, desc="oracle", disable=not progress) as bar:
             for step, idx in enumerate(bar):
                 loss, logs = oracle_loss(model, tok, adapter, [prompts[i] for i in idx], honest[idx], kl_tau,
@@ -493,9 +484,6 @@ def train_oracle(model, tok, adapter, rows, honest, steps=60, batch_rows=8, lr=1
                     raise InputError(f"non-finite oracle loss at step {step} ({logs}): lower --lr")
                 history.append(logs)
                 bar.set_postfix({k: f"{v:.3g}" for k, v in logs.items()})
-    finally:
-        for p, flag in zip(model.parameters(), flags):
-            p.requires_grad_(flag)
     used = sorted({i for idx in batches for i in idx})
     tail = history[-max(1, steps // 4):]                                   # the last quarter of the steps
     return {"split": "tune", "steps": steps, "batch_rows": len(batches[0]), "lr": lr, "kl_tau": kl_tau,

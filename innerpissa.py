@@ -1013,6 +1013,19 @@ def heldout_stats(runner, space, pairs, cfg):
             "output_gap": {c: float(v.mean()) for c, v in gaps.items()}}
 
 
+@contextlib.contextmanager
+def frozen_weights(model):
+    """The model's own parameters without gradients inside the block (only an adapter's learn); each one's
+    requires_grad restored after, also on an exception."""
+    flags = [p.requires_grad for p in model.parameters()]
+    model.requires_grad_(False)
+    try:
+        yield model
+    finally:
+        for p, flag in zip(model.parameters(), flags):
+            p.requires_grad_(flag)
+
+
 def train(model, tokenizer, adapter, pairs, cfg=None, progress=True, runner_type=PairRunner):
     """Fit θ, λ of `adapter` with cfg.objective; returns stats incl. pair-examples/s and held-out diagnostics.
     runner_type: the class that runs the passes (harness.CachedPairRunner: the same numbers, ~3× cheaper)."""
@@ -1028,10 +1041,8 @@ def train(model, tokenizer, adapter, pairs, cfg=None, progress=True, runner_type
     if cfg.steps < 1 or (cfg.patience is not None and cfg.patience < 1):
         raise InputError(f"--steps/--epochs give {cfg.steps} steps and --patience is {cfg.patience}: "
                          "train at least 1 step, with a patience of at least 1 check")
-    flags = [p.requires_grad for p in model.parameters()]
-    model.requires_grad_(False)                                          # only θ, λ learn: no weight grads
     torch.manual_seed(cfg.seed)
-    try:
+    with frozen_weights(model):                                          # only θ, λ learn: no weight grads
         runner = runner_type(model, tokenizer, adapter, pairs, cfg.layer, cfg.last_n)
         if cfg.select:
             select_directions(runner, adapter, train_pairs[:cfg.direction_pairs], adapter.rank, cfg.direction_lists)
@@ -1039,9 +1050,6 @@ def train(model, tokenizer, adapter, pairs, cfg=None, progress=True, runner_type
         start = time.time()
         steps, logs = fit(runner, space, adapter, train_pairs, held, cfg, progress)
         seconds = time.time() - start
-    finally:
-        for p, flag in zip(model.parameters(), flags):
-            p.requires_grad_(flag)
     return {"objective": cfg.objective, "steps": steps, "pair_examples": steps * cfg.batch_pairs,
             "pair_examples_per_s": steps * cfg.batch_pairs / max(seconds, 1e-9), "seconds": seconds,
             "heldout": heldout_stats(runner, space, held, cfg), "final": logs, "n_train": len(train_pairs),

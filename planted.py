@@ -39,7 +39,8 @@ from tqdm import tqdm
 import dilemmas
 from baselines import Steerer, lowrank_delta, oracle_readout
 from harness import ArgParser, check_out_dir, kl, load_model, run_cli, staged_dir, yes_no_prompt
-from innerpissa import InputError, chat, decoder_layers, find_linears, input_device, merged_weights, save_artifact
+from innerpissa import (InputError, chat, decoder_layers, find_linears, frozen_weights, input_device, merged_weights,
+                        save_artifact)
 
 PERSONAS = {  # our own paraphrases; none is innerpissa.TEMPLATES' wording
     "honest": ("You are a truthful person who tells the truth even when it costs you.",
@@ -117,11 +118,9 @@ def plant(model, tok, probes, neutral, rank=8, steps=40, batch_rows=4, lr=5e-3, 
     delta = init_delta(linears, rank, seed, input_device(model))
     steer = Steerer({linears[n]: lowrank_delta(a, b) for n, (a, b) in delta.items()}, {})
     anchors = [yes_no_prompt(tok, p["question"]) for p in probes] + neutral        # persona-free texts
-    flags = [p.requires_grad for p in model.parameters()]
-    model.requires_grad_(False)
     opt = torch.optim.AdamW([t for ab in delta.values() for t in ab], lr=lr, weight_decay=0.0)
     start, history = time.time(), []
-    try:
+    with frozen_weights(model):                           # the steer() blocks of plant_loss remove their hooks
         for step in (bar := tqdm(range(steps), desc="plant", disable=not progress)):
             batch = persona_rows(rng.sample(probes, min(batch_rows, len(probes))), rng)
             loss, logs = plant_loss(model, tok, steer, batch, rng.sample(anchors, min(n_anchors, len(anchors))),
@@ -133,10 +132,6 @@ def plant(model, tok, probes, neutral, rank=8, steps=40, batch_rows=4, lr=5e-3, 
                 raise InputError(f"non-finite planting loss at step {step}: lower --lr")
             history.append(logs)
             bar.set_postfix({k: f"{v:.3g}" for k, v in logs.items()})
-    finally:
-        steer.detach()
-        for p, flag in zip(model.parameters(), flags):
-            p.requires_grad_(flag)
     tail = history[-max(1, steps // 4):]
     stats = {"steps": steps, "batch_rows": batch_rows, "rank": rank, "lr": lr, "margin": margin,
              "kl_weight": kl_weight, "keep": keep, "seconds": round(time.time() - start, 1),

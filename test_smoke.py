@@ -2733,3 +2733,13 @@ def test_planted_bad_input_writes_nothing(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert e.value.code != 0 and err.count("\n") == 0 and "--steps 0" in err
     assert not (tmp_path / "p").exists()
+
+
+def test_frozen_weights_restores_each_flag_also_on_error(tiny):
+    model, _ = tiny
+    first = next(model.parameters())
+    first.requires_grad_(False)                                   # one parameter already frozen by the caller
+    with pytest.raises(RuntimeError), ip.frozen_weights(model):
+        assert not any(p.requires_grad for p in model.parameters())
+        raise RuntimeError
+    assert not first.requires_grad and all(p.requires_grad for p in list(model.parameters())[1:])
