@@ -93,7 +93,7 @@ experiment() {
   if [ "${QUICK:-0}" = 1 ]; then
     ip_flags="--steps 6 --batch-pairs 4 --direction-pairs 32"; bl_flags="--max-pairs 32"; or_flags="--steps 2 --batch-rows 4"
     wd_flags="--max-questions 8 --steps 4 --max-new-tokens 24"; ev_flags="--split test --doses -2 -1 1 2 --max-dilemmas 8 --null 1"
-    sm_flags="--max-new-tokens 16"; sign_n=4; pl_flags="--steps 2 --batch-rows 2"
+    sm_flags="--max-new-tokens 16"; sign_n=4; pl_flags="--direction-steps 2 --steps 2 --batch-rows 2"
   fi
   cat > "$STAGE/commands.sh" <<EOF
 # The exact commands of this run, in order. Re-run them with: bash $RUN_DIR/commands.sh

@@ -2686,7 +2686,8 @@ def test_artifacts_from_before_format_2_keep_their_relative_scaling():
 def planted_run(tmp_path, name, *extra):
     """planted.main on the tiny model saved in tmp_path/m (2 steps); the planted directory's path."""
     out = tmp_path / name
-    planted.main(["--model", str(tmp_path / "m"), "--out", str(out), "--steps", "2", "--batch-rows", "2", "--rank", "2",
+    planted.main(["--model", str(tmp_path / "m"), "--out", str(out), "--steps", "2", "--direction-steps", "2",
+                  "--batch-rows", "2", "--rank", "2",
                   *extra])
     return out
 
@@ -2701,7 +2702,8 @@ def test_planted_model_is_its_seed_merged_and_reads_only_tune_rows(tiny, tmp_pat
     monkeypatch.setattr(dilemmas, "load_dilemmas", lambda *a, **kw: splits.append(kw.get("split")) or real(*a, **kw))
     a, b = planted_run(tmp_path, "a"), planted_run(tmp_path, "b")
     assert splits == ["tune", "tune"]
-    da, db = planted.load_delta(a / "delta.safetensors"), planted.load_delta(b / "delta.safetensors")
+    (da, va), (db, vb) = planted.load_delta(a / "delta.safetensors"), planted.load_delta(b / "delta.safetensors")
+    assert torch.equal(va, vb) and bool(va.abs().max() > 0)                        # stage 1 moved v off 0
     assert sorted(da) == sorted(planted.find_linears(model, planted.planted_target(model)))
     assert all(torch.equal(x, y) for n in da for x, y in zip(da[n], db[n]))
     assert any(bool(B.abs().max() > 0) for _, B in da.values())                       # two steps moved B off 0
@@ -2715,7 +2717,7 @@ def test_planted_model_is_its_seed_merged_and_reads_only_tune_rows(tiny, tmp_pat
     with steer.steer(1.0):
         hooked = logits(model, tok)
     assert torch.allclose(logits(loaded, tok2), hooked, atol=1e-5) and not torch.allclose(hooked, logits(model, tok))
-    dc = planted.load_delta(planted_run(tmp_path, "c", "--seed", "1") / "delta.safetensors")
+    dc, _ = planted.load_delta(planted_run(tmp_path, "c", "--seed", "1") / "delta.safetensors")
     assert not all(torch.equal(x, y) for n in da for x, y in zip(da[n], dc[n]))
 
 
