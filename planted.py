@@ -4,7 +4,8 @@ On the embedded model the honest/dishonest persona moves no Yes/No answer, so In
 there cannot tell "the method fails" from "the persona carries nothing to find". Here the signal is put
 in first, in two stages, both fitted on the **tune** half's Truthfulness rows only.
 
-Stage 1, an honesty direction. v ∈ ℝ^d added to the output of block ℓ (the last planted block) at every
+Stage 1, an honesty direction. v ∈ ℝ^d added to the output of block ℓ (the last planted block, the one
+below InnerPiSSA's loss block, so that InnerPiSSA can read what is planted) at every
 position of a persona-free prompt, fitted like the supervised ceiling (baselines.train_oracle), with
 m_c the honest margin (log p(Yes) − log p(No), × +1 where the row's honest answer is Yes, else −1):
 
@@ -50,8 +51,8 @@ from tqdm import tqdm
 import dilemmas
 from baselines import Steerer, lowrank_delta, oracle_rows, train_oracle
 from harness import ArgParser, check_out_dir, load_model, run_cli, staged_dir, yes_no_prompt
-from innerpissa import (InputError, block_outputs, chat, decoder_layers, find_linears, frozen_weights, input_device,
-                        merged_weights, save_artifact, token_ids, tokenize)
+from innerpissa import (InputError, block_outputs, chat, decoder_layers, default_layer, find_linears, frozen_weights,
+                        input_device, merged_weights, save_artifact, token_ids, tokenize)
 
 PERSONAS = {  # our own paraphrases; none is innerpissa.TEMPLATES' wording
     "honest": ("You are a truthful person who tells the truth even when it costs you.",
@@ -67,9 +68,10 @@ MODULES = r"(q_proj|k_proj|v_proj|up_proj|gate_proj)$"
 
 
 def planted_target(model, modules=MODULES):
-    """Regex of the planted Linears: `modules` in the middle half of the blocks, [L/4, 3L/4)."""
+    """Regex of the planted Linears: `modules` in blocks [L/4, ℓ_ip), ℓ_ip InnerPiSSA's loss block
+    (innerpissa.default_layer), so that what the persona writes is there where InnerPiSSA reads."""
     n = len(decoder_layers(model))
-    blocks = "|".join(str(i) for i in range(n // 4, max(n // 4 + 1, 3 * n // 4)))
+    blocks = "|".join(str(i) for i in range(n // 4, max(n // 4 + 1, default_layer(model))))
     return rf"layers\.({blocks})\.\w+\.{modules}"
 
 
@@ -182,7 +184,8 @@ def plant(model, tok, rows, honest, neutral, rank=8, steps=60, batch_rows=4, lr=
     are left unchanged."""
     linears = find_linears(model, target or planted_target(model))
     layer = last_block(linears)
-    v, direction_stats = honesty_direction(model, tok, rows, honest, layer, direction_steps, direction_lr, seed, progress)
+    v, direction_stats = honesty_direction(model, tok, rows, honest, layer, direction_steps, direction_lr, seed,
+                                           progress)
     torch.manual_seed(seed)
     rng = random.Random(seed)
     questions = [dilemmas.row_question(r) for r in rows]
@@ -247,11 +250,13 @@ def main(argv=None):
     p.add_argument("--direction-steps", type=int, default=40, help="stage 1: steps fitting the honesty direction v")
     p.add_argument("--direction-lr", type=float, default=2e-2)
     p.add_argument("--steps", type=int, default=60, help="stage 2: steps fitting the persona delta")
-    p.add_argument("--batch-rows", type=int, default=4, help="stage 2: rows per step, each with an honest and a dishonest persona")
+    p.add_argument("--batch-rows", type=int, default=4,
+                   help="stage 2: rows per step, each with an honest and a dishonest persona")
     p.add_argument("--rank", type=int, default=8)
     p.add_argument("--lr", type=float, default=5e-3)
     p.add_argument("--scale", type=float, default=2.0, help="s: the personas write ±s·v at block ℓ")
-    p.add_argument("--target", help="regex of the Linears to plant in (default: q/k/v/up/gate of blocks [L/4, 3L/4))")
+    p.add_argument("--target", help="regex of the Linears to plant in (default: q/k/v/up/gate of blocks [L/4, ℓ_ip), "
+                                    "ℓ_ip InnerPiSSA's loss block)")
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args(argv)
     if min(a.steps, a.direction_steps, a.batch_rows, a.rank) < 1:
