@@ -803,7 +803,8 @@ SHORT_BUDGET_S = 900   # the shorter budget the estimate proposes: about 15 minu
 
 
 def time_estimate(model, tokenizer, adapter, pairs, cfg, runner_type, argv):
-    """One line before a run on a CPU with a model other than the embedded one: ESTIMATE_STEPS steps of
+    """One line before a run on a CPU with a model other than the embedded one, or with --pairs (pairs that
+    share no persona chat: several times a persona step): ESTIMATE_STEPS steps of
     train() timed on this machine, the whole run's time from them, and the command for a run of about
     SHORT_BUDGET_S seconds. The adapter is put back as it was, so the run that follows is unchanged."""
     kept = copy.deepcopy(adapter.state_dict())
@@ -853,7 +854,7 @@ def train_main(argv=None):
                       clip=args.clip or None, seed=args.seed, **cfg_kw)
     pairs = given or make_pairs(tok, n=args.max_pairs, seed=args.seed, template=cfg.template)
     runner_type = PairRunner if args.plain else CachedPairRunner
-    if args.model != EMBEDDED and input_device(model).type == "cpu":
+    if (args.model != EMBEDDED or given) and input_device(model).type == "cpu":   # --pairs: no shared chat, slow steps
         print(time_estimate(model, tok, adapter, pairs, cfg, runner_type, argv), file=sys.stderr)
     stats = train(model, tok, adapter, pairs, cfg, runner_type=runner_type)
     report = sign_report(adapter.steer, sources, probe_margins(model, tok))

@@ -696,6 +696,11 @@ def test_a_cpu_run_of_another_model_prints_its_time_and_a_shorter_command_first(
     assert "--epochs" not in command and "--patience" not in command and re.search(r"--steps \d+$", command)
     harness.train_main(["--model", harness.EMBEDDED, "--out", str(tmp_path / "b.safetensors"), *flags])
     assert "estimated" not in capsys.readouterr().err
+    pairs = tmp_path / "pairs.csv"                                # --pairs: slow steps, so even the embedded model warns
+    pairs.write_text("positive,negative\n" + "".join(f"I say yes {i},I say no {i}\n" for i in range(24)))
+    harness.train_main(["--model", harness.EMBEDDED, "--pairs", str(pairs), "--out", str(tmp_path / "c.safetensors"),
+                        "--rank", "4", "--batch-pairs", "4", "--steps", "2"])
+    assert re.search(r"^estimated training time on this CPU: .* min for 2 steps", capsys.readouterr().err, re.M)
     a, b = (ip.load_artifact(tmp_path / f"{n}.safetensors")[0] for n in "ab")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
