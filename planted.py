@@ -90,7 +90,7 @@ def persona_rows(questions, rng):
 
 
 def neutral_texts(tok, rows):
-    """The neutral set as chats that end with their assistant reply (the KL term reads its last tokens)."""
+    """The neutral set as chats that end with their assistant reply (persona-free anchors, every token)."""
     return [chat(tok, r["user"]) + r["assistant"] for r in rows]
 
 

@@ -16,6 +16,7 @@ import importlib.util
 import inspect
 import json
 import math
+import random
 import re
 import subprocess
 import sys
@@ -2724,6 +2725,26 @@ def test_planted_model_is_its_seed_merged_and_reads_only_tune_rows(tiny, tmp_pat
     assert torch.allclose(logits(loaded, tok2), hooked, atol=1e-5) and not torch.allclose(hooked, logits(model, tok))
     dc, _ = planted.load_delta(planted_run(tmp_path, "c", "--seed", "1") / "delta.safetensors")
     assert not all(torch.equal(x, y) for n in da for x, y in zip(da[n], dc[n]))
+
+
+def test_planting_starts_a_unit_fit_away_and_ends_below_innerpissas_loss_block(tiny):
+    """With ΔW = 0 the planted states are the base model's, so the fit term ‖h − (h⁰ ± t)‖²/‖t‖² is exactly 1,
+    the anchor term 0 and nothing is written; the planted blocks end below InnerPiSSA's loss block, where it
+    reads; the tail of each persona prompt is the persona-free prompt's end."""
+    model, tok = tiny
+    linears = planted.find_linears(model, planted.planted_target(model))
+    layer = planted.last_block(linears)
+    assert layer < ip.default_layer(model)
+    delta = planted.init_delta(linears, 2, 0, "cpu")
+    steer = baselines.Steerer({linears[n]: baselines.lowrank_delta(a, b) for n, (a, b) in delta.items()}, {})
+    batch = planted.persona_rows(["Is it fine to keep the change?", "Do you tell your friend?"], random.Random(0))
+    target = torch.randn(model.config.hidden_size)
+    loss, logs = planted.plant_loss(model, tok, steer, batch, [harness.yes_no_prompt(tok, "Any question?")], layer, target)
+    assert logs["fit"] == pytest.approx(1.0, abs=1e-6) and logs["keep"] == 0 and logs["w+"] == logs["w-"] == 0
+    question = harness.yes_no_prompt(tok, "Do you tell your friend?")
+    prompt = planted.persona_prompt(tok, "Do you tell your friend?", planted.PERSONAS["honest"][0], "user")
+    n = planted.shared_suffix(ip.token_ids(tok, prompt), ip.token_ids(tok, question))
+    assert 0 < n < len(ip.token_ids(tok, question)) and prompt.endswith(tok.decode(ip.token_ids(tok, question)[-n:]))
 
 
 def test_planted_personas_are_not_innerpissas_wording():
