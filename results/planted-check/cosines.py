@@ -5,8 +5,12 @@ prompt of each Truthfulness row of the tune half:
   an adapter's odd change        o_i = (h_i(+1) − h_i(−1)) / 2                        (InnerPiSSA, the ceiling)
   the planting's persona change  p_i = ((h_i(P⁺) − h⁰_i(P⁺)) − (h_i(P⁻) − h⁰_i(P⁻))) / 2
 with h the planted model, h⁰ the stock model it was built from, P± the first planted persona of each side
-in the system turn; and v, the planting's stage-1 direction (delta.safetensors; written at block ℓ ≤ ℓ_ip).
-Cosines of the means over rows, in d_model dimensions: two unrelated directions give |cos| ≈ 1/√d.
+in the system turn; v, the planting's stage-1 direction (delta.safetensors; written at block ℓ ≤ ℓ_ip); and
+on InnerPiSSA's own training pairs (the 196 after the held-out ones), the persona contrast
+h(honest) − h(dishonest) at their last token, on the planted model and on the stock one.
+Cosines of the means over rows, in d_model dimensions: two unrelated directions give |cos| ≈ 1/√d. Then the
+share of each direction's squared norm in InnerPiSSA's loss subspace B, built on the planted model as
+training builds it.
 Usage: python results/planted-check/cosines.py PLANTED_DIR INNERPISSA.safetensors ORACLE.safetensors
 """
 import json
@@ -61,7 +65,17 @@ print(f"block {layer} (InnerPiSSA's loss block), {len(probes)} tune-half Truthfu
       f"unrelated |cos| ≈ {v.numel() ** -0.5:.3f}")
 for name, x in means.items():
     print(f"  ‖{name}‖ {x.norm():.2f}")
+cfg = ip.resolve(ip.TrainConfig(), model)
+pairs = ip.make_pairs(tok)[cfg.holdout:cfg.holdout + 196]
+for name, m in (("planted", model), ("stock", base)):
+    honest, dishonest = (last_states(m, [pair[side] for pair in pairs]) for side in (0, 1))
+    means[f"training-pair contrast, {name}"] = (honest - dishonest).mean(0)
 names = list(means)
 for i, a in enumerate(names):
     for b in names[i + 1:]:
         print(f"cos({a}, {b}) {float(unit(means[a]) @ unit(means[b])):+.3f}")
+runner = ip.PairRunner(model, tok, None, ip.make_pairs(tok), layer, cfg.last_n)
+basis = ip.antipasto_space(model, runner, ip.make_pairs(tok)[cfg.holdout:], cfg, 64).basis.float()   # [d, k]
+print(f"share in the loss subspace B ({basis.shape[1]} dims; a random direction: {basis.shape[1] / v.numel():.3f}):")
+for name, x in means.items():
+    print(f"  {name}: {float((x @ basis).norm() ** 2 / x.norm() ** 2):.3f}")
