@@ -37,7 +37,6 @@ Deterministic from the seed on a CPU; it reads only tune rows (the test half is 
 
 Usage: python planted.py --model embedded --out runs/planted && python eval_dilemmas.py --model runs/planted ...
 """
-import argparse
 import json
 import math
 import random
@@ -45,14 +44,13 @@ import re
 import time
 
 import torch
-import torch.nn.functional as F
 from tqdm import tqdm
 
 import dilemmas
 from baselines import Steerer, lowrank_delta, oracle_rows, train_oracle
 from harness import ArgParser, check_out_dir, load_model, run_cli, staged_dir, yes_no_prompt
-from innerpissa import (InputError, block_outputs, chat, decoder_layers, default_layer, find_linears, frozen_weights,
-                        input_device, merged_weights, save_artifact, token_ids, tokenize)
+from innerpissa import (InputError, block_outputs, chat, common_prefix, decoder_layers, default_layer, find_linears,
+                        frozen_weights, input_device, merged_weights, save_artifact, token_ids, tokenize)
 
 PERSONAS = {  # our own paraphrases; none is innerpissa.TEMPLATES' wording
     "honest": ("You are a truthful person who tells the truth even when it costs you.",
@@ -140,10 +138,7 @@ def honesty_direction(model, tok, rows, honest, layer, steps=40, lr=2e-2, seed=0
 
 def shared_suffix(a, b):
     """How many tokens the id lists a and b share at their ends."""
-    n = 0
-    while n < min(len(a), len(b)) and a[-1 - n] == b[-1 - n]:
-        n += 1
-    return n
+    return common_prefix([a[::-1], b[::-1]])
 
 
 def layer_states(model, tok, texts, layer):
