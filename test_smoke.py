@@ -404,6 +404,27 @@ def test_antiparallel_loss_is_scale_free_and_symmetric_in_the_honest_sign():
     assert base < 0 < loss(move, move)                                      # opposite moves win, alike ones lose
 
 
+def test_projection_term_ignores_a_shift_both_rows_of_a_pair_share():
+    """s_c reads h_pos − h_neg, so a change that adds one vector to both rows of a pair (an additive steering
+    direction) leaves the projection term at zero with no gradient: the objective can only learn to change
+    what the pair's two prompts do differently (docs/controls.md, the planted model's gating)."""
+    torch.manual_seed(0)
+    p, d, basis = 6, 8, torch.linalg.qr(torch.randn(8, 4))[0]
+    cfg, rows = ip.TrainConfig(objective="antipasto", mono_weight=0.0), torch.arange(2 * p)
+    h0, logits = torch.randn(2 * p, 3, d), torch.zeros(2 * p, 5)          # the same distribution at every c
+
+    def loss(change):                                                     # change [2p, 3, d]: +change at +1, −change at −1
+        out = {1.0: fake_pass(h0 + change, logits, rows), -1.0: fake_pass(h0 - change, logits, rows)}
+        return ip.antipasto_loss(ip.Space(basis, basis[0]), fake_pass(h0, logits, rows), out, [1] * p, cfg, 0.5)[0]
+    shift = (10 * torch.randn(p, 3, d)).requires_grad_()                  # one vector per pair, per token
+    honest_only = (10 * torch.randn(p, 3, d)).requires_grad_()
+    shared_loss = loss(shift.repeat_interleave(2, 0))                      # rows 2i and 2i+1 alike
+    honest_loss = loss(torch.stack([honest_only, torch.zeros_like(honest_only)], 1).flatten(0, 1))
+    shared_loss.backward(), honest_loss.backward()
+    assert abs(shared_loss.item()) < 1e-3 and shift.grad.norm() == 0    # float32 rounding of (a + s) − (b + s)
+    assert abs(honest_loss.item()) > 1 and honest_only.grad.norm() > 1e-2
+
+
 def test_antipasto_ablation_switches_change_only_their_part():
     """coherence_weight 0 drops the TV barrier (and only it); reference "mean" equals "pair" when every pair
     has the same s_0 and differs otherwise; a set mono_margin replaces the entropy-scaled one."""
