@@ -28,6 +28,13 @@ fixed vector is a linear task, where the earlier objective, the persona's effect
 softplus(2μ − (m(P⁺x) − m(P⁻x))), asked the delta to learn the honesty of each question and its product
 with the persona, and planted nothing in three attempts (results/planted-check/, docs/controls.md).
 
+Stage 3 (--gain g₀, off by default), a path the persona scales rather than writes. Stage 2's ±s·v is silent
+without a persona, and InnerPiSSA's objective reads only what differs between a pair's two rows, so an adapter
+that learns it has nothing to act on in a persona-free prompt (docs/controls.md). Stage 3 sets one MLP neuron of
+block ℓ (down_proj, which InnerPiSSA adapts) to write a·v with a ≈ g₀ on every persona-free prompt and g₀ ± g₁
+under P±, and a twin neuron of block ℓ + 2 (above the loss block, never adapted) to write about −g₀·v, so that a
+persona-free answer stays near stage 2's. Amplifying that neuron's singular direction then moves every prompt.
+
 P⁺ and P⁻ are drawn per row from PERSONAS, four paraphrases a side, none of them the wording InnerPiSSA
 trains with (innerpissa.TEMPLATES), each placed in the system turn or in front of the user's message, so
 the delta must read "this persona is honest", not one string. ΔW is merged into the weights and the model
@@ -35,7 +42,7 @@ saved as a directory that loads like any model (`--model DIR`), with planted.jso
 seed, the tune dilemmas read, both stages' stats) and delta.safetensors (A, B per module, and v).
 Deterministic from the seed on a CPU; it reads only tune rows (the test half is never loaded).
 
-Usage: python planted.py --model embedded --out runs/planted && python eval_dilemmas.py --model runs/planted ...
+Usage: python planted.py --model embedded --out runs/planted [--gain 1] && python eval_dilemmas.py --model runs/planted ...
 """
 import json
 import math
@@ -209,18 +216,133 @@ def plant(model, tok, rows, honest, neutral, rank=8, steps=60, batch_rows=4, lr=
     return {n: (a.detach(), b.detach()) for n, (a, b) in delta.items()}, v, stats
 
 
+# ----------------------------------------------------------------------------- stage 3: a gain path (--gain)
+#
+# Stages 1–2 make the persona *write* ±s·v; a prompt without a persona carries nothing on that path, and
+# InnerPiSSA's objective reads only what the two rows of a pair do differently (docs/controls.md), so an adapter
+# that learns the path has nothing to act on in the evaluation's persona-free prompt. Stage 3 adds a path that
+# persona-free prompts do carry and the persona scales: one MLP neuron j of block ℓ (a module InnerPiSSA adapts,
+# down_proj) with activation
+#
+#     a_j(x) = silu(κ t(x)) / silu(κ) · (g₀ t(x) + g₁ p(x)),   t = ⟨x, û⟩/t̄ ≈ 1,   p = (⟨x, d̂⟩ − m t(x)) / δ
+#
+# (x the MLP's normalised input; û the unit mean of x over persona-free tokens and t̄ its mean projection; d̂ the
+# unit mean of x(P⁺) − x(P⁻) at the last token, δ half its size, m the persona-free mean of ⟨x, d̂⟩), written as
+# a_j · v. So a_j ≈ g₀ without a persona and g₀ ± g₁ under P±: the path writes g₀·v into every prompt and the
+# persona scales it. A twin neuron of block ℓ + 2 (above InnerPiSSA's loss block ℓ + 1, never adapted) writes
+# −g₀ t'(x)·silu(κ t')/silu(κ) · v, so that a persona-free answer stays near the stage-2 model's; what cancels is
+# the two neurons' typical values, not each token's (measured by the check, not assumed). Scaling the
+# singular value of down_proj that carries neuron j then moves every prompt along v, persona or none.
+
+def mlp_states(model, tok, texts, block, last=False, batch=8):
+    """Block `block`'s MLP over `texts`: its normalised input x [n, d_model] and hidden activations
+    act(gate x) ⊙ up x [n, d_ff], at each row's last token (last=True) or at every unpadded token but the first
+    (the first carries norms many times the rest)."""
+    mlp, xs, acts = decoder_layers(model)[block].mlp, [], []
+    for k in range(0, len(texts), batch):
+        enc, seen = tokenize(tok, texts[k:k + batch], input_device(model)), {}
+        hooks = [mlp.register_forward_pre_hook(lambda m, args: seen.__setitem__("x", args[0])),
+                 mlp.down_proj.register_forward_pre_hook(lambda m, args: seen.__setitem__("a", args[0]))]
+        try:
+            with torch.no_grad():
+                block_outputs(model, enc, [block])
+        finally:
+            for h in hooks:
+                h.remove()
+        keep = enc["attention_mask"].bool()
+        if last:
+            keep = torch.zeros_like(keep)
+            keep[:, -1] = True
+        else:
+            keep[torch.arange(len(keep)), keep.int().argmax(1)] = False          # left padding: each row's first token
+        xs.append(seen["x"][keep].float())
+        acts.append(seen["a"][keep].float())
+    return torch.cat(xs), torch.cat(acts)
+
+
+def gain_rows(x_free, g0, kappa, avoid, d_hat=None, half_gap=1.0, g1=0.0):
+    """(gate row, up row) [d_model] of a stage-3 neuron (comment above) from persona-free MLP inputs x_free
+    [n, d_model], with û made orthogonal to the rows of `avoid` [k, d_model] (the directions the persona and v
+    take in x, so that t does not read them), and the persona direction d̂ with its half gap δ (g₁ = 0: none)."""
+    q, _ = torch.linalg.qr(avoid.T)                                            # [d_model, k], orthonormal
+    u = x_free.mean(0) - q @ (q.T @ x_free.mean(0))
+    unit = u / (x_free @ u).mean()                                             # ⟨unit, x⟩ = t(x), mean 1
+    up = g0 * unit
+    if g1:
+        up = up + g1 * (d_hat - (x_free @ d_hat).mean() * unit) / half_gap
+    return kappa * unit, up / torch.nn.functional.silu(torch.tensor(kappa))
+
+
+def quietest_neuron(model, block, acts):
+    """The hidden unit of block `block`'s MLP that writes least: argmin mean|a_n| · ‖down_proj[:, n]‖."""
+    down = decoder_layers(model)[block].mlp.down_proj.weight.float()
+    return int((acts.abs().mean(0) * down.norm(dim=0)).argmin())
+
+
+def set_neuron(model, block, j, gate_row, up_row, down_col):
+    mlp = decoder_layers(model)[block].mlp
+    with torch.no_grad():
+        for weight, row in ((mlp.gate_proj.weight, gate_row), (mlp.up_proj.weight, up_row)):
+            weight[j] = row.to(weight)
+        mlp.down_proj.weight[:, j] = down_col.to(mlp.down_proj.weight)
+
+
+def persona_gap(model, tok, rows, block):
+    """Mean x(P⁺) − x(P⁻) [d_model] of block `block`'s MLP input at the last token over the persona `rows`."""
+    pos, _ = mlp_states(model, tok, [persona_prompt(tok, q, *p) for q, p, _ in rows], block, last=True)
+    neg, _ = mlp_states(model, tok, [persona_prompt(tok, q, *n) for q, _, n in rows], block, last=True)
+    return (pos - neg).mean(0)
+
+
+def plant_gain(model, tok, questions, v, layer, g0=1.0, g1=1.0, kappa=4.0, seed=0):
+    """Stage 3 (comment above) on a model with stages 1–2 merged, in place: the gain neuron in block `layer`,
+    its twin in block `layer` + 2, both calibrated on the last token of the tune `questions`' persona-free
+    prompts (the token the answer is read at). Returns its stats."""
+    if getattr(model.config, "hidden_act", None) != "silu" or not hasattr(decoder_layers(model)[layer].mlp, "gate_proj"):
+        raise InputError("--gain needs a gated SiLU MLP (gate_proj, up_proj, down_proj; Llama, Qwen, SmolLM)")
+    if layer + 2 >= len(decoder_layers(model)):
+        raise InputError(f"--gain needs a block ℓ + 2 = {layer + 2} for the twin; the model has {len(decoder_layers(model))}")
+    rows = persona_rows(questions, random.Random(seed))
+    free = [yes_no_prompt(tok, q) for q in questions]
+    neurons = {}
+    for block, gain, persona in ((layer, g0, g1), (layer + 2, -g0, 0.0)):
+        x_free, acts = mlp_states(model, tok, free, block, last=True)
+        gap = persona_gap(model, tok, rows, block)
+        norm = decoder_layers(model)[block].post_attention_layernorm.weight.float()
+        avoid = torch.stack([gap, norm * v.float()])                              # v as the MLP's input sees it
+        gate, up = gain_rows(x_free, gain, kappa, avoid, gap / gap.norm(), gap.norm().item() / 2, persona)
+        j = quietest_neuron(model, block, acts)
+        set_neuron(model, block, j, gate, up, v)
+        neurons[block] = j
+    stats = {"g0": g0, "g1": g1, "kappa": kappa, "neurons": {str(b): j for b, j in neurons.items()}}
+    for block, j in neurons.items():
+        _, free_acts = mlp_states(model, tok, free, block, last=True)
+        _, pos = mlp_states(model, tok, [persona_prompt(tok, q, *p) for q, p, _ in rows], block, last=True)
+        _, neg = mlp_states(model, tok, [persona_prompt(tok, q, *n) for q, _, n in rows], block, last=True)
+        stats[f"a{block}"] = {"free": free_acts[:, j].mean().item(), "free_sd": free_acts[:, j].std().item(),
+                              "honest": pos[:, j].mean().item(), "dishonest": neg[:, j].mean().item()}
+    return stats
+
+
 def tune_rows(source="data", values=None):
     """The tune half's Truthfulness rows, their honest answers ±1 (+1: Yes), and their dilemma ids."""
     rows, honest = oracle_rows(source, values)
     return rows, honest, sorted({r["dilemma_idx"] for r in rows})
 
 
+def merge(model, delta):
+    """W ← W + B A for each planted Linear, in place."""
+    modules = dict(model.named_modules())
+    with torch.no_grad():
+        for key, weight in merged_weights(model, delta).items():
+            modules[key.removesuffix(".weight")].weight.copy_(weight)
+
+
 def write_planted(model, tok, delta, v, note, out):
-    """The merged model W + B A as a save_pretrained directory, with planted.json and delta.safetensors
-    (A, B per module and the stage-1 direction v)."""
-    state = dict(model.state_dict(), **merged_weights(model, delta))
+    """The model (the delta already merged) as a save_pretrained directory, with planted.json and
+    delta.safetensors (A, B per module and the stage-1 direction v)."""
     with staged_dir(out) as tmp:
-        model.save_pretrained(tmp, state_dict=state)
+        model.save_pretrained(tmp)
         tok.save_pretrained(tmp)
         (tmp / "planted.json").write_text(json.dumps(note, indent=2) + "\n", encoding="utf-8")
         tensors = {f"{n}.{k}": t.contiguous() for n, (a, b) in delta.items() for k, t in (("A", a), ("B", b))}
@@ -252,6 +374,10 @@ def main(argv=None):
     p.add_argument("--scale", type=float, default=2.0, help="s: the personas write ±s·v at block ℓ")
     p.add_argument("--target", help="regex of the Linears to plant in (default: q/k/v/up/gate of blocks [L/4, ℓ_ip), "
                                     "ℓ_ip InnerPiSSA's loss block)")
+    p.add_argument("--gain", type=float, default=0.0,
+                   help="stage 3: g0, the persona-free activation of a gain neuron writing g0·v that the persona "
+                        "scales (and a twin cancels above InnerPiSSA's loss block); 0 (default): no stage 3")
+    p.add_argument("--gain-persona", type=float, default=1.0, help="stage 3: g1, the persona's ± change of that activation")
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args(argv)
     if min(a.steps, a.direction_steps, a.batch_rows, a.rank) < 1:
@@ -265,12 +391,21 @@ def main(argv=None):
                             a.direction_steps, a.direction_lr, seed=a.seed, target=a.target)
     note = {"base_model": a.model, "dilemmas": a.dilemmas, "split": "tune", "tune_dilemma_ids": ids, "seed": a.seed,
             "personas": PERSONAS, "placements": ["system", "user"], "training": stats}
+    merge(model, delta)
+    if a.gain:
+        note["gain"] = plant_gain(model, tok, [dilemmas.row_question(r) for r in rows], v, stats["layer"],
+                                  a.gain, a.gain_persona, seed=a.seed)
     write_planted(model, tok, delta, v, note, a.out)
     moved, last = stats["direction"]["final"], stats["last_quarter"]
     print(f"planted: v at block {stats['layer']} moves the honest margin {moved['m+1']:+.2f} / {moved['m-1']:+.2f} "
           f"nats at ±v; {len(delta)} modules, rank {a.rank}, {a.steps} steps, {stats['seconds']} s; last quarter: "
           f"P+ writes {last['w+']:+.2f}, P- {last['w-']:+.2f} of ±{a.scale}·v, fit {last['fit']:.3f}, "
           f"keep {last['keep']:.4f} -> {a.out}")
+    if a.gain:
+        g = note["gain"]
+        print("gain neurons " + ", ".join(f"block {b} #{j}: activation {g[f'a{b}']['free']:+.2f} without a persona, "
+                                          f"{g[f'a{b}']['honest']:+.2f} / {g[f'a{b}']['dishonest']:+.2f} under P+ / P-"
+                                          for b, j in g["neurons"].items()))
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@
 #   QUICK=1              a few steps and a few dilemmas: the same pipeline in minutes (for CI)
 #   DILEMMAS=hf          the real DailyDilemmas from the hub instead of our offline set (default: data)
 #   SEED=0               one seed for every step
+#   GAIN=1               control: plant the gain path too (planted.py --gain: the persona scales what every prompt carries)
 #   PYTHON=python3       interpreter to build .venv from; NO_VENV=1 uses it directly instead
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
@@ -86,14 +87,14 @@ experiment() {
   # dose-response figure.
   local seed=${SEED:-0} ip_flags="--epochs 30 --patience 16" bl_flags="" wd_flags="" or_flags=""
   local ev_flags="--split test --doses -2 -1 1 2" sm_flags="" sign_n=24
-  local pl_flags="" # planted.py's defaults
+  local pl_flags="${GAIN:+--gain $GAIN}" # planted.py's defaults, plus stage 3 with GAIN set
   if [ "$small" = 1 ]; then
     ip_flags="--steps 143"; bl_flags="--max-pairs 64"; wd_flags="--max-questions 32 --steps 8"; or_flags="--steps 32"
   fi
   if [ "${QUICK:-0}" = 1 ]; then
     ip_flags="--steps 6 --batch-pairs 4 --direction-pairs 32"; bl_flags="--max-pairs 32"; or_flags="--steps 2 --batch-rows 4"
     wd_flags="--max-questions 8 --steps 4 --max-new-tokens 24"; ev_flags="--split test --doses -2 -1 1 2 --max-dilemmas 8 --null 1"
-    sm_flags="--max-new-tokens 16"; sign_n=4; pl_flags="--direction-steps 2 --steps 2 --batch-rows 2"
+    sm_flags="--max-new-tokens 16"; sign_n=4; pl_flags="$pl_flags --direction-steps 2 --steps 2 --batch-rows 2"
   fi
   cat > "$STAGE/commands.sh" <<EOF
 # The exact commands of this run, in order. Re-run them with: bash $RUN_DIR/commands.sh

@@ -2768,6 +2768,49 @@ def test_planting_starts_a_unit_fit_away_and_ends_below_innerpissas_loss_block(t
     assert 0 < n < len(ip.token_ids(tok, question)) and prompt.endswith(tok.decode(ip.token_ids(tok, question)[-n:]))
 
 
+def test_gain_neuron_reads_one_on_average_nothing_it_avoids_and_twice_g1_across_the_persona_gap():
+    """Stage 3's rows: t = ⟨x, unit⟩ has mean 1 over the persona-free inputs and is blind to the avoided directions;
+    the persona term adds nothing on average without a persona and 2·g1 (before silu(κ)) across a gap of 2δ·d̂."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(40, 16, generator=g) + 3 * torch.randn(16, generator=g)     # a shared mean, as residuals have
+    d_hat = torch.nn.functional.normalize(torch.randn(16, generator=g), dim=0)
+    avoid = torch.stack([d_hat, torch.randn(16, generator=g)])
+    kappa, g0, g1, half_gap = 4.0, 2.0, 0.5, 1.7
+    gate, up = planted.gain_rows(x, g0, kappa, avoid, d_hat, half_gap, g1)
+    unit, scale = gate / kappa, torch.nn.functional.silu(torch.tensor(kappa))
+    assert float((x @ unit).mean()) == pytest.approx(1.0, abs=1e-5)
+    assert float((avoid @ unit).abs().max()) < 1e-5 * float(unit.norm() * avoid.norm(dim=1).max())
+    assert float((x @ up).mean() * scale) == pytest.approx(g0, abs=1e-4)
+    gap = (x + half_gap * d_hat) @ up - (x - half_gap * d_hat) @ up
+    assert torch.allclose(gap * scale, torch.full_like(gap, 2 * g1), atol=1e-4)
+
+
+def test_gain_stage_rewrites_two_neurons_and_nothing_else(tiny, tmp_path):
+    """--gain changes the stage-2 model only in neuron j's gate/up rows and down_proj column of block ℓ and its
+    twin's of block ℓ + 2 (ℓ the planted block, below InnerPiSSA's loss block; the twin above it), and those
+    columns are ±v's neuron; with the same seed everything else is the plain planted model bit for bit."""
+    model, tok = tiny
+    model.save_pretrained(tmp_path / "m")
+    tok.save_pretrained(tmp_path / "m")
+    plain, gain = planted_run(tmp_path, "a"), planted_run(tmp_path, "g", "--gain", "1")
+    note = json.loads((gain / "planted.json").read_text())
+    layer = note["training"]["layer"]
+    neurons = {int(b): j for b, j in note["gain"]["neurons"].items()}
+    assert sorted(neurons) == [layer, layer + 2] and layer < ip.default_layer(model) < layer + 2
+    a, b = harness.load_model(str(plain))[0].state_dict(), harness.load_model(str(gain))[0].state_dict()
+    _, v = planted.load_delta(gain / "delta.safetensors")
+    changed = {}
+    for key in a:
+        diff = (a[key] != b[key]).nonzero()
+        if len(diff):
+            changed[key] = sorted({int(i) for i in diff[:, 1 if "down_proj" in key else 0]})
+    prefix = ip.find_blocks(model)[0]
+    assert changed == {f"{prefix}.{i}.mlp.{m}.weight": [j] for i, j in neurons.items()
+                       for m in ("gate_proj", "up_proj", "down_proj")}
+    assert all(torch.equal(b[f"{prefix}.{i}.mlp.down_proj.weight"][:, j], v) for i, j in neurons.items())
+    assert note["gain"][f"a{layer}"]["honest"] > note["gain"][f"a{layer}"]["dishonest"]
+
+
 def test_planted_personas_are_not_innerpissas_wording():
     """The planting must teach a concept InnerPiSSA's own persona reaches, not its string."""
     theirs = {ip.persona(h, t).strip().lower() for h in (True, False) for t in ip.TEMPLATES}
