@@ -10,7 +10,7 @@ At InnerPiSSA's loss block, last token of the evaluation's Yes/No prompt of each
 the system turn empty or the prompt baseline's persona (InnerPiSSA's wording, baselines.prompt_system(±1)):
   odd change along v      a = mean_i (h_i(+1) − h_i(−1))·v̂ / 2
   the persona's own shift  (h(P⁺) − h(P⁻))·v̂ / 2 at c = 0, for scale.
-Usage: python results/planted-check/gating.py PLANTED_DIR NAME=ADAPTER.safetensors ...  (innerpissa or oracle artifacts)
+Usage: python results/planted-check/gating.py PLANTED_DIR NAME=ARTIFACT.safetensors ...  (any artifact kind)
 """
 import sys
 from pathlib import Path
@@ -20,6 +20,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 import baselines  # noqa: E402
 import dilemmas  # noqa: E402
+import eval_dilemmas  # noqa: E402
 import harness  # noqa: E402
 import innerpissa as ip  # noqa: E402
 import planted  # noqa: E402
@@ -47,7 +48,7 @@ print(f"block {layer}, {len(probes)} tune-half Truthfulness rows; ‖v‖ {v.nor
 print(f"the persona's own shift along v̂ at c = 0, (P⁺ − P⁻)/2: {float((base['honest persona'] - base['dishonest persona']).mean() / 2):+.2f}")
 print(f"{'adapter':30s} " + "  ".join(f"{n:>18s}" for n in prompts) + "   (odd change along v̂, mean [sd])")
 for name, path in adapters.items():
-    adapter, odd = ip.InnerPiSSA.load(model, path), {}
+    adapter, odd = eval_dilemmas.load_steerer(model, path), {}
     for system, p in prompts.items():
         with adapter.steer(1.0):
             plus = along_v(p)
