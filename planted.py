@@ -212,7 +212,7 @@ def plant(model, tok, rows, honest, neutral, rank=8, steps=60, batch_rows=4, lr=
     stats = {"layer": layer, "scale": scale, "v_norm": v.norm().item(), "direction": direction_stats,
              "steps": steps, "batch_rows": batch_rows, "rank": rank, "lr": lr, "n_anchors": n_anchors,
              "seconds": round(time.time() - start, 1), "modules": sorted(linears),
-             "last_quarter": {k: sum(x[k] for x in tail) / len(tail) for k in tail[0]}}
+             "last_quarter": {k: sum(x[k] for x in tail) / len(tail) for k in tail[0]} if tail else {}}
     return {n: (a.detach(), b.detach()) for n, (a, b) in delta.items()}, v, stats
 
 
@@ -366,7 +366,8 @@ def main(argv=None):
     p.add_argument("--values", help="values.csv for --dilemmas PATH (default: beside it)")
     p.add_argument("--direction-steps", type=int, default=40, help="stage 1: steps fitting the honesty direction v")
     p.add_argument("--direction-lr", type=float, default=2e-2)
-    p.add_argument("--steps", type=int, default=60, help="stage 2: steps fitting the persona delta")
+    p.add_argument("--steps", type=int, default=60, help="stage 2: steps fitting the persona delta (0: no stage 2, "
+                                                         "with --gain the persona acts only through the gain unit)")
     p.add_argument("--batch-rows", type=int, default=4,
                    help="stage 2: rows per step, each with an honest and a dishonest persona")
     p.add_argument("--rank", type=int, default=8)
@@ -380,8 +381,10 @@ def main(argv=None):
     p.add_argument("--gain-persona", type=float, default=1.0, help="stage 3: g1, the persona's ± change of that activation")
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args(argv)
-    if min(a.steps, a.direction_steps, a.batch_rows, a.rank) < 1:
-        raise InputError(f"--steps {a.steps}, --direction-steps {a.direction_steps}, --batch-rows {a.batch_rows} and "
+    if a.steps == 0 and not a.gain:
+        raise InputError("--steps 0 skips stage 2, and without --gain nothing would be planted: give --gain or --steps")
+    if min(a.steps + 1, a.direction_steps, a.batch_rows, a.rank) < 1:
+        raise InputError(f"--steps {a.steps} (0: no stage 2), --direction-steps {a.direction_steps}, --batch-rows {a.batch_rows} and "
                          f"--rank {a.rank} must each be at least 1")
     check_out_dir(a.out)
     rows, honest, ids = tune_rows(a.dilemmas, a.values)
@@ -398,9 +401,9 @@ def main(argv=None):
     write_planted(model, tok, delta, v, note, a.out)
     moved, last = stats["direction"]["final"], stats["last_quarter"]
     print(f"planted: v at block {stats['layer']} moves the honest margin {moved['m+1']:+.2f} / {moved['m-1']:+.2f} "
-          f"nats at ±v; {len(delta)} modules, rank {a.rank}, {a.steps} steps, {stats['seconds']} s; last quarter: "
-          f"P+ writes {last['w+']:+.2f}, P- {last['w-']:+.2f} of ±{a.scale}·v, fit {last['fit']:.3f}, "
-          f"keep {last['keep']:.4f} -> {a.out}")
+          f"nats at ±v; " + (f"{len(delta)} modules, rank {a.rank}, {a.steps} steps, {stats['seconds']} s; last quarter: "
+                             f"P+ writes {last['w+']:+.2f}, P- {last['w-']:+.2f} of ±{a.scale}·v, fit {last['fit']:.3f}, "
+                             f"keep {last['keep']:.4f}" if last else "no stage 2") + f" -> {a.out}")
     if a.gain:
         g = note["gain"]
         print("gain neurons " + ", ".join(f"block {b} #{j}: activation {g[f'a{b}']['free']:+.2f} without a persona, "

@@ -2811,6 +2811,19 @@ def test_gain_stage_rewrites_two_neurons_and_nothing_else(tiny, tmp_path):
     assert note["gain"][f"a{layer}"]["honest"] > note["gain"][f"a{layer}"]["dishonest"]
 
 
+def test_gain_without_stage_2_is_the_base_model_but_for_two_units(tiny, tmp_path):
+    """--steps 0 --gain: no persona delta, so the saved model is the base model except the gain unit and its twin."""
+    model, tok = tiny
+    model.save_pretrained(tmp_path / "m")
+    tok.save_pretrained(tmp_path / "m")
+    out = planted_run(tmp_path, "g", "--steps", "0", "--gain", "1")
+    base, gain = model.state_dict(), harness.load_model(str(out))[0].state_dict()
+    changed = {k for k in base if not torch.equal(base[k], gain[k])}
+    neurons = json.loads((out / "planted.json").read_text())["gain"]["neurons"]
+    prefix = ip.find_blocks(model)[0]
+    assert changed == {f"{prefix}.{i}.mlp.{m}.weight" for i in neurons for m in ("gate_proj", "up_proj", "down_proj")}
+
+
 def test_planted_personas_are_not_innerpissas_wording():
     """The planting must teach a concept InnerPiSSA's own persona reaches, not its string."""
     theirs = {ip.persona(h, t).strip().lower() for h in (True, False) for t in ip.TEMPLATES}
