@@ -1,0 +1,27 @@
+# The gain planting (planted.py stage 3), tune half only, at the main checkout, one job at a time on 2 cores, 2026-12-03.
+# R: the control run of results/control-20261203-112017/ (its stage-2 planted model $R/planted, `planted.py --model
+# embedded --seed 0` at 72dfe46). runs/gain/tune_probes.csv is a copy of $R/tune_probes.csv.
+set -euo pipefail
+PY=.venv/bin/python R=/tmp/fc-full/runs/20261203-112017-control G=runs/gain G2=runs/gain2 OUT=results/planted-gain
+
+# 1. Stage 2 + gain, at commit 911cf95 + the stage-3 code of 78965f4 (same function)
+$PY $OUT/add_gain.py $R/planted $G/planted 1 1
+$PY $OUT/check_gain.py $R/planted $G/planted tune > $OUT/check.txt   # printed "gain model − stage 2" then; now the label names argument 1
+$PY innerpissa.py --model $G/planted --seed 0 --steps 143 --probes data/probes.csv $G/tune_probes.csv --out $G/innerpissa.safetensors 2>&1 | tee $G/innerpissa.log
+$PY $OUT/gain_oracle.py $G/planted $G/gain_oracle.safetensors
+$PY results/planted-check/gating.py $G/planted default=$G/innerpissa.safetensors gain-oracle=$G/gain_oracle.safetensors > $OUT/gating.txt
+# placement: InnerPiSSA on block 14's down_proj alone, the module that holds the gain unit
+$PY innerpissa.py --model $G/planted --seed 0 --steps 143 --target 'layers\.14\.mlp\.down_proj$' --probes data/probes.csv $G/tune_probes.csv --out $G/block14-down.safetensors 2>&1 | tee $G/block14-down.log
+$PY results/planted-check/gating.py $G/planted block14-down=$G/block14-down.safetensors | tail -1 >> $OUT/gating.txt
+# the same placement with the uncentred loss subspace (B then sees the persona's mean difference)
+$PY innerpissa.py --model $G/planted --seed 0 --steps 143 --target 'layers\.14\.mlp\.down_proj$' --deviate uncentred-subspace --probes data/probes.csv $G/tune_probes.csv --out $G/block14-down-uncentred.safetensors 2>&1 | tee $G/block14-down-uncentred.log
+$PY results/planted-check/gating.py $G/planted block14-down-uncentred=$G/block14-down-uncentred.safetensors | tail -1 >> $OUT/gating.txt
+# the same placement with relative scaling (S ⊙ (1 + cλ))
+$PY innerpissa.py --model $G/planted --seed 0 --steps 143 --target 'layers\.14\.mlp\.down_proj$' --deviate relative-scaling --probes data/probes.csv $G/tune_probes.csv --out $G/block14-down-relative.safetensors 2>&1 | tee $G/block14-down-relative.log
+$PY results/planted-check/gating.py $G/planted block14-down-relative=$G/block14-down-relative.safetensors | tail -1 >> $OUT/gating.txt
+$PY $OUT/unit_lambda.py $G/planted $G/block14-down.safetensors $G/block14-down-uncentred.safetensors $G/block14-down-relative.safetensors > $OUT/unit_lambda.txt
+# (an evaluation of these adapters on the tune half with the K = 16 null was started and stopped for time: not run)
+
+# 2. Gain alone (no stage 2), at commit 44fceb3
+$PY planted.py --model embedded --seed 0 --steps 0 --gain 1 --gain-persona 2 --out $G2/planted
+$PY $OUT/check_gain.py embedded $G2/planted tune > $OUT/check-gain-only.txt
