@@ -20,7 +20,11 @@ $PY results/planted-check/gating.py $G/planted block14-down-uncentred=$G/block14
 $PY innerpissa.py --model $G/planted --seed 0 --steps 143 --target 'layers\.14\.mlp\.down_proj$' --deviate relative-scaling --probes data/probes.csv $G/tune_probes.csv --out $G/block14-down-relative.safetensors 2>&1 | tee $G/block14-down-relative.log
 $PY results/planted-check/gating.py $G/planted block14-down-relative=$G/block14-down-relative.safetensors | tail -1 >> $OUT/gating.txt
 $PY $OUT/unit_lambda.py $G/planted $G/block14-down.safetensors $G/block14-down-uncentred.safetensors $G/block14-down-relative.safetensors > $OUT/unit_lambda.txt
-# (an evaluation of these adapters on the tune half with the K = 16 null was started and stopped for time: not run)
+# the five adapters on the tune half with the K = 16 null, at commit 65771da (1594 s; eval-tune.md is its printed table,
+# eval-tune.json its results.json; gain_oracle is a weight_diff artifact, named so in the table)
+$PY eval_dilemmas.py --model $G/planted --seed 0 --dilemmas data --split tune --artifacts $G/innerpissa.safetensors $G/block14-down.safetensors $G/block14-down-uncentred.safetensors $G/block14-down-relative.safetensors $G/gain_oracle.safetensors --methods prompt base --out $G/eval-tune 2>&1 | tee $G/eval-tune.log
+cp $G/eval-tune/results.json $OUT/eval-tune.json
+tr '\r' '\n' < $G/eval-tune.log | grep -v '^score:' | sed -n '/^evaluated in/,$p' > $OUT/eval-tune.md
 
 # 2. Gain alone (no stage 2), at commit 44fceb3
 $PY planted.py --model embedded --seed 0 --steps 0 --gain 1 --gain-persona 2 --out $G2/planted
