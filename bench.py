@@ -8,7 +8,9 @@
     dose                       seconds to find one method's c* on the neutral set (calibrate_dose)
     scoring                    rows/s of score_yes_no on offline dilemma prompts (~115 tokens) and
                                on ~200-token ones (aim ≥ 4), and its time vs plain uncached forwards
-                               of the same batches (the shared-prefix cache makes it < 1)
+                               of the same batches (the shared-prefix cache makes it < 1); the share
+                               of the float32 matmul rate its model FLOPs reach (scoring_flops: how
+                               much any rewrite that runs the same tokens could still gain)
     peak memory                max resident set size of this process
     eval (--eval N)            seconds per dilemma of eval_dilemmas.evaluate on N test-half dilemmas
                                (Truthfulness first) with the run's doses (±1, ±2), prompt, base, three
@@ -113,15 +115,48 @@ def adapter_costs(model, tok, batch):
     return results
 
 
+def matmul_rate(n=2048, repeats=10):
+    """This process's float32 matmul rate (FLOP/s) on n × n matrices: the ceiling any scoring can reach."""
+    a = torch.randn(n, n)
+    return 2 * n ** 3 / timed(lambda: [a @ a for _ in range(repeats)]) * repeats
+
+
+def scoring_flops(model, tok, prompts, batch_size=16, nll=True):
+    """Model FLOPs of harness.score_yes_no on `prompts`, counted the way it runs them: the shared prefix once,
+    then per batch its families' shared tokens and its rows' own tokens, each right-padded to the batch's
+    longest; 2 FLOPs per weight of the blocks' Linears per token run, plus the vocabulary head where logits
+    are kept (every position with nll, else one per forward row). Attention's score and value products are
+    not counted (at ~120-token prompts they add a few per cent), so the utilisation it gives is a lower bound."""
+    blocks = sum(m.weight.numel() for m in ip.decoder_layers(model).modules() if isinstance(m, torch.nn.Linear))
+    head = model.get_output_embeddings().weight.numel()
+    ids = [tok(p, add_special_tokens=False)["input_ids"] for p in prompts]
+    k = len(harness.shared_prefix(ids))
+    families = sorted(harness.prompt_families(ids, k, batch_size), key=lambda fam: len(ids[fam[1][0]]))
+    tokens, heads = k, k if nll else 1                                         # the prefix
+    for batch in harness.pack(families, batch_size):
+        own = [len(ids[i]) - k - f for f, rows in batch for i in rows]
+        shared = max(f for f, _ in batch) * len(batch)                         # [n_fam, F]
+        tokens += shared + max(own) * len(own)                                 # + [b, own]
+        heads += (shared + max(own) * len(own)) if nll else len(batch) + len(own)
+    return 2 * blocks * tokens + 2 * head * heads
+
+
 def scoring_costs(model, tok):
-    """Scoring rows/s (dilemma and ~200-token prompts), cached vs plain, and the time of one dose."""
+    """Scoring rows/s (dilemma and ~200-token prompts), cached vs plain, its share of the matmul rate, and the
+    time of one dose."""
     results, rows = {}, dilemmas.load_dilemmas("data", max_dilemmas=16)
+    rate = matmul_rate()
+    results["float32 matmul rate (GFLOP/s)"] = rate / 1e9
     for label, prompts in (("dilemma", dilemmas.row_prompts(tok, rows)), ("~200-token", long_prompts(tok, rows))):
         seconds = timed(lambda: harness.score_yes_no(model, tok, prompts), repeats=1)
         results[f"scoring {label} prompts (rows/s)"] = len(prompts) / seconds
         results[f"  mean tokens of a {label} prompt"] = sum(len(tok(x)["input_ids"]) for x in prompts) / len(prompts)
+        results[f"  {label}: share of the matmul rate"] = scoring_flops(model, tok, prompts) / seconds / rate
         if label == "dilemma":
             results["  scoring / plain forwards"] = seconds / timed(lambda: plain_forwards(model, tok, prompts), 1)
+            last = timed(lambda: harness.score_yes_no(model, tok, prompts, nll=False), repeats=1)
+            results["  dilemma, last token only: share of the matmul rate"] = (
+                scoring_flops(model, tok, prompts, nll=False) / last / rate)
     neutral = ev.NeutralKL(model, tok, dilemmas.load_neutral())
     steerer = ev.null_steerers(model, 1, {})[0]
 

@@ -9,3 +9,6 @@ $PY baselines.py random --model $MODEL --seed 0 --max-pairs 64 --probes data/pro
 $PY baselines.py weight_diff --model $MODEL --seed 0 --max-questions 32 --steps 8 --probes data/probes.csv $RUN/tune_probes.csv --out $RUN/weight_diff.safetensors
 $PY eval_dilemmas.py --model $MODEL --seed 0 --dilemmas data --split test --doses -2 -1 1 2 --artifacts $RUN/innerpissa.safetensors $RUN/oracle.safetensors $RUN/pca.safetensors $RUN/random.safetensors $RUN/weight_diff.safetensors --methods prompt base --out $RUN
 $PY samples.py --model $MODEL --artifact $RUN/innerpissa.safetensors --coeffs -0.2775733198334248 0 0.2775733198334248 --n 1  --out $RUN/samples.md
+# Added 2026-12-03: eval-times.txt, the seconds of each row scoring of the eval step, read from this run's
+# console output (saved as fullrun.log at the time; the log itself is not kept here):
+#   $PY results/offline-20261203-071232/eval_times.py fullrun.log > results/offline-20261203-071232/eval-times.txt
