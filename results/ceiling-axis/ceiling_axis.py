@@ -97,7 +97,7 @@ print("persona wording: cos(contrast, ceiling ō), cos(contrast, ceiling ō_s); 
       "margin gap on the same rows [95 % interval]")
 training_persona = ip.persona
 for name, words in PERSONAS.items():
-    ip.persona = training_persona if words is None else (lambda honest, w=words: w[0] if honest else w[1])
+    ip.persona = training_persona if words is None else (lambda honest, template="authors", w=words: w[0] if honest else w[1])
     contrast = persona_contrast(ip.make_pairs(tok)[cfg.holdout:cfg.holdout + 196]).mean(0)
     gap = (harness.honesty_margins(model, tok, probes, harness.cached_logratio, ip.persona(True))
            - harness.honesty_margins(model, tok, probes, harness.cached_logratio, ip.persona(False)))
