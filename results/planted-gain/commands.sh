@@ -30,5 +30,5 @@ tr '\r' '\n' < $G/eval-tune.log | grep -v '^score:' | sed -n '/^evaluated in/,$p
 $PY planted.py --model embedded --seed 0 --steps 0 --gain 1 --gain-persona 2 --out $G2/planted
 $PY $OUT/check_gain.py embedded $G2/planted tune > $OUT/check-gain-only.txt
 # where each adapter's dose goes: the neutral KL at its c* (from eval-tune.json) of the whole adapter, of the gain
-# unit's λ alone and of the rest, at the commit that added kl_share.py
+# unit's λ alone, of the rest and of every λ without rotations; at the commit that added the last column (after af1be00)
 $PY $OUT/kl_share.py $G/planted $OUT/eval-tune.json innerpissa=$G/innerpissa.safetensors block14-down=$G/block14-down.safetensors block14-down-uncentred=$G/block14-down-uncentred.safetensors block14-down-relative=$G/block14-down-relative.safetensors > $OUT/kl_share.txt

@@ -1,5 +1,6 @@
 """Where an adapter spends its dose: the neutral-set KL at the evaluation's c* of the whole adapter, of the gain unit's
-singular value alone (every rotation and every other λ zeroed), and of the rest (that one λ zeroed). The dose fixes the
+singular value alone (every rotation and every other λ zeroed), of the rest (that one λ zeroed), and of the scalings
+without the rotations (every θ zeroed). The dose fixes the
 KL, so an adapter whose KL comes from elsewhere moves the unit's σ little at c*, however far training moved its λ.
 Also the unit's σ change at c* (unit_lambda.py's |λ|/σ, or |λ| under relative scaling, times c*).
 Usage: python results/planted-gain/kl_share.py PLANTED_DIR EVAL_RESULTS.json NAME=ADAPTER.safetensors ..."""
@@ -25,7 +26,8 @@ kl = ev.NeutralKL(model, tok, dilemmas.load_neutral())
 _, sigma, vh = torch.linalg.svd(dict(model.named_parameters())[f"{name}.weight"].double(), full_matrices=False)
 k = int(vh[:, unit].abs().argmax())                      # the singular direction that carries the unit's write
 print(f"gain unit {unit} of block {layer}: mostly singular direction {k} (σ {sigma[k]:.2f})")
-print("adapter: c*; KL(c*) of the whole adapter / of the unit's λ alone / of the rest; the unit's σ change at c*")
+print("adapter: c*; KL(c*) of the whole adapter / of the unit's λ alone / of the rest / of every λ without rotations; "
+      "the unit's σ change at c*")
 for arg in sys.argv[3:]:
     label, path = arg.split("=", 1)
     adapter = InnerPiSSA.load(model, path)
@@ -46,6 +48,11 @@ for arg in sys.argv[3:]:
     steer.lam[j] = 0.0
     kl.memo.clear()
     rest = kl.at(adapter, c)
+    for n, p in adapter.named_parameters():                 # the scalings alone: every λ, every θ zeroed
+        p.copy_(saved[n] if n.endswith("lam") else torch.zeros_like(p))
+    kl.memo.clear()
+    scalings = kl.at(adapter, c)
     adapter.detach()
     change = abs(lam_j) * c * (1 if steer.scaling == "mult" else 1 / float(sigma[k]))
-    print(f"{label}: c* {c:.3g}; KL {whole:.4f} / {alone:.4f} / {rest:.4f}; σ changes by {100 * change:.1f} %")
+    print(f"{label}: c* {c:.3g}; KL {whole:.4f} / {alone:.4f} / {rest:.4f} / {scalings:.4f}; "
+          f"σ changes by {100 * change:.1f} %")
