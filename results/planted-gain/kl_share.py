@@ -28,31 +28,34 @@ k = int(vh[:, unit].abs().argmax())                      # the singular directio
 print(f"gain unit {unit} of block {layer}: mostly singular direction {k} (σ {sigma[k]:.2f})")
 print("adapter: c*; KL(c*) of the whole adapter / of the unit's λ alone / of the rest / of every λ without rotations; "
       "the unit's σ change at c*")
+
+
+def kl_with(adapter, c, values):
+    """KL at c* with the adapter's parameters set to `values` {name: tensor}; the memo cleared before and after."""
+    with torch.no_grad():
+        for n, p in adapter.named_parameters():
+            p.copy_(values[n])
+    kl.memo.clear()
+    out = kl.at(adapter, c)
+    kl.memo.clear()
+    return out
+
+
 for arg in sys.argv[3:]:
     label, path = arg.split("=", 1)
     adapter = InnerPiSSA.load(model, path)
     c = float(summary[f"innerpissa:{label}"]["coeff"])
-    whole = kl.at(adapter, c)
-    i = adapter.names.index(name)
-    steer = adapter.layers[i]
+    steer = adapter.layers[adapter.names.index(name)]
     j = steer.index.tolist().index(k) if steer.index is not None else k
-    lam_j = float(steer.lam[j])
-    saved = {n: p.clone() for n, p in adapter.named_parameters()}
-    for n, p in adapter.named_parameters():                 # the unit's λ alone: every θ and every other λ zeroed
-        p.zero_()
-    steer.lam[j] = lam_j
-    kl.memo.clear()
-    alone = kl.at(adapter, c)
-    for n, p in adapter.named_parameters():                 # the rest: the whole adapter less that one λ
-        p.copy_(saved[n])
-    steer.lam[j] = 0.0
-    kl.memo.clear()
-    rest = kl.at(adapter, c)
-    for n, p in adapter.named_parameters():                 # the scalings alone: every λ, every θ zeroed
-        p.copy_(saved[n] if n.endswith("lam") else torch.zeros_like(p))
-    kl.memo.clear()
-    scalings = kl.at(adapter, c)
+    prefix = f"layers.{adapter.names.index(name)}.lam"           # the unit's λ is entry j of this parameter
+    trained = {n: p.detach().clone() for n, p in adapter.named_parameters()}
+    zero = {n: torch.zeros_like(p) for n, p in trained.items()}
+    alone, rest = dict(zero), dict(trained)
+    alone[prefix] = zero[prefix].index_put((torch.tensor([j]),), trained[prefix][j:j + 1])  # that λ, nothing else
+    rest[prefix] = trained[prefix].index_put((torch.tensor([j]),), torch.zeros(1))           # all but that λ
+    scalings = {n: trained[n] if n.endswith("lam") else zero[n] for n in trained}          # every λ, no rotation
+    kls = [kl_with(adapter, c, v) for v in (trained, alone, rest, scalings)]
     adapter.detach()
+    lam_j = float(trained[prefix][j])
     change = abs(lam_j) * c * (1 if steer.scaling == "mult" else 1 / float(sigma[k]))
-    print(f"{label}: c* {c:.3g}; KL {whole:.4f} / {alone:.4f} / {rest:.4f} / {scalings:.4f}; "
-          f"σ changes by {100 * change:.1f} %")
+    print(f"{label}: c* {c:.3g}; KL {' / '.join(f'{v:.4f}' for v in kls)}; σ changes by {100 * change:.1f} %")
