@@ -622,6 +622,7 @@ class TrainConfig:
     window: str = "row"          # TV barrier and hinge over every token both rows have (or "reply": the reply)
     template: str = "authors"    # persona wording (TEMPLATES)
     schedule: str = "onecycle"   # torch's OneCycleLR as theirs (or "cosine": linear warm-up, cosine to 0)
+    rotations: str = "learn"     # "off": θ held at 0 (R = I), only the singular values λ learn (an ablation)
     warmup: float = 0.1          # fraction of steps warming up
     clip: float | None = 1.0     # gradient-norm clip (None: off)
     holdout: int = 48            # pairs kept out of training for the held-out diagnostics
@@ -629,8 +630,8 @@ class TrainConfig:
     seed: int = 0
 
 
-# Our earlier choices, each a named switch back from the authors' recipe (`--deviate NAME`): the fields it
-# sets, on TrainConfig or (adapter=True) on InnerPiSSA.attach.
+# Our earlier choices, each a named switch back from the authors' recipe (`--deviate NAME`), and one ablation
+# (scale-only): the fields each sets, on TrainConfig or (adapter=True) on InnerPiSSA.attach.
 DEVIATIONS = {
     "uncentred-subspace": dict(loss_space="uncentred"),   # B: top-4 of uncentred unit-normed differences
     "taskdiff-only": dict(loss_space="taskdiff"),         # B: their taskdiff, no ∩ suppressed ∩ write
@@ -647,6 +648,7 @@ DEVIATIONS = {
     "small-init": dict(init="small", adapter=True),
     "relative-scaling": dict(scaling="mult", adapter=True),   # S ⊙ (1 + cλ): the same forward, λ = ΔS / S
     "frobenius-bound": dict(bound="frobenius", max_angle=0.5, adapter=True),
+    "scale-only": dict(rotations="off"),                   # no rotations: ΔW = U_r diag(cλ) V_rᵀ
 }
 
 
@@ -665,8 +667,9 @@ def resolve(cfg, model):
     """A copy of cfg with each None taken from its objective's recipe; the caller's cfg is left as it is."""
     if cfg.objective not in OBJECTIVES:
         raise InputError(f"--objective {cfg.objective!r} must be one of {', '.join(OBJECTIVES)}")
-    if cfg.reference not in ("pair", "mean") or cfg.subspace < 0:
-        raise InputError(f"--reference {cfg.reference!r} must be pair or mean, --subspace {cfg.subspace} at least 0")
+    if cfg.reference not in ("pair", "mean") or cfg.subspace < 0 or cfg.rotations not in ("learn", "off"):
+        raise InputError(f"--reference {cfg.reference!r} must be pair or mean, --subspace {cfg.subspace} at least 0, "
+                         f"rotations {cfg.rotations!r} learn or off")
     fill = {k: v for k, v in OBJECTIVES[cfg.objective].recipe.items() if getattr(cfg, k) is None}
     cfg = replace(cfg, **fill)
     micro = min(cfg.micro_pairs or cfg.batch_pairs, cfg.batch_pairs)
@@ -1059,8 +1062,14 @@ def train(model, tokenizer, adapter, pairs, cfg=None, progress=True, runner_type
 def fit(runner, space, adapter, train_pairs, held, cfg, progress=True):
     """The optimiser loop over batches drawn at random (seeded); (steps run, last step's logs). With
     cfg.patience, every cfg.check_every steps the loss on the held-out pairs (at full ramps) is checked;
-    training stops after `patience` checks without improvement and keeps the best parameters."""
-    opt = torch.optim.AdamW(adapter.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    training stops after `patience` checks without improvement and keeps the best parameters. With
+    cfg.rotations "off" every θ is set to 0 (Cayley(0) = I) and only the λ are optimised."""
+    learned = dict(adapter.named_parameters())
+    if cfg.rotations == "off":
+        with torch.no_grad():
+            for name in [n for n in learned if not n.endswith("lam")]:
+                learned.pop(name).zero_()
+    opt = torch.optim.AdamW(learned.values(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     lr_at, rng = scheduler(opt, cfg), random.Random(cfg.seed)
     best, kept, waited = math.inf, None, 0
     for step in (bar := tqdm(range(cfg.steps), desc="train", disable=not progress)):

@@ -2668,6 +2668,19 @@ def test_every_deviation_names_a_real_switch(tiny):
         ip.InnerPiSSA.attach(model, rank=4, **adapter_kw).detach()
 
 
+def test_scale_only_trains_the_singular_values_and_no_rotation(tiny):
+    """`--deviate scale-only`: every θ ends at exactly 0 (R = I, so ΔW = U_r diag(cλ) V_rᵀ) while λ moves."""
+    model, tok = tiny
+    adapter = ip.InnerPiSSA.attach(model, rank=4)
+    before = {k: v.clone() for k, v in adapter.state_dict().items() if k.endswith("lam")}
+    cfg = ip.TrainConfig(steps=2, batch_pairs=4, **ip.deviations(["scale-only"])[1])
+    ip.train(model, tok, adapter, ip.make_pairs(tok, n=20), cfg, progress=False, runner_type=harness.CachedPairRunner)
+    adapter.detach()
+    state = adapter.state_dict()
+    assert all(torch.count_nonzero(v) == 0 for k, v in state.items() if "theta" in k)
+    assert all(not torch.equal(state[k], v) for k, v in before.items())
+
+
 @pytest.mark.parametrize("content, message", [
     ("a,b\nx,y\nz,w\n", "needs the columns positive and negative"),
     ("positive,negative\nsame,same\nx,y\n", "rows [2] have an empty or identical side"),
