@@ -741,7 +741,8 @@ def parse_args(argv):
     p.add_argument("--pairs", default=None, help="contrast pairs from any source: a CSV with columns positive, "
                    "negative (texts as the model reads them), instead of the persona pairs")
     p.add_argument("--deviate", nargs="+", default=[], metavar="NAME", choices=tuple(DEVIATIONS),
-                   help="switch these parts of the authors' recipe to our earlier choices (innerpissa.DEVIATIONS): "
+                   help="switch these parts of the authors' recipe to our earlier choices, or scale-only (an ablation: "
+                        "no rotations); innerpissa.DEVIATIONS: "
                         + ", ".join(DEVIATIONS))
     training_args(p.add_argument_group("training (None = the objective's recipe, innerpissa.OBJECTIVES)"), d)
     p.add_argument("--probes", nargs="+", default=None,
