@@ -32,3 +32,17 @@ $PY $OUT/check_gain.py embedded $G2/planted tune > $OUT/check-gain-only.txt
 # where each adapter's dose goes: the neutral KL at its c* (from eval-tune.json) of the whole adapter, of the gain
 # unit's λ alone, of the rest and of every λ without rotations; at the commit that added the last column (after af1be00)
 $PY $OUT/kl_share.py $G/planted $OUT/eval-tune.json innerpissa=$G/innerpissa.safetensors block14-down=$G/block14-down.safetensors block14-down-uncentred=$G/block14-down-uncentred.safetensors block14-down-relative=$G/block14-down-relative.safetensors > $OUT/kl_share.txt
+
+# 3. Scale-only (no rotations: every θ held at 0, only the singular values learn; `--deviate scale-only`, commit abf8bc3),
+# 2026-12-04: the default placement, block 14's down_proj with relative scaling, and the same with the uncentred B
+$PY innerpissa.py --model $G/planted --seed 0 --steps 143 --target 'layers\.14\.mlp\.down_proj$' --deviate relative-scaling scale-only --probes data/probes.csv $G/tune_probes.csv --out $G/block14-down-relative-scaleonly.safetensors > $G/block14-down-relative-scaleonly.log 2>&1
+$PY innerpissa.py --model $G/planted --seed 0 --steps 143 --deviate scale-only --probes data/probes.csv $G/tune_probes.csv --out $G/scaleonly.safetensors > $G/scaleonly.log 2>&1
+$PY innerpissa.py --model $G/planted --seed 0 --steps 143 --target 'layers\.14\.mlp\.down_proj$' --deviate uncentred-subspace relative-scaling scale-only --probes data/probes.csv $G/tune_probes.csv --out $G/block14-down-uncentred-relative-scaleonly.safetensors > $G/block14-down-uncentred-relative-scaleonly.log 2>&1
+$PY results/planted-check/gating.py $G/planted scale-only=$G/scaleonly.safetensors block14-down-relative-scale-only=$G/block14-down-relative-scaleonly.safetensors block14-down-uncentred-relative-scale-only=$G/block14-down-uncentred-relative-scaleonly.safetensors > $OUT/gating-scaleonly.txt
+$PY eval_dilemmas.py --model $G/planted --seed 0 --dilemmas data --split tune --artifacts $G/scaleonly.safetensors $G/block14-down-relative-scaleonly.safetensors $G/block14-down-uncentred-relative-scaleonly.safetensors --methods prompt base --out $G/eval-tune-scaleonly > $G/eval-tune-scaleonly.log 2>&1
+cp $G/eval-tune-scaleonly/results.json $OUT/eval-tune-scaleonly.json
+tr '\r' '\n' < $G/eval-tune-scaleonly.log | grep -v '^score:' | sed -n '/^evaluated in/,$p' > $OUT/eval-tune-scaleonly.md
+$PY $OUT/kl_share.py $G/planted $OUT/eval-tune-scaleonly.json scaleonly=$G/scaleonly.safetensors block14-down-relative-scaleonly=$G/block14-down-relative-scaleonly.safetensors block14-down-uncentred-relative-scaleonly=$G/block14-down-uncentred-relative-scaleonly.safetensors > $OUT/kl_share-scaleonly.txt
+$PY $OUT/unit_lambda.py $G/planted $G/innerpissa.safetensors $G/scaleonly.safetensors $G/block14-down-relative-scaleonly.safetensors $G/block14-down-uncentred-relative-scaleonly.safetensors > $OUT/unit_lambda-scaleonly.txt
+# each training's last lines (held-out Δ±1, sign) are in $OUT/train-scaleonly.txt
+for n in block14-down-relative-scaleonly scaleonly block14-down-uncentred-relative-scaleonly; do echo "== $n"; tr '\r' '\n' < $G/$n.log | grep -v '^train:' | tail -4; done > $OUT/train-scaleonly.txt
