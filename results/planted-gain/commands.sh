@@ -46,3 +46,13 @@ $PY $OUT/kl_share.py $G/planted $OUT/eval-tune-scaleonly.json scaleonly=$G/scale
 $PY $OUT/unit_lambda.py $G/planted $G/innerpissa.safetensors $G/scaleonly.safetensors $G/block14-down-relative-scaleonly.safetensors $G/block14-down-uncentred-relative-scaleonly.safetensors > $OUT/unit_lambda-scaleonly.txt
 # each training's last lines (held-out Δ±1, sign) are in $OUT/train-scaleonly.txt
 for n in block14-down-relative-scaleonly scaleonly block14-down-uncentred-relative-scaleonly; do echo "== $n"; tr '\r' '\n' < $G/$n.log | grep -v '^train:' | tail -4; done > $OUT/train-scaleonly.txt
+
+# 4. (2026-12-04) the last scale-only row at 10× the learning rate; eval without the null (same model, seed and split:
+# the null of eval-tune-scaleonly.md, p95 0.079, applies); and the default recipe without the hinge (gating only)
+n=block14-down-uncentred-relative-scaleonly-lr2e-2
+$PY innerpissa.py --model $G/planted --seed 0 --steps 143 --lr 2e-2 --target 'layers\.14\.mlp\.down_proj$' --deviate uncentred-subspace relative-scaling scale-only --probes data/probes.csv $G/tune_probes.csv --out $G/$n.safetensors > $G/$n.log 2>&1
+$PY $OUT/unit_lambda.py $G/planted $G/$n.safetensors > $OUT/unit_lambda-lr.txt
+$PY results/planted-check/gating.py $G/planted $n=$G/$n.safetensors > $OUT/gating-lr.txt
+$PY eval_dilemmas.py --model $G/planted --seed 0 --dilemmas data --split tune --artifacts $G/$n.safetensors --methods --null 0 --out $G/eval-tune-lr > $G/eval-tune-lr.log 2>&1
+$PY innerpissa.py --model $G/planted --seed 0 --steps 143 --mono-weight 0 --probes data/probes.csv $G/tune_probes.csv --out $G/no-hinge.safetensors > $G/no-hinge.log 2>&1
+$PY results/planted-check/gating.py $G/planted no-hinge=$G/no-hinge.safetensors | tail -1 >> $OUT/gating-ablation.txt
