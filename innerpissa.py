@@ -648,7 +648,7 @@ DEVIATIONS = {
     "small-init": dict(init="small", adapter=True),
     "relative-scaling": dict(scaling="mult", adapter=True),   # S ⊙ (1 + cλ): the same forward, λ = ΔS / S
     "frobenius-bound": dict(bound="frobenius", max_angle=0.5, adapter=True),
-    "scale-only": dict(rotations="off"),                   # no rotations: ΔW = U_r diag(cλ) V_rᵀ
+    "scale-only": dict(rotations="off"),                   # no rotations: ΔW = U_r diag(S_c − S_r) V_rᵀ
 }
 
 

@@ -2669,7 +2669,7 @@ def test_every_deviation_names_a_real_switch(tiny):
 
 
 def test_scale_only_trains_the_singular_values_and_no_rotation(tiny):
-    """`--deviate scale-only`: every θ ends at exactly 0 (R = I, so ΔW = U_r diag(cλ) V_rᵀ) while λ moves."""
+    """`--deviate scale-only`: every θ ends at exactly 0 (R = I, so ΔW = U_r diag(S_c − S_r) V_rᵀ) while λ moves."""
     model, tok = tiny
     adapter = ip.InnerPiSSA.attach(model, rank=4)
     before = {k: v.clone() for k, v in adapter.state_dict().items() if k.endswith("lam")}
