@@ -403,7 +403,7 @@ def check_main(argv=None):
         for path in args.artifacts:
             rows.append(check_artifact(model, tokenizer, source, path, args.coeff, folder, prompts, args.threads, base))
     print(table(rows))
-    print(f"Yes/No log-ratios (ours / engine) per prompt:")
+    print("Yes/No log-ratios (ours / engine) per prompt:")
     for label, s in rows:
         print(f"  {label}: " + " ".join(f"{a:+.3f}/{b:+.3f}" for a, b in zip(s["yes_no_ours"], s["yes_no_engine"])))
     print(f"{time.time() - start:.0f} s")
