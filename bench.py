@@ -3,7 +3,9 @@
     hooked / plain forward     forward at c = 1 with every default adapter hooked, vs no hooks  (target ≤ 1.25×)
     train step                 pair-examples per second of one train_step, persona chats cached vs
                                every full row run (same pairs, same loss, alternated batch by batch),
-                               per objective, and the speed-up cached / plain  (target ≥ 4×)
+                               per objective, and the speed-up cached / plain  (target ≥ 4×); beside
+                               it the token positions each runs through the blocks, plain / cached
+                               (block_tokens), which bounds the speed-up but for the head's share
     attach                     seconds to SVD and hook every default target
     dose                       seconds to find one method's c* on the neutral set (calibrate_dose)
     scoring                    rows/s of score_yes_no on offline dilemma prompts (~115 tokens) and
@@ -71,7 +73,22 @@ def train_speed(model, tok, adapter, objective, steps=6):
             ip.train_step(runner, space, chunk, cfg, opt)
             if i:
                 times[cached].append(time.perf_counter() - start)
-    return [cfg.batch_pairs / statistics.median(times[cached]) for cached in (True, False)]
+    tokens = [sum(block_tokens(runners[cached], chunk, cfg) for chunk in list(ip.batches(pairs, cfg.batch_pairs))[1:steps + 1])
+              for cached in (True, False)]
+    return [cfg.batch_pairs / statistics.median(times[cached]) for cached in (True, False)] + [tokens[1] / tokens[0]]
+
+
+def block_tokens(runner, chunk, cfg):
+    """Token positions one train_step runs through the blocks: per micro-batch the c = 0 pass once and the
+    c = ±1 passes twice (their backward: the model's weights are frozen, so one input-gradient product per
+    forward one). The cached runner's chats count at c = ±1 only (at c = 0 they run once per run). The
+    speed-up of a step can exceed plain / cached of this count only by what the vocabulary head saves."""
+    total = 0
+    for part in ip.batches(chunk, cfg.micro_pairs):
+        for c, passes in ((0.0, 1), (1.0, 2), (-1.0, 2)):
+            n = runner.batch(ip.interleave(part), c)[0]["input_ids"].numel()
+            total += passes * (n + (2 * runner.k if getattr(runner, "cached", False) and c else 0))
+    return total
 
 
 def plain_forwards(model, tok, prompts, batch_size=16):
@@ -107,11 +124,12 @@ def adapter_costs(model, tok, batch):
     adapter.detach()
     for objective in ip.OBJECTIVES:
         adapter = ip.InnerPiSSA.attach(model, ip.default_target(model, objective=objective), objective=objective)
-        cached, plain = train_speed(model, tok, adapter, objective)
+        cached, plain, bound = train_speed(model, tok, adapter, objective)
         adapter.detach()
         results[f"train step {objective}: cached pair-ex/s"] = cached
         results[f"  {objective} plain pair-ex/s"] = plain
         results[f"  {objective} cached / plain speed-up"] = cached / plain
+        results[f"  {objective} block tokens, plain / cached"] = bound
     return results
 
 
