@@ -33,6 +33,7 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast, Qwen3Config, Qwen3ForCausalLM
 
 import baselines
+import bench
 import dilemmas
 import eval_dilemmas as ev
 import harness
@@ -355,6 +356,15 @@ def assert_cached_step_equals_plain(model, tok, adapter, objective, layer, dtype
 def test_cached_step_equals_the_plain_step(tiny, objective):
     model, tok = tiny
     assert_cached_step_equals_plain(model, tok, trained_adapter(model, rank=4, objective=objective), objective, 2)
+
+
+def test_bench_times_both_steps_and_counts_fewer_block_tokens_cached(tiny):
+    """bench.train_speed on the tiny model: both steps timed, and the cached one sends fewer token positions
+    through the blocks (its persona chats run once per coefficient, not once per row)."""
+    model, tok = tiny
+    adapter = ip.InnerPiSSA.attach(model, rank=4)
+    cached, plain, tokens_ratio = bench.train_speed(model, tok, adapter, "antipasto", steps=1)
+    assert cached > 0 and plain > 0 and tokens_ratio > 1
 
 
 def test_train_leaves_the_callers_config_and_the_odd_share_is_per_token(tiny):
