@@ -825,6 +825,19 @@ def time_estimate(model, tokenizer, adapter, pairs, cfg, runner_type, argv):
             f"--steps {max(1, int(SHORT_BUDGET_S / per_step))}")
 
 
+def train_config(args, layer, deviation_fields):
+    """The TrainConfig of parsed CLI args; a --deviate field replaces the flag of the same name (whole-batch
+    sets micro_pairs), as it does the adapter's."""
+    fields = dict(objective=args.objective, steps=args.steps, epochs=args.epochs, patience=args.patience,
+                  lr=args.lr, batch_pairs=args.batch_pairs, micro_pairs=args.micro_pairs,
+                  direction_pairs=args.direction_pairs, layer=layer, kl_tau=args.kl_tau,
+                  coherence_weight=args.coherence_weight, mono_weight=args.mono_weight, mono_margin=args.mono_margin,
+                  even_weight=args.even_weight, subspace=args.subspace, reference=args.reference,
+                  select=False if args.top_directions else None, warmup=args.warmup, clip=args.clip or None,
+                  seed=args.seed)
+    return TrainConfig(**fields | deviation_fields)
+
+
 def train_main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["export"]:
@@ -846,13 +859,7 @@ def train_main(argv=None):
     adapter_kw = {"max_angle": args.max_angle or None, "scaling": args.scaling, "bound": args.bound, **adapter_kw}
     adapter = InnerPiSSA.attach(model, target=target, rank=args.rank, rotate_u=args.rotate_u, objective=args.objective,
                                 **adapter_kw)
-    cfg = TrainConfig(objective=args.objective, steps=args.steps, epochs=args.epochs, patience=args.patience,
-                      lr=args.lr, batch_pairs=args.batch_pairs, micro_pairs=args.micro_pairs, direction_pairs=args.direction_pairs,
-                      layer=layer, kl_tau=args.kl_tau, coherence_weight=args.coherence_weight,
-                      mono_weight=args.mono_weight, mono_margin=args.mono_margin, even_weight=args.even_weight,
-                      subspace=args.subspace, reference=args.reference,
-                      select=False if args.top_directions else None, warmup=args.warmup,
-                      clip=args.clip or None, seed=args.seed, **cfg_kw)
+    cfg = train_config(args, layer, cfg_kw)
     pairs = given or make_pairs(tok, n=args.max_pairs, seed=args.seed, template=cfg.template)
     runner_type = PairRunner if args.plain else CachedPairRunner
     if (args.model != EMBEDDED or given) and input_device(model).type == "cpu":   # --pairs: no shared chat, slow steps
