@@ -1,10 +1,13 @@
 # The stock-model ablation of the authors' recipe (the default since the parity work), tune half.
-# Run 2026-12-04 at commit a745597 (cwd: the main checkout), one job at a time on 2 cores; each training 14-15 min
-# (default-s1 took 22 min: a short test ran beside it), the eval ~30 min.
-# Not run in this session: the other deviations (frobenius-bound projection-orientation reply-window pooled-tv
-# plain-floors linear-focus whole-batch relative-scaling taskdiff-only
-# our-template cosine-schedule) and seed 1 of each flag.
-# The table: .venv/bin/python results/ablation-recipe/table.py runs/ablate-stock/eval-tune/results.json > results/ablation-recipe/table.md
+# Run 2026-12-04 (cwd: the main checkout), one job at a time on 2 cores; each training 13-15 min (default-s1 took
+# 22 min: a short test ran beside it). First batch (default, default-s1, uncentred-subspace, batch-margin, small-init,
+# ceil-lists) at commit a745597, evaluated into eval-tune/ (1301 s); second batch (reply-window, pooled-tv,
+# plain-floors, whole-batch, relative-scaling, frobenius-bound) from 26afac3 to 64f2433 (innerpissa.py the same;
+# 64f2433 changed only how the CLI builds its config, fixing whole-batch's crash), then every artifact evaluated again in one run into eval-tune-2/: the numbers reported (same seed, so
+# the first batch's rows and the null repeat).
+# Not run: linear-focus, projection-orientation, taskdiff-only (on the planted model: results/ablation-planted/),
+# our-template, cosine-schedule; seed 1 of each flag.
+# The tables: .venv/bin/python results/ablation-recipe/table.py runs/ablate-stock/eval-tune-2/results.json > results/ablation-recipe/table.md
 set -euo pipefail
 PY=.venv/bin/python OUT=runs/ablate-stock
 mkdir -p $OUT
@@ -16,8 +19,9 @@ train() {  # stem seed [--deviate names]
 }
 train default 0
 train default-s1 1
-for dev in uncentred-subspace batch-margin small-init ceil-lists; do
+for dev in uncentred-subspace batch-margin small-init ceil-lists reply-window pooled-tv plain-floors whole-batch \
+           relative-scaling frobenius-bound; do
   train $dev 0 $dev
 done
 $PY eval_dilemmas.py --model embedded --seed 0 --dilemmas data --split tune --artifacts $(ls $OUT/*.safetensors) \
-  --methods prompt base --out $OUT/eval-tune > $OUT/eval-tune.log 2>&1
+  --methods prompt base --out $OUT/eval-tune-2 > $OUT/eval-tune-2.log 2>&1
