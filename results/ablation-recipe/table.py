@@ -2,7 +2,7 @@
 each adapter's metadata: the default at two seeds, then one `--deviate NAME` per row (our earlier choice in
 place of the authors' one), then the prompt baseline.
 
-Usage (cwd: the repository root): python results/ablation-recipe/table.py runs/ablate-stock/eval-tune/results.json
+Usage (cwd: the repository root): python results/ablation-recipe/table.py runs/ablate-stock/eval-tune-2/results.json
 """
 import json
 import sys
