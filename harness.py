@@ -825,7 +825,7 @@ def time_estimate(model, tokenizer, adapter, pairs, cfg, runner_type, argv):
             f"--steps {max(1, int(SHORT_BUDGET_S / per_step))}")
 
 
-def train_config(args, layer, deviation_fields):
+def train_config(args, layer):
     """The TrainConfig of parsed CLI args; a --deviate field replaces the flag of the same name (whole-batch
     sets micro_pairs), as it does the adapter's."""
     fields = dict(objective=args.objective, steps=args.steps, epochs=args.epochs, patience=args.patience,
@@ -835,7 +835,7 @@ def train_config(args, layer, deviation_fields):
                   even_weight=args.even_weight, subspace=args.subspace, reference=args.reference,
                   select=False if args.top_directions else None, warmup=args.warmup, clip=args.clip or None,
                   seed=args.seed)
-    return TrainConfig(**fields | deviation_fields)
+    return TrainConfig(**fields | deviations(args.deviate)[1])
 
 
 def train_main(argv=None):
@@ -855,11 +855,11 @@ def train_main(argv=None):
     model, tok = load_model(args.model, device_map=args.device_map)
     layer = default_layer(model, args.objective) if args.layer is None else args.layer
     target = args.target or default_target(model, layer + 1 if args.include_readout else layer, args.objective)
-    adapter_kw, cfg_kw = deviations(args.deviate)
-    adapter_kw = {"max_angle": args.max_angle or None, "scaling": args.scaling, "bound": args.bound, **adapter_kw}
+    adapter_kw = {"max_angle": args.max_angle or None, "scaling": args.scaling, "bound": args.bound,
+                  **deviations(args.deviate)[0]}
     adapter = InnerPiSSA.attach(model, target=target, rank=args.rank, rotate_u=args.rotate_u, objective=args.objective,
                                 **adapter_kw)
-    cfg = train_config(args, layer, cfg_kw)
+    cfg = train_config(args, layer)
     pairs = given or make_pairs(tok, n=args.max_pairs, seed=args.seed, template=cfg.template)
     runner_type = PairRunner if args.plain else CachedPairRunner
     if (args.model != EMBEDDED or given) and input_device(model).type == "cpu":   # --pairs: no shared chat, slow steps

@@ -2683,9 +2683,8 @@ def test_every_deviation_builds_its_config_from_the_cli(tmp_path, name):
     """`innerpissa.py --deviate NAME` builds a TrainConfig carrying NAME's fields, also where a field has its own
     flag (whole-batch's micro_pairs, once passed twice: a TypeError before any training)."""
     args = harness.parse_args(["--out", str(tmp_path / "a.safetensors"), "--deviate", name])
-    cfg_kw = ip.deviations(args.deviate)[1]
-    cfg = harness.train_config(args, 3, cfg_kw)
-    assert cfg.layer == 3 and all(getattr(cfg, k) == v for k, v in cfg_kw.items())
+    cfg = harness.train_config(args, 3)
+    assert cfg.layer == 3 and all(getattr(cfg, k) == v for k, v in ip.deviations([name])[1].items())
 
 
 def test_scale_only_trains_the_singular_values_and_no_rotation(tiny):
