@@ -5,9 +5,11 @@
 # plain-floors, whole-batch, relative-scaling, frobenius-bound) from 26afac3 to 64f2433 (innerpissa.py the same;
 # 64f2433 changed only how the CLI builds its config, fixing whole-batch's crash), then every artifact evaluated again in one run into eval-tune-2/: the numbers reported (same seed, so
 # the first batch's rows and the null repeat).
-# Not run: linear-focus, projection-orientation, taskdiff-only (on the planted model: results/ablation-planted/),
-# our-template, cosine-schedule; seed 1 of each flag.
-# The tables: .venv/bin/python results/ablation-recipe/table.py runs/ablate-stock/eval-tune-2/results.json > results/ablation-recipe/table.md
+# Third batch, 2026-12-04 at 02c18e5 (innerpissa.py the same): the five flags not yet trained, evaluated with the
+# default adapter again (a check: the same seed must give eval-tune-2's numbers) into eval-tune-3/ (results-3.json).
+# Fourth batch: seed 1 of reply-window (the largest |E| of any flag) into eval-tune-4/ (results-4.json).
+# Not run: seed 1 of the other flags.
+# The tables: .venv/bin/python results/ablation-recipe/table.py runs/ablate-stock/eval-tune-{2,3,4}/results.json > results/ablation-recipe/table.md
 set -euo pipefail
 PY=.venv/bin/python OUT=runs/ablate-stock
 mkdir -p $OUT
@@ -25,3 +27,14 @@ for dev in uncentred-subspace batch-margin small-init ceil-lists reply-window po
 done
 $PY eval_dilemmas.py --model embedded --seed 0 --dilemmas data --split tune --artifacts $(ls $OUT/*.safetensors) \
   --methods prompt base --out $OUT/eval-tune-2 > $OUT/eval-tune-2.log 2>&1
+# third batch
+for dev in linear-focus projection-orientation our-template cosine-schedule taskdiff-only; do
+  train $dev 0 $dev
+done
+$PY eval_dilemmas.py --model embedded --seed 0 --dilemmas data --split tune --artifacts $OUT/default.safetensors \
+  $OUT/linear-focus.safetensors $OUT/projection-orientation.safetensors $OUT/our-template.safetensors \
+  $OUT/cosine-schedule.safetensors $OUT/taskdiff-only.safetensors --methods base --out $OUT/eval-tune-3 > $OUT/eval-tune-3.log 2>&1
+# fourth batch
+train reply-window-s1 1 reply-window
+$PY eval_dilemmas.py --model embedded --seed 0 --dilemmas data --split tune --artifacts $OUT/reply-window-s1.safetensors \
+  --methods base --out $OUT/eval-tune-4 > $OUT/eval-tune-4.log 2>&1

@@ -1,8 +1,13 @@
-"""Print the stock-model ablation of the authors' recipe (markdown) from the tune-half eval's results.json and
-each adapter's metadata: the default at two seeds, then one `--deviate NAME` per row (our earlier choice in
-place of the authors' one), then the prompt baseline.
+"""Print the stock-model ablation of the authors' recipe (markdown) from the tune-half evaluations' results.json
+and each adapter's metadata: the default at two seeds, then one `--deviate NAME` per row (our earlier choice in
+place of the authors' one; reply-window at a second seed too), then the prompt baseline.
 
-Usage (cwd: the repository root): python results/ablation-recipe/table.py runs/ablate-stock/eval-tune-2/results.json
+Each row comes from the first file that holds it. The evaluations ran with the same --seed, so their null
+directions and doses are the same: the script checks that every file's null and every row two files share agree
+(largest difference printed), then reports the first file's null.
+
+Usage (cwd: the repository root):
+    python results/ablation-recipe/table.py runs/ablate-stock/eval-tune-{2,3,4}/results.json
 """
 import json
 import sys
@@ -28,6 +33,7 @@ ROWS = [  # (label, adapter stem in runs/ablate-stock/ or None, flags)
     ("Frobenius bound 0.5", "frobenius-bound", "`--deviate frobenius-bound`"),
     ("hinge oriented by the projection", "projection-orientation", "`--deviate projection-orientation`"),
     ("reply-token windows", "reply-window", "`--deviate reply-window`"),
+    ("reply-token windows, seed 1", "reply-window-s1", "`--deviate reply-window --seed 1`"),
     ("our persona template", "our-template", "`--deviate our-template`"),
     ("cosine schedule", "cosine-schedule", "`--deviate cosine-schedule`"),
     ("prompt (InnerPiSSA's wording)", None, "—"),
@@ -39,13 +45,34 @@ def interval(m, key):
     return f"{m[key]:+.3f} [{low:+.3f}, {high:+.3f}]"
 
 
-res = json.load(open(sys.argv[1]))
-S = res["summary"]
+def largest_gap(a, b, keys):
+    """Largest |a[k] − b[k]| over keys (numbers only)."""
+    return max(abs(a[k] - b[k]) for k in keys if isinstance(a.get(k), (int, float)))
+
+
+def by_stem(result):
+    """{row key: summary entry}: an adapter's by its file stem (an evaluation of one adapter names it only by its
+    kind), the prompt's as "prompt"."""
+    files = result["config"]["artifacts"]
+    return {(Path(files[name]).stem if name in files else name): m for name, m in result["summary"].items()}
+
+
+results = [json.load(open(path)) for path in sys.argv[1:]]
+res, S = results[0], {}
+for other in results:
+    for name, m in by_stem(other).items():
+        S.setdefault(name, m)
+        if m is not S[name]:      # a row two evaluations share: they must agree
+            gap = largest_gap(S[name], m, ("coeff", "kl", "effect", "delta_plus", "delta_minus", "odd_share"))
+            print(f"<!-- {name}: scored in two evaluations, largest difference {gap:.2g} -->")
+    if other is not res:
+        gap = max(largest_gap(a, b, ("coeff", "kl", "effect")) for a, b in zip(res["null"], other["null"]))
+        print(f"<!-- null: {len(other['null'])} directions in a later evaluation, largest difference {gap:.2g} -->")
 print("| row | flags | held-out odd share, loss block / output gap | sign: pooled gap [95 %] | c* | E [95 %] | "
       "Δ₊ / Δ₋ | odd share | pmass ratio +/− | null pct | verdict |")
 print("|---" * 11 + "|")
 for label, stem, flags in ROWS:
-    name = f"innerpissa:{stem}" if stem else "prompt"
+    name = stem or "prompt"
     if name not in S:
         continue
     m, held, sign = S[name], "–", "–"
