@@ -1,8 +1,8 @@
 """What one scoring of the whole test half (324 action rows) costs: the token positions score_yes_no runs through
-the blocks (the common prefix once, each family's shared situation once, then each row's own tokens) and its wall
-time with the last token only and with the NLL over the question (its time includes tokenising the spans).
-Two block FLOPs per weight per position, over the measured float32 matmul rate, is the floor any rewrite that runs
-the same positions faces (attention's own products and the vocabulary head not counted).
+the blocks (the common prefix once, each family's shared situation once, then each row's own tokens), its model
+FLOPs as bench.scoring_flops counts them (padding and the vocabulary head included), and its wall time with the
+last token only and with the NLL over the question (that time includes tokenising the spans). FLOPs over the
+measured float32 matmul rate is the floor any rewrite that runs the same positions faces.
 
 Usage (cwd: the repository root, nothing else running): python results/recipe-timing/eval_tokens.py
 """
@@ -16,7 +16,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))   # the repository 
 import bench  # noqa: E402
 import dilemmas  # noqa: E402
 import harness  # noqa: E402
-from innerpissa import decoder_layers  # noqa: E402
 
 torch.set_num_threads(2)
 model, tok = harness.load_model("embedded")
@@ -27,17 +26,15 @@ k = len(harness.shared_prefix(ids))
 families = harness.prompt_families(ids, k, 16)
 shared = sum(f for f, _ in families)
 own = sum(len(ids[i]) - k - f for f, members in families for i in members)
-positions = k + shared + own
-block_weights = sum(m.weight.numel() for block in decoder_layers(model) for m in block.modules()
-                    if isinstance(m, torch.nn.Linear))
-flop = 2 * block_weights * positions
-rate = bench.matmul_rate() / 1e9                                  # GFLOP/s
 print(f"{len(rows)} rows, {sum(map(len, ids))} prompt tokens; positions run: prefix {k} + family-shared {shared} "
-      f"+ own {own} = {positions} ({len(families)} families)")
-print(f"block Linear weights {block_weights / 1e6:.1f} M; 2 × weights × positions = {flop / 1e12:.2f} TFLOP; "
-      f"float32 matmul rate {rate:.0f} GFLOP/s → floor {flop / rate / 1e9:.1f} s")
+      f"+ own {own} = {k + shared + own} ({len(families)} families), before padding")
+rate = bench.matmul_rate()
+print(f"float32 matmul rate {rate / 1e9:.0f} GFLOP/s")
 for nll in (False, True):
+    flop = bench.scoring_flops(model, tok, prompts, nll=nll)
     start = time.perf_counter()
     harness.score_yes_no(model, tok, prompts, nll=nll,
                          nll_span=dilemmas.question_spans(tok, rows, prompts) if nll else None)
-    print(f"score_yes_no, {'with the NLL' if nll else 'last token only'}: {time.perf_counter() - start:.1f} s")
+    seconds = time.perf_counter() - start
+    print(f"score_yes_no, {'with the NLL' if nll else 'last token only'}: {flop / 1e12:.2f} TFLOP, floor "
+          f"{flop / rate:.1f} s, took {seconds:.1f} s ({flop / rate / seconds:.2f} of the rate)")
