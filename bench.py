@@ -176,7 +176,7 @@ def scoring_costs(model, tok):
             results["  dilemma, last token only: share of the matmul rate"] = (
                 scoring_flops(model, tok, prompts, nll=False) / last / rate)
     neutral = ev.NeutralKL(model, tok, dilemmas.load_neutral())
-    steerer = ev.null_steerers(model, 1, {})[0]
+    steerer = ev.null_steerers(model, tok, 1)[0]
 
     def dose():
         neutral.memo.clear()                                          # KL values are remembered per steerer

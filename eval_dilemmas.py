@@ -33,9 +33,9 @@ Protocol. Nothing below looks at the rows being evaluated before they are scored
    calibrated odd effect E = (Δ₊ − Δ₋)/2, positive when +c* is the more honest side. Each has a 95 %
    percentile-bootstrap interval over the Truthfulness dilemmas (N_BOOT draws, seeded by --seed), paired
    across doses: one draw of dilemmas gives Δ₊, Δ₋ and E together (effect_ci, delta_plus_ci, delta_minus_ci).
-4. Null. K (--null, default 16) random-direction steerers, seeded from --seed, with the per-layer
-   norms of the pca/random artifact (unit norms at the middle layers without one), are dosed like every
-   method, each into the same band [0.9·budget, budget] by its own search (started at direction 0's c*,
+4. Null. K (--null, default 16) random-direction steerers, seeded from --seed, at the pca baseline's
+   layers with its per-layer norms on this model (null_norms: the first NULL_PAIRS persona pairs under
+   --seed, as run.sh builds pca), whatever artifacts are evaluated, are dosed like every method, each into the same band [0.9·budget, budget] by its own search (started at direction 0's c*,
    dose_null), and scored on the Truthfulness rows at their ±c*, giving E_k.
    null_p95 = the 95th percentile of the K values |E_k|; null_percentile = the fraction of them
    below E (0 when E ≤ 0).
@@ -95,7 +95,8 @@ from dilemmas import (TARGET, answer_pairs, load_arbitrary, load_dilemmas, load_
                       truth_probes)
 from harness import (add_device_map, continue_from, kl, load_model, right_pad, run_cli, run_prefix, score_yes_no,
                      shared_prefix, usual_mode, yes_no_prompt)
-from innerpissa import InnerPiSSA, InputError, chat, decoder_layers, hidden_size, input_device, load_artifact, odd_share
+from innerpissa import (InnerPiSSA, InputError, chat, decoder_layers, hidden_size, input_device, load_artifact, make_pairs,
+                        odd_share)
 
 KINDS = ("innerpissa", "oracle", "pca", "random", "weight_diff")
 N_PERM, MIN_OTHERS = 2000, 10
@@ -105,6 +106,7 @@ DOSE_STEPS = 5       # at most this many KL evaluations (each: both signs) to fi
 DOSE_BAND = 0.9      # the search for c* stops at a KL within [DOSE_BAND · budget, budget]
 NULL_K = 16          # default --null: random-direction steerers in the null (enough for a 95th percentile)
 NULL_SEED = 1000     # direction j of --seed s is seeded by SeedSequence([NULL_SEED, s, j]): disjoint per s
+NULL_PAIRS = 64      # persona pairs whose pca gaps give the null directions their per-layer norms (run.sh's pca)
 NEUTRAL_ROWS, NEUTRAL_TOKENS = 32, 24   # the dose reads the first 32 neutral replies, 24 tokens each
 FDR = 0.05           # Benjamini–Hochberg false discovery rate of "values shifted"
 COHERENT_RATIO = 0.8  # coherence range: the largest dose with pmass ratio ≥ this at both signs
@@ -579,18 +581,23 @@ def null_seed(seed, j):
     return int(np.random.SeedSequence([NULL_SEED, seed, j]).generate_state(1)[0])
 
 
-def null_steerers(model, k, artifacts, seed=0):
-    """K random-direction steerers at the layers (and per-layer norms) of the pca/random artifact,
-    or at baselines.layer_range with unit norms: the dose makes the overall scale irrelevant.
-    Direction j is seeded by null_seed(seed, j); every direction has the same per-layer norms."""
-    norms = {i: 1.0 for i in baselines.layer_range(model)}
-    for path in artifacts.values():
-        meta = load_artifact(path)[1]
-        if meta["kind"] in ("pca", "random"):
-            norms = dict(zip(meta["layers"], meta["norms"]))
-            break
+def null_norms(model, tokenizer, seed=0):
+    """{block i: |v_i|}: the per-layer norms of the pca baseline on this model (its layers, the first NULL_PAIRS
+    persona pairs under `seed`: `baselines.py pca --max-pairs 64 --seed S`), rounded to 6 digits as a pca
+    artifact records them. Every evaluation of a model at one --seed draws its null from this family, whichever
+    artifacts it scores. (The null once took a pca/random artifact's norms and unit norms without one; on the
+    embedded model's test half the unit norms gave a null p95 of 0.019 against 0.008, results/README.md.)"""
+    pairs = make_pairs(tokenizer, n=NULL_PAIRS, seed=seed)
+    vectors = baselines.pca_directions(model, tokenizer, baselines.layer_range(model), pairs)
+    return {i: round(float(v.norm()), 6) for i, v in vectors.items()}
+
+
+def null_steerers(model, tokenizer, k, seed=0):
+    """K random-direction steerers with the per-layer norms null_norms(model, tokenizer, seed); the dose makes
+    the overall scale irrelevant, not the split between layers. Direction j is seeded by null_seed(seed, j)."""
     d_model = hidden_size(model)
-    template = {i: torch.full((d_model,), n / d_model ** 0.5) for i, n in norms.items()}  # |template_i| = n_i
+    template = {i: torch.full((d_model,), n / d_model ** 0.5)                  # |template_i| = n_i
+                for i, n in null_norms(model, tokenizer, seed).items()}
     return [baselines.build(model, {f"layers.{i}": v for i, v in
                                     baselines.random_directions(template, null_seed(seed, j)).items()},
                             {"kind": "random", "sign": 1, "seed": null_seed(seed, j)}) for j in range(k)]
@@ -661,11 +668,11 @@ def score_artifact(scorer, kl, name, path, budget, doses):
     return (c_star, kl_star), out
 
 
-def score_null(scorer, kl, base, artifacts, null_k, budget, seed):
+def score_null(scorer, kl, base, null_k, budget, seed):
     """[{seed, coeff, kl, effect, delta_plus, delta_minus}] of null_steerers(…, seed), scored on the
     Truthfulness rows at the last token only."""
     rows, truth, null = scorer.rows, [i for i, r in enumerate(scorer.rows) if r["labels"].get(TARGET, 0)], []
-    steerers = null_steerers(scorer.model, null_k, artifacts, seed)
+    steerers = null_steerers(scorer.model, scorer.tokenizer, null_k, seed) if null_k else []
     for j, (steerer, (c, k)) in enumerate(zip(steerers, dose_null(kl, steerers, budget))):
         ends = []
         for sign in (1.0, -1.0):
@@ -701,7 +708,7 @@ def evaluate(model, tokenizer, rows, methods, artifacts, budget, doses, null_k, 
     for name, path in artifacts.items():
         dose[name], scores = score_artifact(scorer, kl, name, path, budget, doses)
         raw[name] = {0.0: base, **scores}
-    return raw, dose, score_null(scorer, kl, base, artifacts, null_k, budget, seed)
+    return raw, dose, score_null(scorer, kl, base, null_k, budget, seed)
 
 
 def coeff_key(c):

@@ -1522,11 +1522,11 @@ def test_recorded_kl_of_a_baseline_at_every_dose_is_its_own(eval_setup):
 
 
 def test_seed_reaches_the_null_directions(tiny, monkeypatch):
-    model, _ = tiny
+    model, tok = tiny
 
     def directions(seed):
         zero = torch.zeros(ip.hidden_size(model))
-        return [torch.cat([f(None, zero) for f in s.deltas.values()]) for s in ev.null_steerers(model, 3, {}, seed)]
+        return [torch.cat([f(None, zero) for f in s.deltas.values()]) for s in ev.null_steerers(model, tok, 3, seed)]
     a, b, c = directions(0), directions(0), directions(1)
     assert all(torch.equal(x, y) for x, y in zip(a, b))                       # same seed: same directions
     assert all(not torch.allclose(x, y) for x in a for y in c)                # another seed: none shared
@@ -1537,6 +1537,20 @@ def test_seed_reaches_the_null_directions(tiny, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         ev.main(["--methods", "base", "--seed", "7", "--out", "unused"])
     assert seen["args"][-1] == 7                                              # main passes --seed on
+
+
+def test_the_null_is_the_same_whichever_artifacts_are_evaluated(eval_setup):
+    """The null's per-layer norms are the pca baseline's on the model (NULL_PAIRS persona pairs under --seed),
+    with or without a pca artifact among the methods: null_norms equals such an artifact's recorded norms, and
+    evaluate() returns the same null with it and with none (the null once took unit norms without one)."""
+    model, tok, tmp = eval_setup
+    tensors, meta = baselines.make_pca(model, tok, max_pairs=ev.NULL_PAIRS, seed=3)
+    ip.save_artifact(tmp / "pca.safetensors", tensors, meta)
+    assert ev.null_norms(model, tok, seed=3) == dict(zip(meta["layers"], meta["norms"]))
+    rows = dilemmas.load_dilemmas(tmp / "dilemmas.csv")[:4]
+    nulls = [ev.evaluate(model, tok, rows, [], artifacts, 0.005, [-1.0, 1.0], 2, NEUTRAL, seed=3)[2]
+             for artifacts in ({}, {"pca": tmp / "pca.safetensors"})]
+    assert nulls[0] == nulls[1] and len(nulls[0]) == 2
 
 
 def test_every_null_direction_is_dosed_into_the_methods_band():
@@ -1564,7 +1578,7 @@ def test_every_null_direction_stays_within_the_budget_at_its_dose(eval_setup):
     _, _, null = ev.evaluate(model, tok, rows, [], {}, budget, [-1.0, 1.0], 4, NEUTRAL, seed=3)
     assert [n["seed"] for n in null] == [ev.null_seed(3, j) for j in range(4)]
     fresh = ev.NeutralKL(model, tok, NEUTRAL)
-    for n, steerer in zip(null, ev.null_steerers(model, 4, {}, seed=3)):   # re-measured, not just as recorded
+    for n, steerer in zip(null, ev.null_steerers(model, tok, 4, seed=3)):   # re-measured, not just as recorded
         assert 0 < fresh.at(steerer, n["coeff"]) <= budget and n["kl"] == pytest.approx(fresh.at(steerer, n["coeff"]))
 
 
