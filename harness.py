@@ -807,7 +807,8 @@ def time_estimate(model, tokenizer, adapter, pairs, cfg, runner_type, argv):
     """One line before a run on a CPU with a model other than the embedded one, or with --pairs (pairs that
     share no persona chat: several times a persona step): ESTIMATE_STEPS steps of
     train() timed on this machine, the whole run's time from them, and the command for a run of about
-    SHORT_BUDGET_S seconds. The adapter is put back as it was, so the run that follows is unchanged."""
+    SHORT_BUDGET_S seconds when the whole run would take longer. The adapter is put back as it was, so the run
+    that follows is unchanged."""
     kept = copy.deepcopy(adapter.state_dict())
     probe = train(model, tokenizer, adapter, pairs, dataclasses.replace(cfg, steps=ESTIMATE_STEPS, epochs=None,
                                                                           patience=None), progress=False,
@@ -819,9 +820,11 @@ def time_estimate(model, tokenizer, adapter, pairs, cfg, runner_type, argv):
     per_step = probe["seconds"] / ESTIMATE_STEPS
     short = [a for i, a in enumerate(argv) if a not in ("--epochs", "--steps", "--patience")
              and (i == 0 or argv[i - 1] not in ("--epochs", "--steps", "--patience"))]
-    return (f"estimated training time on this CPU: {steps * per_step / 60:.0f} min for {steps} steps "
-            f"({per_step:.1f} s a step{', less if --patience stops it' if cfg.patience else ''}); a shorter budget "
-            f"(~{SHORT_BUDGET_S // 60} min): python innerpissa.py {shlex.join(short)} "
+    line = (f"estimated training time on this CPU: {steps * per_step / 60:.0f} min for {steps} steps "
+            f"({per_step:.1f} s a step{', less if --patience stops it' if cfg.patience else ''})")
+    if steps * per_step <= SHORT_BUDGET_S:
+        return line
+    return (f"{line}; a shorter budget (~{SHORT_BUDGET_S // 60} min): python innerpissa.py {shlex.join(short)} "
             f"--steps {max(1, int(SHORT_BUDGET_S / per_step))}")
 
 

@@ -715,11 +715,15 @@ def test_cli_trains_calibrates_and_saves(monkeypatch, tiny, tmp_path, capsys):
 
 
 def test_a_cpu_run_of_another_model_prints_its_time_and_a_shorter_command_first(monkeypatch, tiny, tmp_path, capsys):
-    """Another model than the embedded one on a CPU: before training, a line with the estimated time and
-    the command for a shorter budget (--epochs and --patience replaced by --steps); the trained adapter is
-    the one trained without the estimate."""
+    """Another model than the embedded one on a CPU: before training, a line with the estimated time and,
+    when the run would outlast SHORT_BUDGET_S, the command for a shorter budget (--epochs and --patience
+    replaced by --steps); the trained adapter is the one trained without the estimate."""
     monkeypatch.setattr(harness, "load_model", lambda name, **kw: tiny)
     flags = ["--rank", "4", "--batch-pairs", "4", "--max-pairs", "24", "--epochs", "2", "--patience", "3"]
+    harness.train_main(["--model", "some/other-model", "--out", str(tmp_path / "z.safetensors"), *flags])
+    line = next(x for x in capsys.readouterr().err.splitlines() if x.startswith("estimated training time"))
+    assert line.endswith("stops it)")                            # 9 tiny steps fit the 15 minutes: no shorter command
+    monkeypatch.setattr(harness, "SHORT_BUDGET_S", 1e-6)          # every run outlasts it
     harness.train_main(["--model", "some/other-model", "--out", str(tmp_path / "a.safetensors"), *flags])
     line = next(x for x in capsys.readouterr().err.splitlines() if x.startswith("estimated training time"))
     assert re.search(r"min for 9 steps \(.* s a step, less if --patience stops it\); a shorter budget", line)
