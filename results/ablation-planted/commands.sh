@@ -1,5 +1,5 @@
 # Run at commit a6d32cc (cwd: the main checkout), 2026-12-03, one job at a time on 2 cores: each training ~20 min, the eval 23 min.
-# The table: .venv/bin/python results/ablation-planted/table.py runs/ablate-planted/eval-tune/results.json > results/ablation-planted/table.md
+# 1. The loss subspace. Its table: the second table.py command in section 2's header (table.py reads the training summary, not the adapters).
 # Tune-half ablation of the loss subspace on the planted model of results/control-20261203-112017/
 # (its planted model and tune probes; default.safetensors is that run's InnerPiSSA adapter, trained with the
 # same command without --deviate).
@@ -9,3 +9,30 @@ for dev in uncentred-subspace taskdiff-only; do
   $PY innerpissa.py --model $R/planted --seed 0 --steps 143 --deviate $dev --probes data/probes.csv $R/tune_probes.csv --out $OUT/$dev.safetensors 2>&1 | tee $OUT/$dev.log
 done
 $PY eval_dilemmas.py --model $R/planted --seed 0 --dilemmas data --split tune --artifacts $OUT/default.safetensors $OUT/uncentred-subspace.safetensors $OUT/taskdiff-only.safetensors --methods prompt base --out $OUT/eval-tune 2>&1 | tee $OUT/eval-tune.log
+
+# ---------------------------------------------------------------------------------------------------------------
+# 2. (2026-12-04: trainings from dac6100, the evaluation at 4ea13fd, no training code changed between; cwd: the main checkout, one job at a time on 2 cores) Direction choice, TV barrier
+# and hinge, on a planted model rebuilt from the same command as the control's (its planting statistics differ in
+# the third digit: fit 0.376 / keep 0.0586 against 0.375 / 0.0584), so the default is retrained on it. Each training
+# 13-20 min; the evaluation's null takes pca's per-layer norms (eval_dilemmas.null_norms since 333cf0e).
+# Tables: python results/ablation-planted/table.py results/ablation-planted/results-2.json results/ablation-planted/training-summary-2.txt > results/ablation-planted/table-2.md
+#         python results/ablation-planted/table.py results/ablation-planted/results.json results/ablation-planted/training-summary.txt > results/ablation-planted/table.md
+OUT=runs/ablate-planted2
+cp results/control-20261203-112017/tune_probes.csv $OUT/tune_probes.csv
+$PY planted.py --model embedded --seed 0 --dilemmas data --out $OUT/planted > $OUT/planted.log 2>&1
+run() { name=$1; shift; $PY innerpissa.py --model $OUT/planted --seed 0 --steps 143 "$@" --probes data/probes.csv $OUT/tune_probes.csv --out $OUT/$name.safetensors > $OUT/$name.log 2>&1; }
+run default
+run top-directions --top-directions
+run no-barrier --coherence-weight 0
+run no-hinge --mono-weight 0
+$PY eval_dilemmas.py --model $OUT/planted --seed 0 --dilemmas data --split tune --artifacts $OUT/default.safetensors $OUT/top-directions.safetensors $OUT/no-barrier.safetensors $OUT/no-hinge.safetensors --methods prompt base --out $OUT/eval-tune > $OUT/eval-tune.log 2>&1
+cp $OUT/eval-tune/results.json results/ablation-planted/results-2.json
+for n in default top-directions no-barrier no-hinge; do echo "## $n"; tr '\r' '\n' < $OUT/$n.log | grep -v '^train:' | grep -v '^estimated' | tail -4; done > results/ablation-planted/training-summary-2.txt
+# the odd change along the planted direction with and without a persona (as results/planted-check/gating.txt)
+$PY results/planted-check/gating.py $OUT/planted default=$OUT/default.safetensors top-directions=$OUT/top-directions.safetensors no-barrier=$OUT/no-barrier.safetensors no-hinge=$OUT/no-hinge.safetensors > results/ablation-planted/gating-2.txt
+# pca on the same model and tune half: the null must come out the same with a pca artifact scored as without one
+$PY baselines.py pca --model $OUT/planted --seed 0 --max-pairs 64 --probes data/probes.csv $OUT/tune_probes.csv --out $OUT/pca.safetensors > $OUT/pca.log 2>&1
+$PY eval_dilemmas.py --model $OUT/planted --seed 0 --dilemmas data --split tune --artifacts $OUT/pca.safetensors --methods base --out $OUT/eval-tune-pca > $OUT/eval-tune-pca.log 2>&1
+cp $OUT/eval-tune-pca/results.json results/ablation-planted/results-2-pca.json
+# the sign calibration's probe gaps bootstrapped pooled (as sign_report) and by Yes/No kind (2026-12-04, after 4ea13fd)
+$PY results/ablation-planted/sign_strata.py $OUT/planted data/probes.csv $OUT/tune_probes.csv -- default=$OUT/default.safetensors top-directions=$OUT/top-directions.safetensors no-barrier=$OUT/no-barrier.safetensors no-hinge=$OUT/no-hinge.safetensors > results/ablation-planted/sign_strata.txt
