@@ -38,3 +38,9 @@ $PY eval_dilemmas.py --model embedded --seed 0 --dilemmas data --split tune --ar
 train reply-window-s1 1 reply-window
 $PY eval_dilemmas.py --model embedded --seed 0 --dilemmas data --split tune --artifacts $OUT/reply-window-s1.safetensors \
   --methods base --out $OUT/eval-tune-4 > $OUT/eval-tune-4.log 2>&1
+
+# 2026-12-04, commit e7efcc8: the null alone in pca's norms (eval_dilemmas.null_norms) on the same model, tune half and
+# seed (594 s), and every row above re-read against it (reread-null.md)
+$PY eval_dilemmas.py --model embedded --seed 0 --dilemmas data --split tune --methods base --out runs/ablate-stock/eval-tune-null > runs/ablate-stock/eval-tune-null.log 2>&1
+cp runs/ablate-stock/eval-tune-null/results.json results/ablation-recipe/results-null-pca.json
+$PY results/ablation-recipe/reread_null.py results/ablation-recipe/results-null-pca.json results/ablation-recipe/results.json results/ablation-recipe/results-3.json results/ablation-recipe/results-4.json > results/ablation-recipe/reread-null.md
