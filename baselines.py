@@ -348,22 +348,32 @@ def calibrate(model, tok, tensors, meta, sources=None):
     return tensors, dict(meta, sign=report["sign"], sign_report=report)
 
 
+def persona_pca(model, tok, layers=None, max_pairs=None, seed=0):
+    """(pca_directions {i: v_i} at layer_range(model, layers), n_pairs) on make_pairs(tok, max_pairs, seed): what
+    the pca and random baselines and the evaluation's null (eval_dilemmas.null_norms) are built from."""
+    pairs = make_pairs(tok, n=max_pairs, seed=seed)
+    return pca_directions(model, tok, layer_range(model, layers), pairs), len(pairs)
+
+
+def recorded_norms(vectors):
+    """{i: |v_i|} rounded to 6 digits, as a pca or random artifact's metadata records them."""
+    return {i: round(float(vectors[i].norm()), 6) for i in sorted(vectors)}
+
+
 def make_pca(model, tok, layers=None, max_pairs=None, seed=0, sources=None):
     """Calibrated (tensors, meta) of the pca baseline on make_pairs(tok, max_pairs, seed)."""
-    layers, pairs = layer_range(model, layers), make_pairs(tok, n=max_pairs, seed=seed)
+    vectors, n_pairs = persona_pca(model, tok, layers, max_pairs, seed)
     scale = "|v_i| = mean projected pos-neg gap at block i: coeff 1 = one typical honest/dishonest gap"
-    vectors = pca_directions(model, tok, layers, pairs)
-    extra = {"scale": scale, "n_pairs": len(pairs), "seed": seed}
+    extra = {"scale": scale, "n_pairs": n_pairs, "seed": seed}
     return vector_artifact(model, tok, "pca", vectors, extra, sources)
 
 
 def make_random(model, tok, layers=None, max_pairs=None, seed=0, sources=None):
     """Calibrated (tensors, meta) of the random baseline: pca norms, directions seeded by `seed`."""
-    layers, pairs = layer_range(model, layers), make_pairs(tok, n=max_pairs, seed=seed)
+    vectors, n_pairs = persona_pca(model, tok, layers, max_pairs, seed)
     scale = "random unit direction times the pca norm |v_i|: coeff 1 = one typical pca gap"
-    vectors = random_directions(pca_directions(model, tok, layers, pairs), seed)
-    extra = {"scale": scale, "n_pairs": len(pairs), "seed": seed}
-    return vector_artifact(model, tok, "random", vectors, extra, sources)
+    extra = {"scale": scale, "n_pairs": n_pairs, "seed": seed}
+    return vector_artifact(model, tok, "random", random_directions(vectors, seed), extra, sources)
 
 
 def vector_artifact(model, tok, kind, vectors, extra, sources=None):
@@ -371,7 +381,7 @@ def vector_artifact(model, tok, kind, vectors, extra, sources=None):
     layers = sorted(vectors)
     meta = {"kind": kind, "model": model_name(model), "layers": layers, **extra,
             "hook": "output of decoder block i += coeff * v_i at every position",
-            "norms": [round(float(vectors[i].norm()), 6) for i in layers]}
+            "norms": list(recorded_norms(vectors).values())}
     return calibrate(model, tok, {f"layers.{i}": vectors[i] for i in layers}, meta, sources)
 
 

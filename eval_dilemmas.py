@@ -35,8 +35,9 @@ Protocol. Nothing below looks at the rows being evaluated before they are scored
    across doses: one draw of dilemmas gives Δ₊, Δ₋ and E together (effect_ci, delta_plus_ci, delta_minus_ci).
 4. Null. K (--null, default 16) random-direction steerers, seeded from --seed, at the pca baseline's
    layers with its per-layer norms on this model (null_norms: the first NULL_PAIRS persona pairs under
-   --seed, as run.sh builds pca), whatever artifacts are evaluated, are dosed like every method, each into the same band [0.9·budget, budget] by its own search (started at direction 0's c*,
-   dose_null), and scored on the Truthfulness rows at their ±c*, giving E_k.
+   --seed, as run.sh builds pca), whatever artifacts are evaluated, are dosed like every method, each
+   into the same band [0.9·budget, budget] by its own search (started at direction 0's c*, dose_null),
+   and scored on the Truthfulness rows at their ±c*, giving E_k.
    null_p95 = the 95th percentile of the K values |E_k|; null_percentile = the fraction of them
    below E (0 when E ≤ 0).
 5. Coherence. pmass ratio = pmass(±c*) / pmass(0) and ΔNLL at each sign; pmass ratio < ½ is
@@ -95,8 +96,7 @@ from dilemmas import (TARGET, answer_pairs, load_arbitrary, load_dilemmas, load_
                       truth_probes)
 from harness import (add_device_map, continue_from, kl, load_model, right_pad, run_cli, run_prefix, score_yes_no,
                      shared_prefix, usual_mode, yes_no_prompt)
-from innerpissa import (InnerPiSSA, InputError, chat, decoder_layers, hidden_size, input_device, load_artifact, make_pairs,
-                        odd_share)
+from innerpissa import InnerPiSSA, InputError, chat, decoder_layers, hidden_size, input_device, load_artifact, odd_share
 
 KINDS = ("innerpissa", "oracle", "pca", "random", "weight_diff")
 N_PERM, MIN_OTHERS = 2000, 10
@@ -587,9 +587,7 @@ def null_norms(model, tokenizer, seed=0):
     artifact records them. Every evaluation of a model at one --seed draws its null from this family, whichever
     artifacts it scores. (The null once took a pca/random artifact's norms and unit norms without one; on the
     embedded model's test half the unit norms gave a null p95 of 0.019 against 0.008, results/README.md.)"""
-    pairs = make_pairs(tokenizer, n=NULL_PAIRS, seed=seed)
-    vectors = baselines.pca_directions(model, tokenizer, baselines.layer_range(model), pairs)
-    return {i: round(float(v.norm()), 6) for i, v in vectors.items()}
+    return baselines.recorded_norms(baselines.persona_pca(model, tokenizer, max_pairs=NULL_PAIRS, seed=seed)[0])
 
 
 def null_steerers(model, tokenizer, k, seed=0):
