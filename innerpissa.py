@@ -838,6 +838,10 @@ def select_directions(runner, adapter, pairs, rank, lists="floor"):
     or plain: the same h) up to the last adapted block."""
     prefix = find_blocks(runner.model)[0]
     where = [int(name[len(prefix) + 1:].split(".")[0]) for name in adapter.names]
+    readers = [n for i, n in zip(where, adapter.names) if n not in residual_writers(runner.model, i)]
+    if readers:  # h·u_i needs u_i in the residual stream: only a writer's output directions are
+        raise InputError(f"{readers[0]} does not write the residual stream, so singular directions cannot be "
+                         f"chosen from residual states: add --top-directions or target residual writers")
     found = {i: [] for i in set(where)}
     for chunk in batches(pairs, 8):
         batch, row, place, end = runner.batch(interleave(chunk), 0.0)      # (runs the chats before the hooks)

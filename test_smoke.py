@@ -501,6 +501,16 @@ def test_data_aware_selection_picks_the_planted_directions(tiny):
         assert set(adapter.layers[0].index.tolist()) != {0, 1, 2}        # not simply the top three
 
 
+def test_data_aware_selection_refuses_a_module_that_reads_the_residual(tiny):
+    """q_proj has a d_model-wide output but it is not in the residual stream: choosing its directions by
+    h·u_i would compare unrelated coordinates, so the choice is refused with the fix named."""
+    model, tok = tiny
+    pairs = ip.make_pairs(tok, n=4)
+    adapter = ip.InnerPiSSA.attach(model, target=r"layers\.1\.self_attn\.q_proj$", rank=3)
+    with pytest.raises(ip.InputError, match="--top-directions"):
+        ip.select_directions(ip.PairRunner(model, tok, adapter, pairs, 2, 3), adapter, pairs, 3)
+
+
 def test_innerpissa_py_alone_attaches_trains_steers_saves_loads(tmp_path):
     """innerpissa.py copied into an empty directory: with a model and pairs it builds itself."""
     import shutil
