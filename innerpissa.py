@@ -1099,10 +1099,14 @@ def fit(runner, space, adapter, train_pairs, held, cfg, progress=True):
 
 # ----------------------------------------------------------------------------- sign calibration
 
-def bootstrap_interval(x, n_boot=2000, seed=0):
-    """95% percentile-bootstrap interval of the mean of x."""
+def bootstrap_interval(x, n_boot=2000, seed=0, strata=None):
+    """95% percentile-bootstrap interval of the mean of x. With `strata` (a label per element) each stratum is
+    redrawn on its own at its own size, so a shift that differs only between strata adds no width."""
     x = np.asarray(x, dtype=float)
-    means = x[np.random.default_rng(seed).integers(0, len(x), size=(n_boot, len(x)))].mean(1)
+    labels = np.zeros(len(x)) if strata is None else np.asarray(strata)
+    rng = np.random.default_rng(seed)
+    groups = [x[labels == label] for label in np.unique(labels)]
+    means = sum(g[rng.integers(0, len(g), size=(n_boot, len(g)))].sum(1) for g in groups) / len(x)
     return [float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))]
 
 
@@ -1111,17 +1115,22 @@ def sign_report(steer, sources, margins):
     each probe's margin toward its honest answer under the current steering (harness.probe_margins: the
     evaluation's Yes/No log-ratio). Per probe g = margin(+1) − margin(−1); the sign is that of the mean of g
     over all probes pooled; `agree`: every source's mean points the same way; `certain`: the pooled
-    bootstrap interval excludes 0."""
+    bootstrap interval excludes 0. A steering that only favours "Yes" by b moves g by +2b on a probe whose
+    honest answer is Yes and −2b on a No probe: it cancels in the mean of a source with as many of each
+    kind (the shipped and the written probes are), and the bootstrap redraws each source's Yes and No
+    probes apart (strata) so that it does not widen the interval either."""
     sources = sources if isinstance(sources, dict) else {"probes": sources}
-    gaps = {}
+    gaps, kinds = {}, {}
     for name, probes in sources.items():
         with steer(1.0):
             plus = margins(probes)
         with steer(-1.0):
             gaps[name] = plus - margins(probes)
+        kinds[name] = [f"{name}:{p['honest_answer']}" for p in probes]
     pooled = np.concatenate(list(gaps.values()))
-    interval = bootstrap_interval(pooled)
-    report = {name: {"gap": float(g.mean()), "ci": bootstrap_interval(g), "n": len(g)} for name, g in gaps.items()}
+    interval = bootstrap_interval(pooled, strata=sum(kinds.values(), []))
+    report = {name: {"gap": float(g.mean()), "ci": bootstrap_interval(g, strata=kinds[name]), "n": len(g)}
+              for name, g in gaps.items()}
     return {"sign": 1 if pooled.mean() >= 0 else -1, "gap": float(pooled.mean()), "ci": interval,
             "sources": report, "agree": len({g["gap"] >= 0 for g in report.values()}) == 1,
             "certain": interval[0] > 0 or interval[1] < 0}

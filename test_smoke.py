@@ -672,6 +672,34 @@ def test_calibrate_sign_follows_the_honest_answer(tiny):
     assert len(probes) >= 16 and {p["honest_answer"] for p in probes} == {"Yes", "No"}
 
 
+def test_sign_interval_is_blind_to_a_yes_bias():
+    """Per probe g = e + 2b on Yes probes and e − 2b on No probes, as many of each: a yes-bias b moves no
+    mean and, drawn by kind, no interval either (drawn regardless of kind, b = 5 widened it ~50-fold)."""
+    rng = np.random.default_rng(0)
+    sources = {name: [{"question": f"q{i}", "honest_answer": "Yes" if i % 2 else "No"} for i in range(n)]
+               for name, n in (("probes", 40), ("tune", 24))}
+    effect = {name: rng.normal(0.3, 0.2, len(probes)) for name, probes in sources.items()}
+    state = {"c": 0.0}
+
+    @contextlib.contextmanager
+    def steer(c):
+        state["c"] = c
+        yield
+
+    def report(bias):
+        def margins(probes):
+            name = "probes" if len(probes) == 40 else "tune"
+            kind = np.array([1.0 if p["honest_answer"] == "Yes" else -1.0 for p in probes])
+            return state["c"] * (effect[name] + 2 * bias * kind) / 2
+        return ip.sign_report(steer, sources, margins)
+
+    plain, biased = report(0.0), report(5.0)
+    assert plain["certain"] and biased["certain"] and biased["sign"] == 1
+    assert np.allclose(biased["ci"], plain["ci"], atol=1e-9) and abs(biased["gap"] - plain["gap"]) < 1e-9
+    for name in sources:
+        assert np.allclose(biased["sources"][name]["ci"], plain["sources"][name]["ci"], atol=1e-9)
+
+
 def run_main(monkeypatch, capsys, tiny, argv):
     """Run innerpissa's CLI in-process on the tiny model; returns what it printed on stderr."""
     monkeypatch.setattr(harness, "load_model", lambda name, **kw: tiny)
