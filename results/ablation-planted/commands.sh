@@ -36,3 +36,18 @@ $PY eval_dilemmas.py --model $OUT/planted --seed 0 --dilemmas data --split tune 
 cp $OUT/eval-tune-pca/results.json results/ablation-planted/results-2-pca.json
 # the sign calibration's probe gaps bootstrapped pooled (as sign_report) and by Yes/No kind (2026-12-04, after 4ea13fd)
 $PY results/ablation-planted/sign_strata.py $OUT/planted data/probes.csv $OUT/tune_probes.csv -- default=$OUT/default.safetensors top-directions=$OUT/top-directions.safetensors no-barrier=$OUT/no-barrier.safetensors no-hinge=$OUT/no-hinge.safetensors > results/ablation-planted/sign_strata.txt
+
+# ---------------------------------------------------------------------------------------------------------------
+# 3. (2026-12-04, cwd: the main checkout, one job at a time on 2 cores) Placement and budget on section 2's planted
+# model. planted-modules trained at c01014a (sign_report's kind-blind draw), budget-3x at 9b79967 (sign_report draws
+# each source's Yes and No probes apart); sign_strata.py prints both draws for both. No other training code changed.
+# Placement: InnerPiSSA on the modules the planting changed (innerpissa's data-aware choice needs residual writers,
+# so with the top 64 directions; compare section 2's top-directions row). Budget: 3x the default's steps.
+# Table: python results/ablation-planted/table.py results/ablation-planted/results-3.json results/ablation-planted/training-summary-3.txt > results/ablation-planted/table-3.md
+run planted-modules --top-directions --target 'layers\.(7|8|9|10|11|12|13|14)\.\w+\.(q_proj|k_proj|v_proj|up_proj|gate_proj)$'
+run budget-3x --steps 429
+$PY eval_dilemmas.py --model $OUT/planted --seed 0 --dilemmas data --split tune --artifacts $OUT/planted-modules.safetensors $OUT/budget-3x.safetensors --methods prompt base --out $OUT/eval-tune-3 > $OUT/eval-tune-3.log 2>&1
+cp $OUT/eval-tune-3/results.json results/ablation-planted/results-3.json
+for n in planted-modules budget-3x; do echo "## $n"; tr '\r' '\n' < $OUT/$n.log | grep -v '^train:' | grep -v '^estimated' | tail -4; done > results/ablation-planted/training-summary-3.txt
+$PY results/planted-check/gating.py $OUT/planted planted-modules=$OUT/planted-modules.safetensors budget-3x=$OUT/budget-3x.safetensors > results/ablation-planted/gating-3.txt
+$PY results/ablation-planted/sign_strata.py $OUT/planted data/probes.csv $OUT/tune_probes.csv -- planted-modules=$OUT/planted-modules.safetensors budget-3x=$OUT/budget-3x.safetensors > results/ablation-planted/sign_strata-3.txt

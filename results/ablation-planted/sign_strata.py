@@ -1,13 +1,13 @@
 """How much of the sign calibration's interval is the probes' Yes/No mix? The same per-probe gaps, two bootstraps.
 
 innerpissa.sign_report reads g = margin(+1) − margin(−1) per probe (margin: the Yes/No log-ratio toward the probe's
-honest answer) and bootstraps the mean of g over all probes pooled. A change of the Yes/No balance by b moves g by +b
-on a probe whose honest answer is Yes and by −b on one whose answer is No. Half the probes of each source are each
-kind, so b cancels in the mean; it does not cancel in a bootstrap that draws probes regardless of kind, where each
-draw's share of Yes probes varies and b² widens the interval. Here, per adapter, in the adapter's raw orientation
-(before its recorded sign): the pooled mean and that interval (as sign_report), the interval of a bootstrap that draws
-the Yes and the No probes of each source separately (the same pooled mean), and b, half the mean gap between Yes and No
-probes. Same 2,000 draws, seed 0.
+honest answer) and, before 9b79967, bootstrapped the mean of g over all probes pooled. A change of the Yes/No balance by
+b moves g by +b on a probe whose honest answer is Yes and by −b on one whose answer is No. Half the probes of each
+source are each kind, so b cancels in the mean; it does not cancel in a bootstrap that draws probes regardless of kind,
+where each draw's share of Yes probes varies and b² widens the interval. Here, per adapter, in the adapter's raw
+orientation (before its recorded sign): the pooled mean and that kind-blind interval, the interval of a bootstrap that
+draws the Yes and the No probes of each source separately (the same pooled mean; sign_report since 9b79967 draws the
+same way, its groups in another order), and b, half the mean gap between Yes and No probes. 2,000 draws, seed 0.
 
 Usage (cwd: the repository root):
     python results/ablation-planted/sign_strata.py PLANTED_DIR PROBES.csv ... -- NAME=ARTIFACT.safetensors ...
