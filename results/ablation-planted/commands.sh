@@ -51,3 +51,15 @@ cp $OUT/eval-tune-3/results.json results/ablation-planted/results-3.json
 for n in planted-modules budget-3x; do echo "## $n"; tr '\r' '\n' < $OUT/$n.log | grep -v '^train:' | grep -v '^estimated' | tail -4; done > results/ablation-planted/training-summary-3.txt
 $PY results/planted-check/gating.py $OUT/planted planted-modules=$OUT/planted-modules.safetensors budget-3x=$OUT/budget-3x.safetensors > results/ablation-planted/gating-3.txt
 $PY results/ablation-planted/sign_strata.py $OUT/planted data/probes.csv $OUT/tune_probes.csv -- planted-modules=$OUT/planted-modules.safetensors budget-3x=$OUT/budget-3x.safetensors > results/ablation-planted/sign_strata-3.txt
+
+# ---------------------------------------------------------------------------------------------------------------
+# 4. (2026-12-04, at 0e027ae plus sign_strata.py's @C) Does the sign calibration resolve with more probes, or at the
+# dose? Section 2 and 3's six adapters: the probe gaps at c = ±1 with every tune Truthfulness dilemma as probes
+# (176, which are also the rows the tune-half E is read on), and at ±c* (each adapter's dose in results-2/3.json)
+# with the probes run.sh uses, and with the shipped probes alone.
+$PY eval_dilemmas.py --dilemmas data --split tune --write-probes $OUT/tune_probes_all.csv
+$PY results/ablation-planted/sign_strata.py $OUT/planted data/probes.csv $OUT/tune_probes_all.csv -- default=$OUT/default.safetensors top-directions=$OUT/top-directions.safetensors no-barrier=$OUT/no-barrier.safetensors no-hinge=$OUT/no-hinge.safetensors planted-modules=$OUT/planted-modules.safetensors budget-3x=$OUT/budget-3x.safetensors > results/ablation-planted/sign_strata-all.txt
+A="default=$OUT/default.safetensors@0.442 top-directions=$OUT/top-directions.safetensors@0.389 no-barrier=$OUT/no-barrier.safetensors@0.415 no-hinge=$OUT/no-hinge.safetensors@0.450 planted-modules=$OUT/planted-modules.safetensors@0.354 budget-3x=$OUT/budget-3x.safetensors@0.244"
+$PY results/ablation-planted/sign_strata.py $OUT/planted data/probes.csv $OUT/tune_probes.csv -- $A > results/ablation-planted/sign_strata-dose.txt
+$PY results/ablation-planted/sign_strata.py $OUT/planted data/probes.csv -- $A > results/ablation-planted/sign_strata-dose-probes.txt
+$PY results/ablation-planted/sign_strata.py $OUT/planted $OUT/tune_probes.csv -- $A > results/ablation-planted/sign_strata-dose-tune.txt

@@ -10,7 +10,8 @@ draws the Yes and the No probes of each source separately (the same pooled mean;
 same way, its groups in another order), and b, half the mean gap between Yes and No probes. 2,000 draws, seed 0.
 
 Usage (cwd: the repository root):
-    python results/ablation-planted/sign_strata.py PLANTED_DIR PROBES.csv ... -- NAME=ARTIFACT.safetensors ...
+    python results/ablation-planted/sign_strata.py PLANTED_DIR PROBES.csv ... -- NAME=ARTIFACT.safetensors[@C] ...
+(@C: the gaps at c = ±C instead of ±1)
 """
 import sys
 from pathlib import Path
@@ -32,26 +33,27 @@ def strata_interval(groups, n_boot=N_BOOT, seed=0):
     return np.percentile(sums / sum(len(g) for g in groups), [2.5, 97.5])
 
 
-def gaps(model, tok, adapter, probes):
+def gaps(model, tok, adapter, probes, c=1.0):
     margins = harness.probe_margins(model, tok)
-    with adapter.steer(1.0):
+    with adapter.steer(c):
         plus = margins(probes)
-    with adapter.steer(-1.0):
+    with adapter.steer(-c):
         return plus - margins(probes)
 
 
 torch.set_grad_enabled(False)
 split = sys.argv.index("--")
 planted, paths, adapters = sys.argv[1], sys.argv[2:split], dict(a.split("=", 1) for a in sys.argv[split + 1:])
+adapters = {name: (spec.split("@") + ["1"])[:2] for name, spec in adapters.items()}   # PATH[@c]: gaps at ±c
 model, tok = harness.load_model(planted)
 sources = harness.probe_sources(paths)
 print(f"{'adapter':16s} {'sign':>4s} {'raw gap':>8s} {'pooled bootstrap':>20s} {'by Yes/No kind':>20s} {'b':>7s}")
-for name, path in adapters.items():
+for name, (path, c) in adapters.items():
     adapter = ip.InnerPiSSA.load(model, path)
     sign = ip.load_artifact(path)[1]["sign"]
     g, groups = [], []
     for probes in sources.values():
-        x = sign * gaps(model, tok, adapter, probes)                 # raw orientation: undo the recorded sign
+        x = sign * gaps(model, tok, adapter, probes, float(c))                 # raw orientation: undo the recorded sign
         yes = np.array([p["honest_answer"] == "Yes" for p in probes])
         g.append(x)
         groups += [x[yes], x[~yes]]
