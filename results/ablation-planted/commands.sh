@@ -63,3 +63,11 @@ A="default=$OUT/default.safetensors@0.442 top-directions=$OUT/top-directions.saf
 $PY results/ablation-planted/sign_strata.py $OUT/planted data/probes.csv $OUT/tune_probes.csv -- $A > results/ablation-planted/sign_strata-dose.txt
 $PY results/ablation-planted/sign_strata.py $OUT/planted data/probes.csv -- $A > results/ablation-planted/sign_strata-dose-probes.txt
 $PY results/ablation-planted/sign_strata.py $OUT/planted $OUT/tune_probes.csv -- $A > results/ablation-planted/sign_strata-dose-tune.txt
+
+# ---------------------------------------------------------------------------------------------------------------
+# 5. (2026-12-04, at 3de98a8) The default recipe trained with seed 1 (other pairs' order, init and held-out split);
+# the evaluation keeps seed 0, so its null is section 2's. Table: python results/ablation-planted/table.py results/ablation-planted/results-4.json results/ablation-planted/training-summary-4.txt > results/ablation-planted/table-4.md
+$PY innerpissa.py --model $OUT/planted --seed 1 --steps 143 --probes data/probes.csv $OUT/tune_probes.csv --out $OUT/default-seed1.safetensors > $OUT/default-seed1.log 2>&1
+$PY eval_dilemmas.py --model $OUT/planted --seed 0 --dilemmas data --split tune --artifacts $OUT/default-seed1.safetensors --methods base --out $OUT/eval-tune-4 > $OUT/eval-tune-4.log 2>&1
+cp $OUT/eval-tune-4/results.json results/ablation-planted/results-4.json
+(echo "## default-seed1"; tr '\r' '\n' < $OUT/default-seed1.log | grep -v '^train:' | grep -v '^estimated' | tail -4) > results/ablation-planted/training-summary-4.txt
