@@ -71,3 +71,11 @@ $PY innerpissa.py --model $OUT/planted --seed 1 --steps 143 --probes data/probes
 $PY eval_dilemmas.py --model $OUT/planted --seed 0 --dilemmas data --split tune --artifacts $OUT/default-seed1.safetensors --methods base --out $OUT/eval-tune-4 > $OUT/eval-tune-4.log 2>&1
 cp $OUT/eval-tune-4/results.json results/ablation-planted/results-4.json
 (echo "## default-seed1"; tr '\r' '\n' < $OUT/default-seed1.log | grep -v '^train:' | grep -v '^estimated' | tail -4) > results/ablation-planted/training-summary-4.txt
+
+# ---------------------------------------------------------------------------------------------------------------
+# 6. (2026-12-04, at cf7fb4d) The placement row of section 3 trained with seed 1; the evaluation keeps seed 0's null.
+# Table: python results/ablation-planted/table.py results/ablation-planted/results-5.json results/ablation-planted/training-summary-5.txt > results/ablation-planted/table-5.md
+$PY innerpissa.py --model $OUT/planted --seed 1 --steps 143 --top-directions --target 'layers\.(7|8|9|10|11|12|13|14)\.\w+\.(q_proj|k_proj|v_proj|up_proj|gate_proj)$' --probes data/probes.csv $OUT/tune_probes.csv --out $OUT/planted-modules-seed1.safetensors > $OUT/planted-modules-seed1.log 2>&1
+$PY eval_dilemmas.py --model $OUT/planted --seed 0 --dilemmas data --split tune --artifacts $OUT/planted-modules-seed1.safetensors --methods base --out $OUT/eval-tune-5 > $OUT/eval-tune-5.log 2>&1
+cp $OUT/eval-tune-5/results.json results/ablation-planted/results-5.json
+(echo "## planted-modules-seed1"; tr '\r' '\n' < $OUT/planted-modules-seed1.log | grep -v '^train:' | grep -v '^estimated' | tail -4) > results/ablation-planted/training-summary-5.txt

@@ -3,15 +3,16 @@ summary of its adapters (the `## stem` sections of training-summary*.txt: each t
 
 The first evaluation (results.json, training-summary.txt) ablates the loss subspace; the second (results-2.json,
 training-summary-2.txt) the direction choice, the TV barrier and the hinge, with the default retrained on a
-rebuilt planted model; the third (results-3.json, training-summary-3.txt) placement and budget on that model; the fourth
-(results-4.json, training-summary-4.txt) the default trained with seed 1. Everything is read from files in this folder, so the tables can be printed without the
-adapters.
+rebuilt planted model; the third (results-3.json, training-summary-3.txt) placement and budget on that model; the
+fourth and fifth (results-4/5.json, training-summary-4/5.txt) the default and the placement row trained with seed 1.
+Everything is read from files in this folder, so the tables can be printed without the adapters.
 
 Usage (cwd: the repository root):
     python results/ablation-planted/table.py results/ablation-planted/results.json results/ablation-planted/training-summary.txt
     python results/ablation-planted/table.py results/ablation-planted/results-2.json results/ablation-planted/training-summary-2.txt
     python results/ablation-planted/table.py results/ablation-planted/results-3.json results/ablation-planted/training-summary-3.txt
     python results/ablation-planted/table.py results/ablation-planted/results-4.json results/ablation-planted/training-summary-4.txt
+    python results/ablation-planted/table.py results/ablation-planted/results-5.json results/ablation-planted/training-summary-5.txt
 """
 import json
 import re
@@ -29,6 +30,7 @@ ROWS = {  # adapter stem: (what the row changes, flags)
                         "`--top-directions --target REGEX` (commands.sh, section 3)"),
     "budget-3x": ("budget: 3× the steps (429, 6,006 pair-examples)", "`--steps 429`"),
     "default-seed1": ("the authors' recipe, training seed 1 (evaluation seed 0, so the same null)", "`--seed 1`"),
+    "planted-modules-seed1": ("placement on the planted modules, training seed 1", "`--seed 1 --top-directions --target REGEX`"),
 }
 HELD = re.compile(r"Δ\+1 (\S+)\s+Δ0 (\S+)\s+Δ-1 (\S+); odd share loss block (\S+), output gap (\S+)")
 SIGN = re.compile(r"sign ([+-]1) from .*?pooled (\S+) \[(\S+), (\S+)\]")
