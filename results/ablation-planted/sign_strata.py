@@ -26,13 +26,6 @@ import innerpissa as ip  # noqa: E402
 N_BOOT = 2000
 
 
-def strata_interval(groups, n_boot=N_BOOT, seed=0):
-    """95 % interval of the pooled mean when each group is resampled on its own (its size fixed)."""
-    rng = np.random.default_rng(seed)
-    sums = sum(g[rng.integers(0, len(g), size=(n_boot, len(g)))].sum(1) for g in groups)
-    return np.percentile(sums / sum(len(g) for g in groups), [2.5, 97.5])
-
-
 def gaps(model, tok, adapter, probes, c=1.0):
     margins = harness.probe_margins(model, tok)
     with adapter.steer(c):
@@ -51,15 +44,16 @@ print(f"{'adapter':16s} {'sign':>4s} {'raw gap':>8s} {'pooled bootstrap':>20s} {
 for name, (path, c) in adapters.items():
     adapter = ip.InnerPiSSA.load(model, path)
     sign = ip.load_artifact(path)[1]["sign"]
-    g, groups = [], []
-    for probes in sources.values():
+    g, groups, kinds = [], [], []
+    for k, probes in enumerate(sources.values()):
         x = sign * gaps(model, tok, adapter, probes, float(c))                 # raw orientation: undo the recorded sign
         yes = np.array([p["honest_answer"] == "Yes" for p in probes])
         g.append(x)
         groups += [x[yes], x[~yes]]
+        kinds += [f"{k}:{0 if y else 1}" for y in yes]      # sorted: source k's Yes, then its No (the draws' order)
     adapter.detach()
     g = np.concatenate(g)
-    pooled, strata = ip.bootstrap_interval(g, N_BOOT), strata_interval(groups)
+    pooled, strata = ip.bootstrap_interval(g, N_BOOT), ip.bootstrap_interval(g, N_BOOT, strata=kinds)
     b = np.mean([grp.mean() for grp in groups[0::2]]) - np.mean([grp.mean() for grp in groups[1::2]])
     print(f"{name:16s} {sign:+4d} {g.mean():+8.3f} [{pooled[0]:+.3f}, {pooled[1]:+.3f}]    "
           f"[{strata[0]:+.3f}, {strata[1]:+.3f}]    {b / 2:+7.3f}")
