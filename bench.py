@@ -5,7 +5,9 @@
                                every full row run (same pairs, same loss, alternated batch by batch),
                                per objective, and the speed-up cached / plain  (target ≥ 4×); beside
                                it the token positions each runs through the blocks, plain / cached
-                               (block_tokens), which bounds the speed-up but for the head's share
+                               (block_tokens), which bounds the speed-up but for the head's share;
+                               the same on the tune half's answer pairs (--pairs; each pair's prompt
+                               cached for its two rows), whole-row and reply windows, 3 steps each
     attach                     seconds to SVD and hook every default target
     dose                       seconds to find one method's c* on the neutral set (calibrate_dose)
     scoring                    rows/s of score_yes_no on offline dilemma prompts (~115 tokens) and
@@ -56,12 +58,13 @@ def timed(fn, repeats=3):
     return statistics.median(times)
 
 
-def train_speed(model, tok, adapter, objective, steps=6):
+def train_speed(model, tok, adapter, objective, steps=6, pairs=None, window="row"):
     """(cached, plain) pair-examples per second of train_step on the same batches with the same loss: per
     batch one cached and one plain step, alternately (so a machine that slows down mid-run slows both),
-    the first batch a warm-up; the median step time of each over the other `steps` batches."""
-    pairs = ip.make_pairs(tok, n=200)
-    cfg = ip.resolve(ip.TrainConfig(objective=objective), model)
+    the first batch a warm-up; the median step time of each over the other `steps` batches. Persona pairs
+    unless `pairs` are given."""
+    pairs = pairs or ip.make_pairs(tok, n=200)
+    cfg = ip.resolve(ip.TrainConfig(objective=objective, window=window), model)
     runners = {cached: (harness.CachedPairRunner if cached else ip.PairRunner)(model, tok, adapter, pairs, cfg.layer,
                                                                              cfg.last_n) for cached in (True, False)}
     space = ip.OBJECTIVES[objective].space(model, runners[True], pairs, cfg, adapter.rank)
@@ -81,13 +84,15 @@ def train_speed(model, tok, adapter, objective, steps=6):
 def block_tokens(runner, chunk, cfg):
     """Token positions one train_step runs through the blocks: per micro-batch the c = 0 pass once and the
     c = ±1 passes twice (their backward: the model's weights are frozen, so one input-gradient product per
-    forward one). The cached runner's chats count at c = ±1 only (at c = 0 they run once per run). The
-    speed-up of a step can exceed plain / cached of this count only by what the vocabulary head saves."""
+    forward one). The cached runner's starts count with their padding, the persona chats at c = ±1 only (at
+    c = 0 they run once per run). The speed-up of a step can exceed plain / cached of this count only by
+    what the vocabulary head saves."""
     total = 0
     for part in ip.batches(chunk, cfg.micro_pairs):
         for c, passes in ((0.0, 1), (1.0, 2), (-1.0, 2)):
             n = runner.batch(ip.interleave(part), c)[0]["input_ids"].numel()
-            total += passes * (n + (2 * runner.k if getattr(runner, "cached", False) and c else 0))
+            starts = getattr(runner, "cached", False) and (c or runner.per_pair)
+            total += passes * (n + (runner.start_positions if starts else 0))
     return total
 
 
@@ -130,6 +135,14 @@ def adapter_costs(model, tok, batch):
         results[f"  {objective} plain pair-ex/s"] = plain
         results[f"  {objective} cached / plain speed-up"] = cached / plain
         results[f"  {objective} block tokens, plain / cached"] = bound
+    adapter = ip.InnerPiSSA.attach(model)
+    answers = dilemmas.answer_pairs(tok, dilemmas.load_dilemmas("data", split="tune"))   # each pair its own start
+    for window in ("row", "reply"):
+        cached, plain, bound = train_speed(model, tok, adapter, ip.OBJECTIVE, steps=3, pairs=answers, window=window)
+        results[f"train step on answer pairs, {window} windows: cached pair-ex/s"] = cached
+        results[f"  {window} windows: cached / plain speed-up"] = cached / plain
+        results[f"  {window} windows: block tokens, plain / cached"] = bound
+    adapter.detach()
     return results
 
 

