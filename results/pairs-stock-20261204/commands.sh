@@ -19,3 +19,11 @@ $PY eval_dilemmas.py --model embedded --seed 0 --dilemmas data --split test --ar
   --methods base --out $OUT/eval-test > $OUT/eval-test.log 2>&1
 # results.json, table.md (the evaluation's printed tables) and training-summary.txt (the training's last lines) are
 # copied from $OUT.
+
+# Training seed 1, 2026-12-05 at commit 1541140 (the cached step grouped by pair since ebf5f02: 12.8 s a step,
+# 2087 s with the sign; nothing else running), the same pairs, probes and evaluation seed (so the same null):
+$PY innerpissa.py --model embedded --seed 1 --steps 143 --deviate reply-window --pairs $OUT/answer_pairs.csv \
+  --probes data/probes.csv $OUT/tune_probes.csv --out $OUT/innerpissa-s1.safetensors > $OUT/innerpissa-s1.log 2>&1
+$PY eval_dilemmas.py --model embedded --seed 0 --dilemmas data --split test --artifacts $OUT/innerpissa-s1.safetensors \
+  --methods base --out $OUT/eval-test-s1 > $OUT/eval-test-s1.log 2>&1
+# -> results-s1.json, table-s1.md, training-summary-s1.txt
