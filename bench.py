@@ -58,34 +58,40 @@ def timed(fn, repeats=3):
     return statistics.median(times)
 
 
+def step_times(runners, space, chunks, cfg, adapter):
+    """{name: median seconds of train_step} over chunks[1:], each chunk run by every runner in turn (so a
+    machine that slows down mid-run slows all alike), chunks[0] a warm-up; lr 0, so the weights stay."""
+    opt = torch.optim.AdamW(adapter.parameters(), lr=0.0)
+    times = {name: [] for name in runners}
+    for i, chunk in enumerate(chunks):
+        for name, runner in runners.items():
+            start = time.perf_counter()
+            ip.train_step(runner, space, chunk, cfg, opt)
+            if i:
+                times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
 def train_speed(model, tok, adapter, objective, steps=6, pairs=None, window="row"):
-    """(cached, plain) pair-examples per second of train_step on the same batches with the same loss: per
-    batch one cached and one plain step, alternately (so a machine that slows down mid-run slows both),
-    the first batch a warm-up; the median step time of each over the other `steps` batches. Persona pairs
-    unless `pairs` are given."""
+    """(cached, plain) pair-examples per second of train_step on the same batches with the same loss
+    (step_times: alternated, the first batch a warm-up, medians over the other `steps`), and the block
+    tokens plain / cached. Persona pairs unless `pairs` are given."""
     pairs = pairs or ip.make_pairs(tok, n=200)
     cfg = ip.resolve(ip.TrainConfig(objective=objective, window=window), model)
     runners = {cached: (harness.CachedPairRunner if cached else ip.PairRunner)(model, tok, adapter, pairs, cfg.layer,
                                                                              cfg.last_n) for cached in (True, False)}
     space = ip.OBJECTIVES[objective].space(model, runners[True], pairs, cfg, adapter.rank)
-    opt = torch.optim.AdamW(adapter.parameters(), lr=0.0)             # lr 0: the weights stay as they are
-    times = {True: [], False: []}
-    for i, chunk in zip(range(steps + 1), ip.batches(pairs, cfg.batch_pairs)):
-        for cached, runner in runners.items():
-            start = time.perf_counter()
-            ip.train_step(runner, space, chunk, cfg, opt)
-            if i:
-                times[cached].append(time.perf_counter() - start)
-    tokens = [sum(block_tokens(runners[cached], chunk, cfg) for chunk in list(ip.batches(pairs, cfg.batch_pairs))[1:steps + 1])
-              for cached in (True, False)]
-    return [cfg.batch_pairs / statistics.median(times[cached]) for cached in (True, False)] + [tokens[1] / tokens[0]]
+    chunks = list(ip.batches(pairs, cfg.batch_pairs))[:steps + 1]
+    times = step_times(runners, space, chunks, cfg, adapter)
+    tokens = [sum(block_tokens(runners[cached], chunk, cfg) for chunk in chunks[1:]) for cached in (True, False)]
+    return [cfg.batch_pairs / times[cached] for cached in (True, False)] + [tokens[1] / tokens[0]]
 
 
 def block_tokens(runner, chunk, cfg):
     """Token positions one train_step runs through the blocks: per micro-batch the c = 0 pass once and the
     c = ±1 passes twice (their backward: the model's weights are frozen, so one input-gradient product per
-    forward one). The cached runner's starts count with their padding, the persona chats at c = ±1 only (at
-    c = 0 they run once per run). The speed-up of a step can exceed plain / cached of this count only by
+    forward one). The cached runner's packed starts count once per pass, the persona chats at c = ±1 only
+    (at c = 0 they run once per run). The speed-up of a step can exceed plain / cached of this count only by
     what the vocabulary head saves."""
     total = 0
     for part in ip.batches(chunk, cfg.micro_pairs):

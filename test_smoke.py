@@ -368,8 +368,8 @@ def answer_like_pairs(tok, n=12):
 
 @pytest.mark.parametrize("window", ["row", "reply"])
 def test_cached_step_equals_the_plain_step_on_pairs_that_share_their_own_start(tiny, window):
-    """Answer pairs: each pair's shared prompt runs once for both rows (rows [pairs, W] after left-padded
-    starts), with the same loss and gradients as the plain step, for whole-row and reply windows; and
+    """Answer pairs: each pair's shared prompt runs once for both rows (the prompts packed in one row, then
+    rows [pairs, W]), with the same loss and gradients as the plain step, for whole-row and reply windows; and
     fewer token positions through the blocks than the plain step."""
     model, tok = tiny
     pairs = answer_like_pairs(tok)

@@ -9,9 +9,7 @@ alternated batch by batch) and the token positions a step runs through the block
 
 Usage (cwd: the repository root): python results/recipe-timing/answer_steps.py
 """
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -39,18 +37,11 @@ print(f"{len(pairs)} answer pairs; header all rows share: {by_side.k} tokens aft
 for window in ("row", "reply"):
     cfg = ip.resolve(ip.TrainConfig(window=window), model)
     space = ip.OBJECTIVES[cfg.objective].space(model, runners["cached by pair"], pairs[:32], cfg, adapter.rank)
-    opt = torch.optim.AdamW(adapter.parameters(), lr=0.0)             # lr 0: the weights stay as they are
     chunks = list(ip.batches(pairs, cfg.batch_pairs))[:STEPS + 1]
-    times = {name: [] for name in runners}
-    for i, chunk in enumerate(chunks):
-        for name, runner in runners.items():
-            start = time.perf_counter()
-            ip.train_step(runner, space, chunk, cfg, opt)
-            if i:
-                times[name].append(time.perf_counter() - start)
-    plain = statistics.median(times["plain"])
+    times = bench.step_times(runners, space, chunks, cfg, adapter)
+    plain = times["plain"]
     for name, runner in runners.items():
-        step = statistics.median(times[name])
+        step = times[name]
         tokens = sum(bench.block_tokens(runner, chunk, cfg) for chunk in chunks[1:])
         print(f"{window} windows, {name:14s}: {step:6.1f} s a step ({plain / step:.2f}x the plain step's speed), "
               f"{tokens} block token positions")
