@@ -8,8 +8,13 @@
 # Third batch, 2026-12-04 at 02c18e5 (innerpissa.py the same): the five flags not yet trained, evaluated with the
 # default adapter again (a check: the same seed must give eval-tune-2's numbers) into eval-tune-3/ (results-3.json).
 # Fourth batch: seed 1 of reply-window (the largest |E| of any flag) into eval-tune-4/ (results-4.json).
-# Not run: seed 1 of the other flags.
+# Fifth batch, 2026-12-05 at 1e720f5 (innerpissa.py the same; the cached step's starts since packed in one row,
+# same loss and gradients, tested) on another 2-core machine (a step ~3 s, not 6): seed 1 of the flags, in the
+# order below, into eval-tune-5/ (results-5.json). The probes file was written again on this machine by the same
+# command (it reads only data/).
 # The tables: .venv/bin/python results/ablation-recipe/table.py runs/ablate-stock/eval-tune-{2,3,4}/results.json > results/ablation-recipe/table.md
+#   .venv/bin/python results/ablation-recipe/table.py runs/ablate-stock/eval-tune-5/results.json > results/ablation-recipe/table-5.md
+#   .venv/bin/python results/ablation-recipe/table.py --by-seed results/ablation-recipe/results{,-3,-4,-5}.json > results/ablation-recipe/by-seed.md
 set -euo pipefail
 PY=.venv/bin/python OUT=runs/ablate-stock
 mkdir -p $OUT
@@ -44,3 +49,13 @@ $PY eval_dilemmas.py --model embedded --seed 0 --dilemmas data --split tune --ar
 $PY eval_dilemmas.py --model embedded --seed 0 --dilemmas data --split tune --methods base --out runs/ablate-stock/eval-tune-null > runs/ablate-stock/eval-tune-null.log 2>&1
 cp runs/ablate-stock/eval-tune-null/results.json results/ablation-recipe/results-null-pca.json
 $PY results/ablation-recipe/reread_null.py results/ablation-recipe/results-null-pca.json results/ablation-recipe/results.json results/ablation-recipe/results-3.json results/ablation-recipe/results-4.json > results/ablation-recipe/reread-null.md
+# fifth batch (2026-12-05): seed 1 of the fourteen other flags (/tmp/q.sh of that session: the probes, then these)
+$PY eval_dilemmas.py --dilemmas data --split tune --max-dilemmas 24 --write-probes $OUT/tune_probes.csv
+for dev in cosine-schedule frobenius-bound linear-focus uncentred-subspace taskdiff-only ceil-lists small-init relative-scaling \
+           our-template projection-orientation whole-batch batch-margin pooled-tv plain-floors; do
+  train $dev-s1 1 $dev
+done
+$PY eval_dilemmas.py --model embedded --seed 0 --dilemmas data --split tune --artifacts $(ls $OUT/*-s1.safetensors) \
+  --methods base --out $OUT/eval-tune-5 > $OUT/eval-tune-5.log 2>&1
+cp $OUT/eval-tune-5/results.json results/ablation-recipe/results-5.json
+sed -n "/^| method | c\*/,/^$/p" $OUT/eval-tune-5.log > results/ablation-recipe/eval-table-5.md   # the printed table

@@ -1,6 +1,7 @@
 """Print the stock-model ablation of the authors' recipe (markdown) from the tune-half evaluations' results.json
 and each adapter's metadata: the default at two seeds, then one `--deviate NAME` per row (our earlier choice in
-place of the authors' one; reply-window at a second seed too), then the prompt baseline.
+place of the authors' one), each at a second seed where one was trained, then the prompt baseline. Rows no file
+holds are left out. With --by-seed, instead: one row per flag, E and verdict at each seed, from the files alone.
 
 Each row comes from the first file that holds it. The evaluations ran with the same --seed, so their null
 directions and doses are the same: the script checks that every file's null and every row two files share agree
@@ -8,6 +9,7 @@ directions and doses are the same: the script checks that every file's null and 
 
 Usage (cwd: the repository root):
     python results/ablation-recipe/table.py runs/ablate-stock/eval-tune-{2,3,4}/results.json
+    python results/ablation-recipe/table.py --by-seed results/ablation-recipe/results{,-3,-4,-5}.json
 """
 import json
 import sys
@@ -21,21 +23,35 @@ ROWS = [  # (label, adapter stem in runs/ablate-stock/ or None, flags)
     ("authors' recipe, seed 0", "default", "—"),
     ("authors' recipe, seed 1", "default-s1", "`--seed 1`"),
     ("B from uncentred differences (issue item 1)", "uncentred-subspace", "`--deviate uncentred-subspace`"),
+    ("B from uncentred differences (issue item 1), seed 1", "uncentred-subspace-s1", "`--deviate uncentred-subspace --seed 1`"),
     ("B: taskdiff alone", "taskdiff-only", "`--deviate taskdiff-only`"),
+    ("B: taskdiff alone, seed 1", "taskdiff-only-s1", "`--deviate taskdiff-only --seed 1`"),
     ("⌈r/3⌉ lists, diff-score padding (2)", "ceil-lists", "`--deviate ceil-lists`"),
+    ("⌈r/3⌉ lists, diff-score padding (2), seed 1", "ceil-lists-s1", "`--deviate ceil-lists --seed 1`"),
     ("our std floor and clamp (3)", "plain-floors", "`--deviate plain-floors`"),
+    ("our std floor and clamp (3), seed 1", "plain-floors-s1", "`--deviate plain-floors --seed 1`"),
     ("focus exponent 0.75·t (3)", "linear-focus", "`--deviate linear-focus`"),
+    ("focus exponent 0.75·t (3), seed 1", "linear-focus-s1", "`--deviate linear-focus --seed 1`"),
     ("TV pooled over tokens (4)", "pooled-tv", "`--deviate pooled-tv`"),
+    ("TV pooled over tokens (4), seed 1", "pooled-tv-s1", "`--deviate pooled-tv --seed 1`"),
     ("one hinge margin per batch (5)", "batch-margin", "`--deviate batch-margin`"),
+    ("one hinge margin per batch (5), seed 1", "batch-margin-s1", "`--deviate batch-margin --seed 1`"),
     ("small rotation init (6)", "small-init", "`--deviate small-init`"),
+    ("small rotation init (6), seed 1", "small-init-s1", "`--deviate small-init --seed 1`"),
     ("S ⊙ (1 + cλ) instead of S + cΔS (6)", "relative-scaling", "`--deviate relative-scaling`"),
+    ("S ⊙ (1 + cλ) instead of S + cΔS (6), seed 1", "relative-scaling-s1", "`--deviate relative-scaling --seed 1`"),
     ("14 pairs per forward (7)", "whole-batch", "`--deviate whole-batch`"),
+    ("14 pairs per forward (7), seed 1", "whole-batch-s1", "`--deviate whole-batch --seed 1`"),
     ("Frobenius bound 0.5", "frobenius-bound", "`--deviate frobenius-bound`"),
+    ("Frobenius bound 0.5, seed 1", "frobenius-bound-s1", "`--deviate frobenius-bound --seed 1`"),
     ("hinge oriented by the projection", "projection-orientation", "`--deviate projection-orientation`"),
+    ("hinge oriented by the projection, seed 1", "projection-orientation-s1", "`--deviate projection-orientation --seed 1`"),
     ("reply-token windows", "reply-window", "`--deviate reply-window`"),
     ("reply-token windows, seed 1", "reply-window-s1", "`--deviate reply-window --seed 1`"),
     ("our persona template", "our-template", "`--deviate our-template`"),
+    ("our persona template, seed 1", "our-template-s1", "`--deviate our-template --seed 1`"),
     ("cosine schedule", "cosine-schedule", "`--deviate cosine-schedule`"),
+    ("cosine schedule, seed 1", "cosine-schedule-s1", "`--deviate cosine-schedule --seed 1`"),
     ("prompt (InnerPiSSA's wording)", None, "—"),
 ]
 
@@ -57,7 +73,19 @@ def by_stem(result):
     return {(Path(files[name]).stem if name in files else name): m for name, m in result["summary"].items()}
 
 
-results = [json.load(open(path)) for path in sys.argv[1:]]
+def by_seed(S):
+    """One row per flag: E [95 %] and verdict at seed 0 and at seed 1 (– where a seed was not trained)."""
+    def cell(m):
+        return "–" if m is None else f"{interval(m, 'effect')}, {m['verdict']}"
+    print("| row | flags | seed 0: E [95 %], verdict | seed 1: E [95 %], verdict |\n|---|---|---|---|")
+    for label, stem, flags in ROWS:
+        if stem and not stem.endswith("-s1") and (stem in S or f"{stem}-s1" in S):
+            seed1 = "default-s1" if stem == "default" else f"{stem}-s1"
+            print(f"| {label.removesuffix(', seed 0')} | {flags} | {cell(S.get(stem))} | {cell(S.get(seed1))} |")
+
+
+by_seed_only = "--by-seed" in sys.argv
+results = [json.load(open(path)) for path in sys.argv[1:] if path != "--by-seed"]
 res, S = results[0], {}
 for other in results:
     for name, m in by_stem(other).items():
@@ -68,6 +96,9 @@ for other in results:
     if other is not res:
         gap = max(largest_gap(a, b, ("coeff", "kl", "effect")) for a, b in zip(res["null"], other["null"]))
         print(f"<!-- null: {len(other['null'])} directions in a later evaluation, largest difference {gap:.2g} -->")
+if by_seed_only:
+    by_seed(S)
+    sys.exit()
 print("| row | flags | held-out odd share, loss block / output gap | sign: pooled gap [95 %] | c* | E [95 %] | "
       "Δ₊ / Δ₋ | odd share | pmass ratio +/− | null pct | verdict |")
 print("|---" * 11 + "|")
