@@ -3,9 +3,10 @@ and each adapter's metadata: the default at two seeds, then one `--deviate NAME`
 place of the authors' one), each at a second seed where one was trained, then the prompt baseline. Rows no file
 holds are left out. With --by-seed, instead: one row per flag, E and verdict at each seed, from the files alone.
 
-Each row comes from the first file that holds it. The evaluations ran with the same --seed, so their null
-directions and doses are the same: the script checks that every file's null and every row two files share agree
-(largest difference printed), then reports the first file's null.
+Each row comes from the first file that holds it. The evaluations ran with the same --seed: the script checks that
+every file's null and every row two files share agree (largest difference printed), then reports the first file's
+null. results-5.json's null differs from the others': it took pca's per-layer norms (eval_dilemmas.null_norms, since
+e7efcc8), they unit norms (results-null-pca.json is theirs re-drawn with pca's norms; reread-null.md).
 
 Usage (cwd: the repository root):
     python results/ablation-recipe/table.py runs/ablate-stock/eval-tune-{2,3,4}/results.json
@@ -80,8 +81,7 @@ def by_seed(S):
     print("| row | flags | seed 0: E [95 %], verdict | seed 1: E [95 %], verdict |\n|---|---|---|---|")
     for label, stem, flags in ROWS:
         if stem and not stem.endswith("-s1") and (stem in S or f"{stem}-s1" in S):
-            seed1 = "default-s1" if stem == "default" else f"{stem}-s1"
-            print(f"| {label.removesuffix(', seed 0')} | {flags} | {cell(S.get(stem))} | {cell(S.get(seed1))} |")
+            print(f"| {label.removesuffix(', seed 0')} | {flags} | {cell(S.get(stem))} | {cell(S.get(stem + '-s1'))} |")
 
 
 by_seed_only = "--by-seed" in sys.argv
