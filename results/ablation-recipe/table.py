@@ -20,41 +20,27 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))   # the repository 
 from innerpissa import load_artifact  # noqa: E402
 
 RUNS = Path("runs/ablate-stock")
-ROWS = [  # (label, adapter stem in runs/ablate-stock/ or None, flags)
-    ("authors' recipe, seed 0", "default", "—"),
-    ("authors' recipe, seed 1", "default-s1", "`--seed 1`"),
-    ("B from uncentred differences (issue item 1)", "uncentred-subspace", "`--deviate uncentred-subspace`"),
-    ("B from uncentred differences (issue item 1), seed 1", "uncentred-subspace-s1", "`--deviate uncentred-subspace --seed 1`"),
-    ("B: taskdiff alone", "taskdiff-only", "`--deviate taskdiff-only`"),
-    ("B: taskdiff alone, seed 1", "taskdiff-only-s1", "`--deviate taskdiff-only --seed 1`"),
-    ("⌈r/3⌉ lists, diff-score padding (2)", "ceil-lists", "`--deviate ceil-lists`"),
-    ("⌈r/3⌉ lists, diff-score padding (2), seed 1", "ceil-lists-s1", "`--deviate ceil-lists --seed 1`"),
-    ("our std floor and clamp (3)", "plain-floors", "`--deviate plain-floors`"),
-    ("our std floor and clamp (3), seed 1", "plain-floors-s1", "`--deviate plain-floors --seed 1`"),
-    ("focus exponent 0.75·t (3)", "linear-focus", "`--deviate linear-focus`"),
-    ("focus exponent 0.75·t (3), seed 1", "linear-focus-s1", "`--deviate linear-focus --seed 1`"),
-    ("TV pooled over tokens (4)", "pooled-tv", "`--deviate pooled-tv`"),
-    ("TV pooled over tokens (4), seed 1", "pooled-tv-s1", "`--deviate pooled-tv --seed 1`"),
-    ("one hinge margin per batch (5)", "batch-margin", "`--deviate batch-margin`"),
-    ("one hinge margin per batch (5), seed 1", "batch-margin-s1", "`--deviate batch-margin --seed 1`"),
-    ("small rotation init (6)", "small-init", "`--deviate small-init`"),
-    ("small rotation init (6), seed 1", "small-init-s1", "`--deviate small-init --seed 1`"),
-    ("S ⊙ (1 + cλ) instead of S + cΔS (6)", "relative-scaling", "`--deviate relative-scaling`"),
-    ("S ⊙ (1 + cλ) instead of S + cΔS (6), seed 1", "relative-scaling-s1", "`--deviate relative-scaling --seed 1`"),
-    ("14 pairs per forward (7)", "whole-batch", "`--deviate whole-batch`"),
-    ("14 pairs per forward (7), seed 1", "whole-batch-s1", "`--deviate whole-batch --seed 1`"),
-    ("Frobenius bound 0.5", "frobenius-bound", "`--deviate frobenius-bound`"),
-    ("Frobenius bound 0.5, seed 1", "frobenius-bound-s1", "`--deviate frobenius-bound --seed 1`"),
-    ("hinge oriented by the projection", "projection-orientation", "`--deviate projection-orientation`"),
-    ("hinge oriented by the projection, seed 1", "projection-orientation-s1", "`--deviate projection-orientation --seed 1`"),
-    ("reply-token windows", "reply-window", "`--deviate reply-window`"),
-    ("reply-token windows, seed 1", "reply-window-s1", "`--deviate reply-window --seed 1`"),
-    ("our persona template", "our-template", "`--deviate our-template`"),
-    ("our persona template, seed 1", "our-template-s1", "`--deviate our-template --seed 1`"),
-    ("cosine schedule", "cosine-schedule", "`--deviate cosine-schedule`"),
-    ("cosine schedule, seed 1", "cosine-schedule-s1", "`--deviate cosine-schedule --seed 1`"),
-    ("prompt (InnerPiSSA's wording)", None, "—"),
+FLAGS = [  # (label, --deviate name): one row per flag, its adapter runs/ablate-stock/NAME(.safetensors), -s1 at seed 1
+    ("B from uncentred differences (issue item 1)", "uncentred-subspace"),
+    ("B: taskdiff alone", "taskdiff-only"),
+    ("⌈r/3⌉ lists, diff-score padding (2)", "ceil-lists"),
+    ("our std floor and clamp (3)", "plain-floors"),
+    ("focus exponent 0.75·t (3)", "linear-focus"),
+    ("TV pooled over tokens (4)", "pooled-tv"),
+    ("one hinge margin per batch (5)", "batch-margin"),
+    ("small rotation init (6)", "small-init"),
+    ("S ⊙ (1 + cλ) instead of S + cΔS (6)", "relative-scaling"),
+    ("14 pairs per forward (7)", "whole-batch"),
+    ("Frobenius bound 0.5", "frobenius-bound"),
+    ("hinge oriented by the projection", "projection-orientation"),
+    ("reply-token windows", "reply-window"),
+    ("our persona template", "our-template"),
+    ("cosine schedule", "cosine-schedule"),
 ]
+ROWS = ([("authors' recipe, seed 0", "default", "—"), ("authors' recipe, seed 1", "default-s1", "`--seed 1`")]
+        + [row for label, name in FLAGS for row in ((label, name, f"`--deviate {name}`"),
+                                                    (f"{label}, seed 1", f"{name}-s1", f"`--deviate {name} --seed 1`"))]
+        + [("prompt (InnerPiSSA's wording)", None, "—")])   # (label, adapter stem in runs/ablate-stock/ or None, flags)
 
 
 def interval(m, key):

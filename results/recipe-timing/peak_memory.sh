@@ -4,4 +4,4 @@ cd "$(dirname "$0")/../.."   # the repository root
 set -x
 /usr/bin/time -v .venv/bin/python innerpissa.py --model embedded --steps 3 --out /tmp/mem-persona.safetensors 2>&1 | grep -E "Maximum resident|Elapsed|pair-examples"
 .venv/bin/python eval_dilemmas.py --model embedded --dilemmas data --split tune --write-pairs /tmp/mem-pairs.csv 2>&1 | tail -1
-/usr/bin/time -v .venv/bin/python innerpissa.py --model embedded --steps 3 --pairs /tmp/mem-pairs.csv --out /tmp/mem-pairs.safetensors 2>&1 | grep -E "Maximum resident|Elapsed|pair-examples|window"
+/usr/bin/time -v .venv/bin/python innerpissa.py --model embedded --steps 3 --pairs /tmp/mem-pairs.csv --out /tmp/mem-pairs.safetensors 2>&1 | grep -E "Maximum resident|Elapsed|pair-examples"
