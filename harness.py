@@ -36,6 +36,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers import DynamicCache
 
+import gguf_export
 from innerpissa import (DATA_DIR, DEVIATIONS, MAX_ANGLE, OBJECTIVES, InnerPiSSA, InputError, PairRunner, TrainConfig,
                         chat, common_prefix, default_layer, default_target, deviations, input_device, interleave,
                         load_artifact, make_pairs, merged_weights, next_token_nll, resolve, sign_report,
@@ -737,7 +738,6 @@ def run_export(args, kind, factors, directions=None):
     """Write the model steered at --coeff by a `kind` artifact; factors(model, path, c) gives its
     {Linear name: (A, B)} with W_c = W + B A. directions(model, path, c), where given, gives {block: c·v}
     of a pca/random artifact for a control vector. Bad input fails before anything is written."""
-    import gguf_export
     if not math.isfinite(args.coeff):
         raise InputError(f"--coeff {args.coeff} is not a finite number")
     (gguf_export.check_out_file if args.format == "gguf" else check_out_dir)(args.out)

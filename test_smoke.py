@@ -2110,10 +2110,8 @@ def test_export_bad_input_is_one_line_and_writes_nothing(exports, capsys, monkey
     assert sorted(p.relative_to(tmp) for p in tmp.rglob("*")) == before   # no out, no temp dir
 
 
-LAYERS = ("innerpissa", "harness", "dilemmas", "baselines", "planted", "eval_dilemmas", "gguf_export", "samples", "bench")
-# bottom first. The one known edge up: harness's `export --format gguf` imports gguf_export's writers inside
-# run_export (the writers and gguf_export's engine check share a file; splitting them is still to do).
-UPWARD = {("harness", "gguf_export")}
+LAYERS = ("innerpissa", "gguf_export", "harness", "dilemmas", "baselines", "planted", "eval_dilemmas", "gguf_check",
+          "samples", "bench")   # bottom first
 
 
 def test_no_module_imports_one_above_it():
@@ -2129,7 +2127,7 @@ def test_no_module_imports_one_above_it():
             if id(node) in entry or not isinstance(node, (ast.Import, ast.ImportFrom)):
                 continue
             for imported in [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module]:
-                assert (imported not in LAYERS or LAYERS.index(imported) < rank or (name, imported) in UPWARD), \
+                assert imported not in LAYERS or LAYERS.index(imported) < rank, \
                     f"{name} imports {imported} (line {node.lineno})"
 
 
@@ -2316,7 +2314,7 @@ def test_decoder_layouts_cached_step_equals_the_plain_step(_tiny, name):
     assert_cached_step_equals_plain(model, tok, trained_adapter(model, rank=4), "antipasto", 2, dtype, tol)
 
 
-# ----------------------------------------------------------------------------- GGUF export (gguf_export.py)
+# ----------------------------------------------------------------------------- GGUF export (gguf_export.py, gguf_check.py)
 
 GGUF_TYPES = {"attn_output": "F16", "ffn_down": "Q8_0"}     # the tiny file's non-F32 tensors
 
@@ -2464,6 +2462,21 @@ def test_gguf_export_replaces_only_the_edited_tensors_with_merge(tiny_gguf, kind
     assert not torch.equal(logits(reloaded, tok), logits(model, tok))
 
 
+def test_gguf_check_diff_names_exactly_the_edited_tensors(tiny_gguf):
+    """`python gguf_check.py diff SOURCE FILE` (no llama.cpp needed): 0 tensors differ at c = 0, 12 at c ≠ 0."""
+    path, model, _ = tiny_gguf
+    artifact = gguf_artifacts(copy.deepcopy(model), path.parent)["innerpissa"]
+    lines = []
+    for c in (0.0, 1.5):
+        export_gguf("innerpissa", artifact, c, path, path.parent / f"c{c}.gguf")
+        run = subprocess.run([sys.executable, "gguf_check.py", "diff", str(path), str(path.parent / f"c{c}.gguf")],
+                             cwd=Path(__file__).parent, capture_output=True, text=True, timeout=300)
+        assert run.returncode == 0, run.stderr
+        lines.append(run.stdout)
+    assert " 0 differ" in lines[0] and " 12 differ" in lines[1], lines
+    assert all("same order: True" in x and "new keys: ['steering.note']" in x for x in lines), lines
+
+
 def test_control_vector_reloads_to_our_directions(tiny_gguf):
     import gguf_export
     path, model, tok = tiny_gguf
@@ -2517,7 +2530,7 @@ def test_gguf_export_bad_input_is_one_line_and_writes_nothing(tiny_gguf, _tiny, 
 def test_llama_cpp_runs_the_exports_like_our_hooks(_tiny, tmp_path):
     """The engine check of docs/export.md on a tiny all-F32 file: the source at c = 0, the exported InnerPiSSA
     GGUF and a pca control vector at c, against our hooked float32 model on the same token ids."""
-    import gguf_export
+    import gguf_check
     path = tmp_path / "tiny.gguf"
     write_tiny_gguf(path, _tiny[1], types={})                          # F32 only: llama.cpp computes in F32 too
     model, tok = harness.load_model(str(path), device="cpu")
@@ -2525,13 +2538,13 @@ def test_llama_cpp_runs_the_exports_like_our_hooks(_tiny, tmp_path):
     torch.manual_seed(2)
     ip.save_artifact(tmp_path / "pca.safetensors", {f"layers.{i}": torch.randn(64) for i in (1, 2)},
                      {"kind": "pca", "model": "tiny", "sign": 1, "layers": [1, 2]})
-    prompts = gguf_export.check_prompts(tok, n_dilemmas=2, n_neutral=2, reply_tokens=24)
-    base = [gguf_export.ours_logprobs(model, ids)[start - 1:-1] for ids, start in prompts[1]]
-    rows = [("source", gguf_export.compare(model, tok, gguf_export.engine(path, 1), *prompts, n_greedy=8))]
+    prompts = gguf_check.check_prompts(tok, n_dilemmas=2, n_neutral=2, reply_tokens=24)
+    base = [gguf_check.ours_logprobs(model, ids)[start - 1:-1] for ids, start in prompts[1]]
+    rows = [("source", gguf_check.compare(model, tok, gguf_check.engine(path, 1), *prompts, n_greedy=8))]
     for name in ("innerpissa", "pca"):
-        rows.append(gguf_export.check_artifact(model, tok, path, artifacts.get(name, tmp_path / "pca.safetensors"),
-                                               1.5, tmp_path, prompts, 1, base, n_greedy=8))
-    print(gguf_export.table(rows))
+        rows.append(gguf_check.check_artifact(model, tok, path, artifacts.get(name, tmp_path / "pca.safetensors"),
+                                              1.5, tmp_path, prompts, 1, base, n_greedy=8))
+    print(gguf_check.table(rows))
     for label, s in rows:
         assert s["top1_agree"] == s["n_dilemma"] == 4 and s["greedy_same"] == 4, label
         assert s["max_d_logratio"] <= 1e-3 and s["reply_max"] <= 1e-3, label
