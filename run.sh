@@ -128,6 +128,7 @@ EOF
 c = abs(float(summary.get('innerpissa', {}).get('coeff', 1.0))); print(-c, 0, c)" "$STAGE/results.json")
   step samples "\$PY samples.py --model \$MODEL --artifact \$RUN/innerpissa.safetensors --coeffs $coeffs --n 1 $sm_flags --out \$RUN/samples.md"
   mv "$STAGE" "$RUN_DIR"
+  sed -i "s|${STAGE//./\\.}/|$RUN_DIR/|g" "$RUN_DIR"/*.log  # the logs named the staging folder the steps wrote to
   trap - ERR INT TERM
   echo "== finished in $((SECONDS - t0)) s: $RUN_DIR (results.json, rows.csv, samples.md, commands.sh, logs)"
 }
