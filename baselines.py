@@ -68,7 +68,8 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 import dilemmas
-from harness import (ArgParser, CachedPairRunner, add_device_map, check_writable, continue_from, describe_sign, export_args,
+from cached_step import CachedPairRunner
+from harness import (ArgParser, add_device_map, check_writable, continue_from, describe_sign, export_args,
                      family_rows, generate, kl, load_model, model_name, probe_margins, probe_sources, prompt_families,
                      read_lines, right_pad, run_cli, run_export, run_families, run_prefix, shared_prefix, yes_no_logprobs)
 from innerpissa import (DATA_DIR, MAX_ANGLE, OBJECTIVES, InnerPiSSA, InputError, Objective, Space, TrainConfig, batches,
@@ -154,7 +155,7 @@ def layer_range(model, layers=None):
 @torch.no_grad()
 def last_token_states(model, tok, pairs, layers, batch_pairs=8):
     """Output of each decoder block in `layers` at the last token of each pair's texts: {i: [2n, d_model]},
-    rows interleaved pos, neg. The two persona chats run once (harness.CachedPairRunner) and the
+    rows interleaved pos, neg. The two persona chats run once (cached_step.CachedPairRunner) and the
     forward stops after the last block in `layers` (innerpissa.block_outputs)."""
     runner, states = CachedPairRunner(model, tok, None, pairs, max(layers), 1), {i: [] for i in layers}
     for chunk in batches(pairs, batch_pairs):

@@ -45,6 +45,7 @@ import dilemmas
 import eval_dilemmas as ev
 import harness
 import innerpissa as ip
+from cached_step import CachedPairRunner
 
 
 def timed(fn, repeats=3):
@@ -78,7 +79,7 @@ def train_speed(model, tok, adapter, objective, steps=6, pairs=None, window="row
     tokens plain / cached. Persona pairs unless `pairs` are given."""
     pairs = pairs or ip.make_pairs(tok, n=200)
     cfg = ip.resolve(ip.TrainConfig(objective=objective, window=window), model)
-    runners = {cached: (harness.CachedPairRunner if cached else ip.PairRunner)(model, tok, adapter, pairs, cfg.layer,
+    runners = {cached: (CachedPairRunner if cached else ip.PairRunner)(model, tok, adapter, pairs, cfg.layer,
                                                                              cfg.last_n) for cached in (True, False)}
     space = ip.OBJECTIVES[objective].space(model, runners[True], pairs, cfg, adapter.rank)
     chunks = list(ip.batches(pairs, cfg.batch_pairs))[:steps + 1]

@@ -502,7 +502,7 @@ class Pass:
 
 class PairRunner:
     """Runs interleaved pairs at a coefficient: every full row, left-padded. This is the reference step;
-    harness.CachedPairRunner gives the same numbers (tested) about 3× cheaper from the persona chats'
+    cached_step.CachedPairRunner gives the same numbers (tested) about 3× cheaper from the persona chats'
     key/value cache. `pairs` is read by that subclass. The vocabulary head runs only where a reply token
     is predicted."""
     cached = False
@@ -545,7 +545,7 @@ class PairRunner:
             return Pass(wide(h), *self.with_chat(wide(out.logits[0]), targets, row[keep], lengths, row, place))
 
     def with_chat(self, logits, targets, rows, lengths, row, place):
-        """Windows that reach back into tokens the batch did not run (harness.CachedPairRunner's persona
+        """Windows that reach back into tokens the batch did not run (cached_step.CachedPairRunner's persona
         chats) get those predictions put in front of each row's (Pass.at); here every row ran whole."""
         return logits, targets, rows, None
 
@@ -1035,7 +1035,7 @@ def frozen_weights(model):
 
 def train(model, tokenizer, adapter, pairs, cfg=None, progress=True, runner_type=PairRunner):
     """Fit θ, λ of `adapter` with cfg.objective; returns stats incl. pair-examples/s and held-out diagnostics.
-    runner_type: the class that runs the passes (harness.CachedPairRunner: the same numbers, ~3× cheaper)."""
+    runner_type: the class that runs the passes (cached_step.CachedPairRunner: the same numbers, ~3× cheaper)."""
     cfg = resolve(cfg or TrainConfig(), model)
     if not 0 <= cfg.layer < len(decoder_layers(model)):
         raise InputError(f"--layer {cfg.layer} is out of range 0..{len(decoder_layers(model)) - 1}")

@@ -40,6 +40,7 @@ import harness
 import innerpissa as ip
 import planted
 import samples
+from cached_step import CachedPairRunner
 from harness import run_cli
 from harness import yes_no_prompt
 from innerpissa import InnerPiSSA, InputError, default_target, find_linears, load_artifact, make_pairs, persona, tokenize
@@ -339,9 +340,9 @@ def assert_cached_step_equals_plain(model, tok, adapter, objective, layer, dtype
     cfg = ip.resolve(ip.TrainConfig(objective=objective, batch_pairs=4, micro_pairs=4, layer=layer, window=window), model)
     space = ip.OBJECTIVES[objective].space(model, ip.PairRunner(model, tok, adapter, pairs, cfg.layer, cfg.last_n),
                                            pairs, cfg, 4)   # one space: on a 64-wide model the write space is all
-    for runner_type in (ip.PairRunner, harness.CachedPairRunner):   # of it and the ∩ picks any basis of taskdiff
+    for runner_type in (ip.PairRunner, CachedPairRunner):   # of it and the ∩ picks any basis of taskdiff
         runner = runner_type(model, tok, adapter, pairs, cfg.layer, cfg.last_n)
-        assert runner.cached == (runner_type is harness.CachedPairRunner)
+        assert runner.cached == (runner_type is CachedPairRunner)
         adapter.zero_grad()
         loss, _, _ = ip.step_loss(runner, space, pairs[:4], cfg, progress=0.5)
         loss.backward()
@@ -373,9 +374,9 @@ def test_cached_step_equals_the_plain_step_on_pairs_that_share_their_own_start(t
     fewer token positions through the blocks than the plain step."""
     model, tok = tiny
     pairs = answer_like_pairs(tok)
-    runner = harness.CachedPairRunner(model, tok, None, pairs, 2, 3)
+    runner = CachedPairRunner(model, tok, None, pairs, 2, 3)
     assert runner.cached and runner.per_pair
-    assert not harness.CachedPairRunner(model, tok, None, ip.make_pairs(tok, n=12), 2, 3).per_pair
+    assert not CachedPairRunner(model, tok, None, ip.make_pairs(tok, n=12), 2, 3).per_pair
     cfg = ip.resolve(ip.TrainConfig(batch_pairs=4, micro_pairs=4), model)
     plain = ip.PairRunner(model, tok, None, pairs, 2, 3)
     assert bench.block_tokens(runner, pairs[:4], cfg) < 0.75 * bench.block_tokens(plain, pairs[:4], cfg)
@@ -525,7 +526,7 @@ def test_data_aware_selection_picks_the_planted_directions(tiny):
     with torch.no_grad():
         model.get_submodule(name).weight.copy_((q * s) @ torch.linalg.qr(torch.randn(64, 64))[0].T)
     adapter = ip.InnerPiSSA.attach(model, target=name + "$", rank=3)
-    for runner_type in (harness.CachedPairRunner, ip.PairRunner):       # rows packed after the chats, or full
+    for runner_type in (CachedPairRunner, ip.PairRunner):       # rows packed after the chats, or full
         ip.select_directions(runner_type(model, tok, adapter, pairs, 2, 3), adapter, pairs, 3)
         u = adapter.layers[0].U                                          # [64, 3] the chosen left vectors
         assert (u.T @ q[:, 0]).abs().max() > 0.99                        # the separating direction is chosen
@@ -543,9 +544,11 @@ def test_data_aware_selection_refuses_a_module_that_reads_the_residual(tiny):
 
 
 def test_innerpissa_py_alone_attaches_trains_steers_saves_loads(tmp_path):
-    """innerpissa.py copied into an empty directory: with a model and pairs it builds itself."""
+    """innerpissa.py copied into an empty directory: with a model and pairs it builds itself; with cached_step.py
+    beside it, the cached step trains too."""
     import shutil
     shutil.copy(Path(ip.__file__), tmp_path / "innerpissa.py")
+    shutil.copy(Path(ip.__file__).with_name("cached_step.py"), tmp_path / "cached_step.py")
     script = tmp_path / "use.py"
     script.write_text(TINY_SOURCE + textwrap.dedent("""
         import torch, innerpissa as ip
@@ -566,6 +569,11 @@ def test_innerpissa_py_alone_attaches_trains_steers_saves_loads(tmp_path):
         with again.steer(1.0):
             assert torch.allclose(model(**ip.tokenize(tok, ["Hello there"])).logits, steered, atol=1e-5)
         again.detach()
+        from cached_step import CachedPairRunner
+        cached = ip.InnerPiSSA.attach(model, rank=4)
+        ip.train(model, tok, cached, pairs, ip.TrainConfig(steps=1, batch_pairs=4, direction_pairs=8), progress=False,
+                 runner_type=CachedPairRunner)
+        assert "harness" not in sys.modules and "baselines" not in sys.modules
         print("alone ok")
     """))
     proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=tmp_path,
@@ -600,7 +608,7 @@ def test_output_gap_reads_exactly_the_shared_reply(tiny):
     lengths = ip.suffix_lengths(tok, pairs)
     assert lengths == [len(s) for s in suffixes]
     adapter = ip.InnerPiSSA.attach(model, rank=4)
-    for runner_type in (ip.PairRunner, harness.CachedPairRunner):
+    for runner_type in (ip.PairRunner, CachedPairRunner):
         p = runner_type(model, tok, adapter, pairs, 2, 2).run(pairs, 0.0, lengths)
         assert p.honest(p.targets).tolist() == [t for s in suffixes for t in s] == p.dishonest(p.targets).tolist()
         assert p.logits.shape[0] == 2 * sum(lengths)                    # the head ran on reply positions only
@@ -2110,8 +2118,8 @@ def test_export_bad_input_is_one_line_and_writes_nothing(exports, capsys, monkey
     assert sorted(p.relative_to(tmp) for p in tmp.rglob("*")) == before   # no out, no temp dir
 
 
-LAYERS = ("innerpissa", "gguf_export", "harness", "dilemmas", "baselines", "planted", "eval_dilemmas", "gguf_check",
-          "samples", "bench")   # bottom first
+LAYERS = ("innerpissa", "gguf_export", "cached_step", "harness", "dilemmas", "baselines", "planted", "eval_dilemmas",
+          "gguf_check", "samples", "bench")   # bottom first
 
 
 def test_no_module_imports_one_above_it():
@@ -2687,7 +2695,7 @@ def test_two_micro_batches_accumulate_to_their_mean_gradient(tiny):
     adapter = trained_adapter(model, rank=4)
     pairs = ip.make_pairs(tok, n=12)
     cfg = ip.resolve(ip.TrainConfig(batch_pairs=4, micro_pairs=2, clip=None), model)
-    runner = harness.CachedPairRunner(model, tok, adapter, pairs, cfg.layer, cfg.last_n)
+    runner = CachedPairRunner(model, tok, adapter, pairs, cfg.layer, cfg.last_n)
     space = ip.OBJECTIVES["antipasto"].space(model, runner, pairs, cfg, 4)
     halves = []
     for part in (pairs[:2], pairs[2:4]):
@@ -2711,7 +2719,7 @@ def test_row_windows_read_every_token_both_rows_have(tiny):
     n = ip.row_windows(tok, pairs)
     lengths = [(len(ip.token_ids(tok, a)), len(ip.token_ids(tok, b))) for a, b in pairs]
     assert n == [min(x) - 1 for x in lengths] and max(n) > max(ip.suffix_lengths(tok, pairs))
-    for runner_type in (ip.PairRunner, harness.CachedPairRunner):
+    for runner_type in (ip.PairRunner, CachedPairRunner):
         p = runner_type(model, tok, adapter, pairs, 2, 3).run(pairs, 0.0, n)
         short = 0 if lengths[0][0] <= lengths[0][1] else 1
         assert p.per_position(p.targets)[p.rows == short].tolist() == ip.token_ids(tok, pairs[0][short])[1:]
@@ -2751,11 +2759,11 @@ def test_default_loss_space_is_taskdiff_x_suppressed_x_write(tiny):
     for m, built in ((wide_model, "taskdiff_x_suppressed_x_write"), (model, "taskdiff_x_write (suppressed needs")):
         adapter = ip.InnerPiSSA.attach(m, rank=4)
         stats = ip.train(m, tok, adapter, ip.make_pairs(tok, n=20), ip.TrainConfig(steps=1, batch_pairs=4),
-                         progress=False, runner_type=harness.CachedPairRunner)
+                         progress=False, runner_type=CachedPairRunner)
         adapter.detach()
         assert stats["loss_space"].startswith(built)
     pairs = ip.make_pairs(tok, n=20)
-    runner = harness.CachedPairRunner(wide_model, tok, None, pairs, 1, 3)
+    runner = CachedPairRunner(wide_model, tok, None, pairs, 1, 3)
     cfg = ip.resolve(ip.TrainConfig(batch_pairs=4), wide_model)
     basis = ip.antipasto_space(wide_model, runner, pairs, cfg, 4).basis
     assert basis.shape == (288, 4) and torch.allclose(basis.T @ basis, torch.eye(4), atol=1e-5)
@@ -2793,7 +2801,7 @@ def test_scale_only_trains_the_singular_values_and_no_rotation(tiny):
     adapter = ip.InnerPiSSA.attach(model, rank=4)
     before = {k: v.clone() for k, v in adapter.state_dict().items() if k.endswith("lam")}
     cfg = ip.TrainConfig(steps=2, batch_pairs=4, **ip.deviations(["scale-only"])[1])
-    ip.train(model, tok, adapter, ip.make_pairs(tok, n=20), cfg, progress=False, runner_type=harness.CachedPairRunner)
+    ip.train(model, tok, adapter, ip.make_pairs(tok, n=20), cfg, progress=False, runner_type=CachedPairRunner)
     adapter.detach()
     state = adapter.state_dict()
     assert all(torch.count_nonzero(v) == 0 for k, v in state.items() if "theta" in k)
@@ -2827,7 +2835,7 @@ def test_pairs_file_trains_on_pairs_that_differ_anywhere(tiny, tmp_path):
     assert sorted(pairs) == sorted(rows)
     adapter = ip.InnerPiSSA.attach(model, rank=4)
     stats = ip.train(model, tok, adapter, pairs, ip.TrainConfig(steps=2, batch_pairs=4), progress=False,
-                     runner_type=harness.CachedPairRunner)
+                     runner_type=CachedPairRunner)
     adapter.detach()
     assert all(math.isfinite(v) for v in stats["heldout"]["delta"].values()) and stats["steps"] == 2
 
