@@ -15,7 +15,8 @@
                                of the same batches (the shared-prefix cache makes it < 1); the share
                                of the float32 matmul rate its model FLOPs reach (scoring_flops: how
                                much any rewrite that runs the same tokens could still gain)
-    peak memory                max resident set size of this process
+    peak memory                max resident set size of this process; beside each training line and the
+                               scoring, the process's peak while that part ran (Linux: VmHWM, reset before it)
     eval (--eval N)            seconds per dilemma of eval_dilemmas.evaluate on N test-half dilemmas
                                (Truthfulness first) with the run's doses (±1, ±2), prompt, base, three
                                artifacts (an InnerPiSSA adapter with enlarged random θ, λ; pca from 16 pairs;
@@ -135,6 +136,7 @@ def adapter_costs(model, tok, batch):
 
     adapter.detach()
     for objective in ip.OBJECTIVES:
+        peak_memory(reset=True)
         adapter = ip.InnerPiSSA.attach(model, ip.default_target(model, objective=objective), objective=objective)
         cached, plain, bound = train_speed(model, tok, adapter, objective)
         adapter.detach()
@@ -142,15 +144,35 @@ def adapter_costs(model, tok, batch):
         results[f"  {objective} plain pair-ex/s"] = plain
         results[f"  {objective} cached / plain speed-up"] = cached / plain
         results[f"  {objective} block tokens, plain / cached"] = bound
+        results[f"  {objective} peak memory, both steps (GiB)"] = peak_memory()
     adapter = ip.InnerPiSSA.attach(model)
     answers = dilemmas.answer_pairs(tok, dilemmas.load_dilemmas("data", split="tune"))   # each pair its own start
     for window in ("row", "reply"):
+        peak_memory(reset=True)
         cached, plain, bound = train_speed(model, tok, adapter, ip.OBJECTIVE, steps=3, pairs=answers, window=window)
         results[f"train step on answer pairs, {window} windows: cached pair-ex/s"] = cached
         results[f"  {window} windows: cached / plain speed-up"] = cached / plain
         results[f"  {window} windows: block tokens, plain / cached"] = bound
+        results[f"  {window} windows: peak memory, both steps (GiB)"] = peak_memory()
     adapter.detach()
     return results
+
+
+PEAKS = []   # VmHWM read at each reset: a reset clears ru_maxrss too, so the run's peak is the largest of these
+
+
+def peak_memory(reset=False):
+    """GiB: the peak resident memory of this process since the last reset (Linux: VmHWM; reset=True, after
+    reading it, writes 5 to /proc/self/clear_refs and keeps the reading in PEAKS); without that, ru_maxrss."""
+    try:
+        status = Path("/proc/self/status").read_text()
+        peak = int(next(x for x in status.splitlines() if x.startswith("VmHWM:")).split()[1]) / 2**20
+        if reset:
+            Path("/proc/self/clear_refs").write_text("5")
+            PEAKS.append(peak)
+        return peak
+    except (OSError, StopIteration):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
 def matmul_rate(n=2048, repeats=10):
@@ -184,6 +206,7 @@ def scoring_costs(model, tok):
     time of one dose."""
     results, rows = {}, dilemmas.load_dilemmas("data", max_dilemmas=16)
     rate = matmul_rate()
+    peak_memory(reset=True)
     results["float32 matmul rate (GFLOP/s)"] = rate / 1e9
     for label, prompts in (("dilemma", dilemmas.row_prompts(tok, rows)), ("~200-token", long_prompts(tok, rows))):
         seconds = timed(lambda: harness.score_yes_no(model, tok, prompts), repeats=1)
@@ -202,6 +225,7 @@ def scoring_costs(model, tok):
         neutral.memo.clear()                                          # KL values are remembered per steerer
         return ev.calibrate_dose(lambda c: neutral.at(steerer, c, ev.KL_BUDGET), ev.KL_BUDGET)
     results["dose of one method (s)"] = timed(dose, repeats=1)
+    results["  scoring and dose: peak memory (GiB)"] = peak_memory()
     return results
 
 
@@ -324,7 +348,7 @@ def main():
     results = {} if args.skip_adapter else {**adapter_costs(model, tok, batch), **scoring_costs(model, tok)}
     if args.eval:
         results.update(eval_costs(model, tok, args.eval, args.eval_batch))
-    results["peak memory (GiB)"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    results["peak memory (GiB)"] = max([peak_memory(), *PEAKS])
     if args.pipelines:
         for name, env in (("QUICK=1 OFFLINE=1 bash run.sh (s)", "QUICK=1 OFFLINE=1"),
                           ("OFFLINE=1 bash run.sh (s)", "OFFLINE=1")):

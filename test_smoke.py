@@ -387,6 +387,18 @@ def test_cached_step_equals_the_plain_step_on_pairs_that_share_their_own_start(t
                                     window=window)
 
 
+@pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="VmHWM reset is Linux-only")
+def test_bench_peak_memory_is_the_peak_since_its_reset():
+    bench.peak_memory(reset=True)
+    start = bench.peak_memory()                                        # about the resident memory now
+    block = np.ones(2**26)                                             # 0.5 GiB, touched
+    high = bench.peak_memory()
+    del block
+    assert high >= start + 0.45
+    assert bench.peak_memory(reset=True) >= high - 0.01                # the reading before the reset, kept
+    assert bench.peak_memory() < high - 0.4 and max(bench.PEAKS) >= high - 0.01
+
+
 def test_bench_times_both_steps_and_counts_fewer_block_tokens_cached(tiny):
     """bench.train_speed on the tiny model: both steps timed, and the cached one sends fewer token positions
     through the blocks (its persona chats run once per coefficient, not once per row)."""
