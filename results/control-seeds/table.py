@@ -3,7 +3,6 @@
 raw E = sign · E: the adapter's own orientation before the calibration flipped it (E is read after it).
 Usage: python results/control-seeds/table.py runs/control-seeds > results/control-seeds/table.md
 """
-import ast
 import json
 import sys
 from pathlib import Path
@@ -18,7 +17,7 @@ print("| seed | sign: pooled gap [95 %] | half | c* | E [95 % CI] | raw E | odd 
 print("|---|---|---|---|---|---|---|---|---|---|")
 for seed in (0, 1, 2):
     meta = load_artifact(run / f"innerpissa-s{seed}.safetensors")[1]
-    report = meta["sign_report"] if isinstance(meta["sign_report"], dict) else ast.literal_eval(meta["sign_report"])
+    report = meta["sign_report"]
     lo, hi = report["ci"]
     uncertain = not (report["certain"] and report["agree"])
     sign = f"{int(meta['sign']):+d} ({report['gap']:+.3f} [{lo:+.3f}, {hi:+.3f}]{', UNCERTAIN' if uncertain else ''})"
