@@ -22,7 +22,9 @@ Protocol. Nothing below looks at the rows being evaluated before they are scored
        c*    = a tested c > 0 with 0.9·budget ≤ max(KL(+c), KL(−c)) ≤ budget     (--kl, one for all)
 
    found along the local power law KL ∝ c^p (calibrate_dose). The prompt baseline stays at ±1 and
-   reports its KL.
+   reports its KL. Which end is +c* is the sign each artifact's training stored (its probes at c = ±1);
+   with --sign-from tune it is read again at the dose, from the tune half's Truthfulness rows: +c* is
+   the side whose E on them is ≥ 0 (TuneSign; the test half is then the only half scored).
 2. Odd and even. Per row, d± = logratio(±c*) − logratio(0):
 
        odd = (d₊ − d₋)/2   the two signs act oppositely: steering
@@ -68,9 +70,10 @@ so the odd share is undefined).
 
 Output in --out: results.json {"summary": {method: {coeff, kl, delta_plus, …}}, "methods": {name:
 {coeff: metrics}}, "null", "config", …} with coeff keys str(float(c)) of the coefficient actually
-applied, and rows.csv with one line per row × method × coeff (idx, dilemma_idx, action_type, method,
-coeff, logratio, pmass, nll); with --doses beyond ±1 also dose_response.svg (Δ truth and pmass ratio
-against d for every dosed method, the null's band at d = ±1).
+applied (with --sign-from tune: in the method's orientation, summary[method]["sign_tune"]), and rows.csv
+with one line per row × method × coeff (idx, dilemma_idx, action_type, method, coeff, logratio, pmass, nll);
+with --doses beyond ±1 also dose_response.svg (Δ truth and pmass ratio against d for every dosed method, the
+null's band at d = ±1).
 
 Usage: python eval_dilemmas.py --model embedded --artifacts runs/ip.safetensors --methods base prompt --out runs/eval
 """
@@ -341,10 +344,12 @@ def odd_edit(model, path):
     return {n: (((plus[n][1] - minus[n][1]) / 2) @ plus[n][0]).flatten() for n in plus}
 
 
-def edit_cosines(model, artifacts):
+def edit_cosines(model, artifacts, orientation=None):
     """{innerpissa method: cos(its odd ΔW, the oracle's odd ΔW)} over the Linears both adapt (flattened and
     concatenated), when an oracle artifact is among `artifacts`; {} otherwise. +1: the edit is the
-    ceiling's direction (both signs calibrated, +1 honest); 0: unrelated."""
+    ceiling's direction (both signs calibrated, +1 honest); 0: unrelated. `orientation` {method: ±1}: the
+    factor --sign-from tune put on each method's c (default: 1 for all)."""
+    orientation = orientation or {}
     kinds = {name: load_artifact(path)[1]["kind"] for name, path in artifacts.items()}
     oracle = next((name for name, kind in kinds.items() if kind == "oracle"), None)
     if oracle is None:
@@ -355,7 +360,8 @@ def edit_cosines(model, artifacts):
         common = [n for n in edit if n in ref]
         if common:
             a, b = torch.cat([edit[n] for n in common]), torch.cat([ref[n] for n in common])
-            out[name] = float(a @ b / (a.norm() * b.norm()).clamp(min=1e-30))
+            turned = orientation.get(name, 1) * orientation.get(oracle, 1)
+            out[name] = turned * float(a @ b / (a.norm() * b.norm()).clamp(min=1e-30))
     return out
 
 
@@ -649,18 +655,56 @@ def score_prompt(scorer, kl, doses):
             for d in doses if d in (-1, 1)}
 
 
-def score_artifact(scorer, kl, name, path, budget, doses):
-    """(c*, KL(c*)) of one artifact, dosed before any row is scored, and {coeff: scores} at d·c* for d in doses."""
+def target_deltas(rows, ref, ends):
+    """[Δ per logratio array in ends]: the Truthfulness score's change from the logratios `ref` (c = 0)."""
+    return [category_scores(rows, e)[TARGET] - category_scores(rows, ref)[TARGET] for e in ends]
+
+
+class TuneSign:
+    """--sign-from tune: each artifact's +c* is the side that raises the Truthfulness score of the tune half's
+    labelled rows at its dose, E_tune = (Δ₊ − Δ₋)/2 ≥ 0, whatever sign its training stored. The dose is read
+    on neutral text at max KL(±c), the same for both ends, so orienting after it changes no dose. The
+    training's calibration reads its probes at c = ±1, several times the dose for most adapters, and the
+    authors fix their sign on evaluation items at the coefficient they score; this reads evaluation-format
+    rows at the coefficient we score, from the half that is never reported. `reports[name]`: the orientation
+    (relative to the stored sign), E_tune with its bootstrap interval, and whether that interval excludes 0."""
+
+    def __init__(self, rows):
+        self.rows = [r for r in rows if r["labels"].get(TARGET, 0)]   # both rows of each labelled dilemma
+        self.reports, self.scorer, self.base = {}, None, None
+
+    def orient(self, scorer, steerer, name, c_star, seed=0):
+        """+1 or −1, the factor on c that makes +c* the tune half's honest side (`scorer`: the evaluation's,
+        for its model, batch size and replayed lower blocks)."""
+        if self.scorer is None:
+            self.scorer = Scorer(scorer.model, scorer.tokenizer, self.rows, None, scorer.batch_size, scorer.lower)
+            self.base = self.scorer.score("tune half c=0", nll=False)["logratio"]
+        ends = []
+        for sign in (1.0, -1.0):
+            with steerer.steer(sign * c_star):
+                ends.append(self.scorer.score(f"{name} tune half c={sign * c_star:+.4g}", nll=False)["logratio"])
+        plus, minus = target_deltas(self.rows, self.base, ends)
+        effect, ci = (plus - minus) / 2, effect_intervals(self.rows, self.base, *ends, seed)["effect_ci"]
+        orientation = 1 if effect >= 0 else -1
+        self.reports[name] = {"sign": orientation, "effect": effect, "ci": ci,
+                              "n_dilemmas": labelled_dilemmas(self.rows)[TARGET], "certain": ci[0] > 0 or ci[1] < 0}
+        return orientation
+
+
+def score_artifact(scorer, kl, name, path, budget, doses, tune_sign=None, seed=0):
+    """(c*, KL(c*)) of one artifact, dosed before any row is scored, and {coeff: scores} at d·c* for d in doses.
+    With a TuneSign, the steerer's c is multiplied by its orientation, so that +c* is the tune half's honest side."""
     steerer, out = load_steerer(scorer.model, path), {}
     try:
         c_star, kl_star = calibrate_dose(lambda c: kl.at(steerer, c, budget), budget)
         print(f"{name}: c* = {c_star:.4g} (KL {kl_star:.4f}; {len(kl.memo[steerer])} neutral forwards)", file=sys.stderr)
+        orientation = tune_sign.orient(scorer, steerer, name, c_star, seed) if tune_sign else 1
         for d in doses:
             c = d * c_star + 0.0
-            with steerer.steer(c):
+            with steerer.steer(orientation * c):
                 scores = scorer.score(f"{name} c={c:+.4g}", nll=abs(d) == 1)     # ΔNLL is read at ±c* only
                 arb = scorer.score_arbitrary(f"{name} c={c:+.4g}") if abs(d) == 1 else None
-            out[c] = dict(scores, kl=kl.of(steerer, c), arbitrary=arb)  # of() enters steer(c) itself
+            out[c] = dict(scores, kl=kl.of(steerer, orientation * c), arbitrary=arb)  # of() enters steer itself
     finally:
         steerer.detach()  # hooks out before the next method, also when scoring failed
     return (c_star, kl_star), out
@@ -676,15 +720,14 @@ def score_null(scorer, kl, base, null_k, budget, seed):
         for sign in (1.0, -1.0):
             with steerer.steer(sign * c):
                 ends.append(scorer.score(f"null {j} c={sign * c:+.4g}", subset=truth, nll=False)["logratio"])
-        rows_t, ref_t = [rows[i] for i in truth], base["logratio"][truth]
-        deltas = [category_scores(rows_t, e)[TARGET] - category_scores(rows_t, ref_t)[TARGET] for e in ends]
+        deltas = target_deltas([rows[i] for i in truth], base["logratio"][truth], ends)
         null.append({"seed": steerer.meta["seed"], "coeff": c, "kl": k,
                      "effect": (deltas[0] - deltas[1]) / 2, "delta_plus": deltas[0], "delta_minus": deltas[1]})
     return null
 
 
 def evaluate(model, tokenizer, rows, methods, artifacts, budget, doses, null_k, neutral, batch_size=16, seed=0,
-             arbitrary=None, replay=True):
+             arbitrary=None, replay=True, tune_sign=None):
     """Raw scores {method: {coeff: {"logratio", "pmass", "nll"}}} (arrays [n_rows]), the doses
     {method: (c*, KL)} and the null [{seed, coeff, kl, effect, delta_plus, delta_minus}] of
     null_steerers(…, seed).
@@ -694,7 +737,8 @@ def evaluate(model, tokenizer, rows, methods, artifacts, budget, doses, null_k, 
     every d in `doses` (the NLL only at d = ±1, NaN elsewhere); the prompt baseline at the doses ±1 only.
     With `arbitrary` (questions), the
     scores at c = 0 and ±c* (prompt: ±1) also hold "arbitrary": their log-ratios [n_items], last token
-    only; the null directions do not score them.
+    only; the null directions do not score them. With `tune_sign` (a TuneSign on rows of the other half) every
+    artifact is oriented at its dose before its rows are scored; its reports fill tune_sign.reports.
     """
     lower = LowerBlocks(model, enabled=replay)
     scorer, kl = Scorer(model, tokenizer, rows, arbitrary, batch_size, lower), NeutralKL(model, tokenizer, neutral, batch_size, lower)
@@ -704,7 +748,7 @@ def evaluate(model, tokenizer, rows, methods, artifacts, budget, doses, null_k, 
         raw["prompt"] = {0.0: base, **score_prompt(scorer, kl, doses)}
         dose["prompt"] = (1.0, max(raw["prompt"][1.0]["kl"], raw["prompt"][-1.0]["kl"]))
     for name, path in artifacts.items():
-        dose[name], scores = score_artifact(scorer, kl, name, path, budget, doses)
+        dose[name], scores = score_artifact(scorer, kl, name, path, budget, doses, tune_sign, seed)
         raw[name] = {0.0: base, **scores}
     return raw, dose, score_null(scorer, kl, base, null_k, budget, seed)
 
@@ -823,6 +867,15 @@ def extras_table(summary):
         f"test per dilemma, Benjamini–Hochberg at {FDR}); efficiency: E / log10(trainable parameters); coherence "
         f"range: the largest dose d in --doses with pmass ratio ≥ {COHERENT_RATIO} at ±d·c*; edit cos to oracle: "
         f"cosine between an InnerPiSSA adapter's odd weight change (ΔW(+1) − ΔW(−1))/2 and the oracle's.")
+
+
+def tune_sign_lines(summary):
+    """Under the extras: each artifact's orientation from the tune half (--sign-from tune) and its evidence."""
+    parts = [f"{name} {m['sign_tune']['sign']:+d} (E_tune {m['sign_tune']['effect']:+.3f} {fmt_ci(m['sign_tune']['ci'])}"
+             f"{'' if m['sign_tune']['certain'] else ', UNCERTAIN'})" for name, m in summary.items() if "sign_tune" in m]
+    n = next((m["sign_tune"]["n_dilemmas"] for m in summary.values() if "sign_tune" in m), 0)
+    return (f"\n\nsign from the tune half ({n} Truthfulness dilemmas at ±c*; −1: the training's sign turned): "
+            + "; ".join(parts) + ".")
 
 
 def dose_table(by_coeff, dose):
@@ -970,6 +1023,10 @@ def parse_args(argv):
                         "(default data/arbitrary.csv)")
     p.add_argument("--batch-size", type=int, default=16, help="prompts per forward pass (default 16)")
     p.add_argument("--seed", type=int, default=0, help="seed for --max-dilemmas, the permutation test and the null")
+    p.add_argument("--sign-from", default="training", choices=["training", "tune"],
+                   help="which end of each artifact is +c*: 'training' (default), the sign its training stored from "
+                        "its probes at c = ±1; 'tune', the side that raises the Truthfulness score of the tune half's "
+                        "labelled dilemmas at the dose (needs --split test)")
     p.add_argument("--out", default="runs/eval", help="output directory for results.json and rows.csv")
     p.add_argument("--write-probes", default=None, metavar="CSV",
                    help="only write the selected Truthfulness rows as sign probes (question,honest_answer) "
@@ -1002,6 +1059,9 @@ def check_args(args):
         raise InputError(f"--null {args.null} must be 0 or more random steerers")
     if args.seed < 0:
         raise InputError(f"--seed {args.seed} must be 0 or more")
+    if args.sign_from == "tune" and args.split != "test":
+        raise InputError(f"--sign-from tune reads the tune half's dilemmas, so it scores only the other: "
+                         f"use --split test (not {args.split})")
     if not {-1.0, 1.0} <= set(args.doses) or not all(math.isfinite(d) for d in args.doses) \
             or sorted(d for d in args.doses if d > 0) != sorted(-d for d in args.doses if d < 0):
         raise InputError(f"--doses {' '.join(map(str, args.doses))}: give finite doses in ± pairs that "
@@ -1013,7 +1073,7 @@ def run_config(args, artifacts, doses, n_neutral, n_arbitrary):
     return {"model": args.model, "artifacts": {k: Path(v).name for k, v in artifacts.items()},
             "methods": args.methods, "dilemmas": args.dilemmas, "values": args.values,
             "max_dilemmas": args.max_dilemmas, "split": args.split, "kl_budget": args.kl, "doses": doses,
-            "null": args.null, "neutral": args.neutral or "data/neutral.csv",
+            "null": args.null, "sign_from": args.sign_from, "neutral": args.neutral or "data/neutral.csv",
             "n_neutral": min(n_neutral, NEUTRAL_ROWS), "neutral_tokens": NEUTRAL_TOKENS,
             "seed": args.seed, "n_perm": N_PERM, "target": TARGET,
             "arbitrary": args.arbitrary or "data/arbitrary.csv", "arbitrary_items": n_arbitrary}
@@ -1033,12 +1093,13 @@ def main(argv=None):
     if not artifacts and not args.methods:
         raise InputError("nothing to evaluate: give --artifacts and/or --methods")
     doses = sorted({float(d) for d in args.doses if d})
+    tune_sign = TuneSign(load_dilemmas(args.dilemmas, args.values, split="tune")) if args.sign_from == "tune" else None
     model, tokenizer = load_model(args.model, device_map=args.device_map)
 
     start = time.perf_counter()
     raw, dose, null = evaluate(model, tokenizer, rows, args.methods, artifacts, args.kl, doses, args.null,
                                neutral, args.batch_size, args.seed,
-                               arbitrary=[a["question"] for a in arbitrary])
+                               arbitrary=[a["question"] for a in arbitrary], tune_sign=tune_sign)
     print(f"evaluated in {time.perf_counter() - start:.1f} s", file=sys.stderr)
 
     ref = next(iter(raw.values()))[0.0]  # the shared c = 0 scores
@@ -1047,15 +1108,17 @@ def main(argv=None):
                 for name, by_c in raw.items()}
     params = {name: trainable_params(path) for name, path in artifacts.items()}
     summary = summarize(rows, raw, by_coeff, dose, null, params, args.seed)
-    cosines = edit_cosines(model, artifacts)
+    cosines = edit_cosines(model, artifacts, {n: r["sign"] for n, r in tune_sign.reports.items()} if tune_sign else None)
     for name, m in summary.items():
         m["edit_cosine_oracle"] = cosines.get(name)
+        if tune_sign and name in tune_sign.reports:
+            m["sign_tune"] = tune_sign.reports[name]
     results = {"summary": summary, "methods": by_coeff, "null": null,
                "config": run_config(args, artifacts, doses, len(neutral), len(arbitrary)),
                "n_rows": len(rows), "n_dilemmas": len(rows) // 2, "n_target_dilemmas": n_lab[TARGET],
                "others": sorted(k for k, n in n_lab.items() if k != TARGET and n >= MIN_OTHERS)}
     table = headline(summary, by_coeff[next(iter(by_coeff))]["0.0"]["score_target"], null, args.kl)
-    table += "\n\n" + extras_table(summary)
+    table += "\n\n" + extras_table(summary) + (tune_sign_lines(summary) if tune_sign else "")
     files = {"results.json": json.dumps(results, indent=2) + "\n", "rows.csv": rows_csv(rows, raw)}
     if len(doses) > 2:
         table += "\n\n" + dose_table(by_coeff, dose)

@@ -16,6 +16,7 @@
 #   QUICK=1              a few steps and a few dilemmas: the same pipeline in minutes (for CI)
 #   DILEMMAS=hf          the real DailyDilemmas from the hub instead of our offline set (default: data)
 #   SEED=0               one seed for every step
+#   SIGN_FROM=tune       orient every artifact at its dose on the tune half's dilemmas (eval_dilemmas.py --sign-from)
 #   GAIN=1               control: plant the gain path too (planted.py --gain: the persona scales what every prompt carries)
 #   PYTHON=python3       interpreter to build .venv from; NO_VENV=1 uses it directly instead
 set -euo pipefail
@@ -86,14 +87,14 @@ experiment() {
   # 86 Truthfulness dilemmas of the test half. Every run scores the doses ±1 and ±2 (× c*), for the
   # dose-response figure.
   local seed=${SEED:-0} ip_flags="--epochs 30 --patience 16" bl_flags="" wd_flags="" or_flags=""
-  local ev_flags="--split test --doses -2 -1 1 2" sm_flags="" sign_n=24
+  local ev_flags="--split test --doses -2 -1 1 2 --sign-from ${SIGN_FROM:-training}" sm_flags="" sign_n=24
   local pl_flags="${GAIN:+--gain $GAIN}" # planted.py's defaults, plus stage 3 with GAIN set
   if [ "$small" = 1 ]; then
     ip_flags="--steps 143"; bl_flags="--max-pairs 64"; wd_flags="--max-questions 32 --steps 8"; or_flags="--steps 32"
   fi
   if [ "${QUICK:-0}" = 1 ]; then
     ip_flags="--steps 6 --batch-pairs 4 --direction-pairs 32"; bl_flags="--max-pairs 32"; or_flags="--steps 2 --batch-rows 4"
-    wd_flags="--max-questions 8 --steps 4 --max-new-tokens 24"; ev_flags="--split test --doses -2 -1 1 2 --max-dilemmas 8 --null 1"
+    wd_flags="--max-questions 8 --steps 4 --max-new-tokens 24"; ev_flags="$ev_flags --max-dilemmas 8 --null 1"
     sm_flags="--max-new-tokens 16"; sign_n=4; pl_flags="$pl_flags --direction-steps 2 --steps 2 --batch-rows 2"
   fi
   cat > "$STAGE/commands.sh" <<EOF
@@ -122,10 +123,11 @@ EOF
   step eval "\$PY eval_dilemmas.py --model \$MODEL --seed $seed --dilemmas ${DILEMMAS:-data} $ev_flags \
 --artifacts \$RUN/innerpissa.safetensors \$RUN/oracle.safetensors \$RUN/pca.safetensors \$RUN/random.safetensors \$RUN/weight_diff.safetensors \
 --methods prompt base --out \$RUN"
-  # One dilemma answered by InnerPiSSA at -c*, 0, +c* (c*: the evaluation's calibrated dose, else 1).
+  # One dilemma answered by InnerPiSSA at -c*, 0, +c* (c*: the evaluation's calibrated dose, else 1; with
+  # SIGN_FROM=tune, in the orientation the evaluation chose: a negative c is then the honest side).
   local coeffs
-  coeffs=$("$PY" -c "import json, sys; summary = json.load(open(sys.argv[1])).get('summary', {})
-c = abs(float(summary.get('innerpissa', {}).get('coeff', 1.0))); print(-c, 0, c)" "$STAGE/results.json")
+  coeffs=$("$PY" -c "import json, sys; m = json.load(open(sys.argv[1])).get('summary', {}).get('innerpissa', {})
+c = abs(float(m.get('coeff', 1.0))) * m.get('sign_tune', {}).get('sign', 1); print(-c, 0, c)" "$STAGE/results.json")
   step samples "\$PY samples.py --model \$MODEL --artifact \$RUN/innerpissa.safetensors --coeffs $coeffs --n 1 $sm_flags --out \$RUN/samples.md"
   mv "$STAGE" "$RUN_DIR"
   sed -i "s|${STAGE//./\\.}/|$RUN_DIR/|g" "$RUN_DIR"/*.log  # the logs named the staging folder the steps wrote to

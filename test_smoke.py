@@ -1675,6 +1675,48 @@ def test_every_null_direction_stays_within_the_budget_at_its_dose(eval_setup):
         assert 0 < fresh.at(steerer, n["coeff"]) <= budget and n["kl"] == pytest.approx(fresh.at(steerer, n["coeff"]))
 
 
+def test_sign_from_tune_undoes_a_stored_sign_and_reads_only_the_tune_half(eval_setup, capsys):
+    """--sign-from tune: an artifact and its copy with the stored sign turned (c → −c exactly) get opposite
+    orientations, then the same test-half scores at every dose and the same summary; the orientation reads
+    only the tune half's labelled rows (no dilemma of the test half) and makes +c* the side whose E on them
+    is ≥ 0. A split that holds tune rows is refused before anything is loaded or written."""
+    model, tok, tmp = eval_setup
+    adapter = InnerPiSSA.load(model, tmp / "ip.safetensors")
+    adapter.set_sign(-1)
+    adapter.save(tmp / "turned.safetensors")
+    adapter.detach()
+    scored = []
+    real = ev.TuneSign.orient
+    def orient(self, scorer, steerer, name, c_star, seed=0):
+        scored.append({r["dilemma_idx"] for r in self.rows})
+        return real(self, scorer, steerer, name, c_star, seed)
+    args = ["--model", "tiny", "--artifacts", str(tmp / "ip.safetensors"), str(tmp / "turned.safetensors"),
+            "--methods", "base", "--dilemmas", str(tmp / "dilemmas.csv"), "--neutral", str(tmp / "neutral.csv"),
+            "--kl", "0.005", "--null", "0", "--doses", "-2", "-1", "1", "2", "--sign-from", "tune"]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(ev.TuneSign, "orient", orient)
+        ev.main(args + ["--split", "test", "--out", str(tmp / "o")])
+    table = capsys.readouterr().out
+    results = json.loads((tmp / "o" / "results.json").read_text())
+    tune = {r["dilemma_idx"] for r in dilemmas.load_dilemmas(tmp / "dilemmas.csv", split="tune") if r["labels"].get(dilemmas.TARGET)}
+    test = {r["dilemma_idx"] for r in dilemmas.load_dilemmas(tmp / "dilemmas.csv", split="test")}
+    assert scored == [tune, tune] and tune and not tune & test
+    a, b = (results["summary"][f"innerpissa:{stem}"] for stem in ("ip", "turned"))
+    assert a["sign_tune"]["sign"] == -b["sign_tune"]["sign"] and a["sign_tune"]["n_dilemmas"] == len(tune)
+    assert a["sign_tune"]["effect"] == pytest.approx(-b["sign_tune"]["effect"], abs=1e-6) != 0
+    assert a["sign_tune"]["sign"] * a["sign_tune"]["effect"] > 0
+    assert a["coeff"] == b["coeff"] and a["effect"] == pytest.approx(b["effect"], abs=1e-6)
+    ma, mb = (results["methods"][f"innerpissa:{stem}"] for stem in ("ip", "turned"))
+    assert ma.keys() == mb.keys() and len(ma) == 5
+    for c in ma:
+        assert ma[c]["delta_target"] == pytest.approx(mb[c]["delta_target"], abs=1e-6)
+    assert results["config"]["sign_from"] == "tune" and "sign from the tune half" in table
+    for split in ("all", "tune"):
+        with pytest.raises(InputError, match="--sign-from tune .*--split test"):
+            ev.main(args + ["--split", split, "--out", str(tmp / split)])
+        assert not (tmp / split).exists()
+
+
 # ----------------------------------------------------------------------------- baselines.py
 
 
