@@ -4,7 +4,7 @@
 # training's calibration (probes at c = ±1) could not tell (UNCERTAIN at seeds 0-2, wrong at seed 1)?
 # Seeds 0-2 are results/control-seeds/'s adapters; 3-5 are new, trained the same way.
 # Run from the repository root: bash results/sign-at-dose/commands.sh   (2026-12-05 at 3a06360, 2 cores: part 1 in
-# 47 min, seeds 3-5 trained 10 min each and the evaluation 14 min; part 2 below)
+# 47 min, seeds 3-5 trained 10 min each and the evaluation 14 min; part 2 in 64 min, 27 min a seed, evaluation 10)
 set -euo pipefail
 PY=${PY:-.venv/bin/python} RUN=${RUN:-runs/control-seeds}
 if [ ! -d $RUN/planted ]; then   # the control's planted model, probes and seeds 0-2 (results/control-seeds/commands.sh)
