@@ -1687,6 +1687,7 @@ def test_sign_from_tune_undoes_a_stored_sign_and_reads_only_the_tune_half(eval_s
     adapter.detach()
     scored = []
     real = ev.TuneSign.orient
+
     def orient(self, scorer, steerer, name, c_star, seed=0):
         scored.append({r["dilemma_idx"] for r in self.rows})
         return real(self, scorer, steerer, name, c_star, seed)
@@ -1698,7 +1699,8 @@ def test_sign_from_tune_undoes_a_stored_sign_and_reads_only_the_tune_half(eval_s
         ev.main(args + ["--split", "test", "--out", str(tmp / "o")])
     table = capsys.readouterr().out
     results = json.loads((tmp / "o" / "results.json").read_text())
-    tune = {r["dilemma_idx"] for r in dilemmas.load_dilemmas(tmp / "dilemmas.csv", split="tune") if r["labels"].get(dilemmas.TARGET)}
+    tune = {r["dilemma_idx"] for r in dilemmas.load_dilemmas(tmp / "dilemmas.csv", split="tune")
+            if r["labels"].get(dilemmas.TARGET)}
     test = {r["dilemma_idx"] for r in dilemmas.load_dilemmas(tmp / "dilemmas.csv", split="test")}
     assert scored == [tune, tune] and tune and not tune & test
     a, b = (results["summary"][f"innerpissa:{stem}"] for stem in ("ip", "turned"))
