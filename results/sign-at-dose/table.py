@@ -16,6 +16,7 @@ from innerpissa import load_artifact  # noqa: E402
 run, eval_dir = Path(sys.argv[1]), Path(sys.argv[2])
 summary = json.load(open(eval_dir / "results.json"))["summary"]
 ci = lambda lo_hi: f"[{lo_hi[0]:+.3f}, {lo_hi[1]:+.3f}]"
+certain = lambda r: "" if r["certain"] and r.get("agree", True) else ", UNCERTAIN"   # as describe_sign says it
 print("| adapter | training's sign: pooled probe gap [95 %] at ±1 | tune half at ±c*: E, training's sign [95 %] (orientation) | c* "
       "| test E, training's sign | test E [95 % CI], tune sign | odd share | null pct (p95) | verdict, tune sign |")
 print("|---|---|---|---|---|---|---|---|---|")
@@ -24,7 +25,6 @@ for name, s in summary.items():
     meta = load_artifact(run / f"{stem}.safetensors")[1]
     report = meta["sign_report"]
     tune = s["sign_tune"]
-    certain = lambda r: "" if r["certain"] and r.get("agree", True) else ", UNCERTAIN"   # as describe_sign says it
     print(f"| {stem} | {int(meta['sign']):+d} ({report['gap']:+.3f} {ci(report['ci'])}{certain(report)}) "
           f"| {tune['effect']:+.3f} {ci(tune['ci'])} ({tune['sign']:+d}{certain(tune)}) | {s['coeff']:.4g} "
           f"| {tune['sign'] * s['effect']:+.3f} | {s['effect']:+.3f} {ci(s['effect_ci'])} | {s['odd_share']:.2f} "
