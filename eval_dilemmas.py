@@ -22,9 +22,10 @@ Protocol. Nothing below looks at the rows being evaluated before they are scored
        c*    = a tested c > 0 with 0.9·budget ≤ max(KL(+c), KL(−c)) ≤ budget     (--kl, one for all)
 
    found along the local power law KL ∝ c^p (calibrate_dose). The prompt baseline stays at ±1 and
-   reports its KL. Which end is +c* is the sign each artifact's training stored (its probes at c = ±1);
-   with --sign-from tune it is read again at the dose, from the tune half's Truthfulness rows: +c* is
-   the side whose E on them is ≥ 0 (TuneSign; the test half is then the only half scored).
+   reports its KL. Which end is +c* is read at the dose from the tune half's Truthfulness rows: the
+   side whose E on them is ≥ 0 (--sign-from tune, the default with --split test: TuneSign). On any
+   other split, or with --sign-from training, it is the sign the artifact's training stored (its
+   probes at c = ±1).
 2. Odd and even. Per row, d± = logratio(±c*) − logratio(0):
 
        odd = (d₊ − d₋)/2   the two signs act oppositely: steering
@@ -1023,10 +1024,10 @@ def parse_args(argv):
                         "(default data/arbitrary.csv)")
     p.add_argument("--batch-size", type=int, default=16, help="prompts per forward pass (default 16)")
     p.add_argument("--seed", type=int, default=0, help="seed for --max-dilemmas, the permutation test and the null")
-    p.add_argument("--sign-from", default="training", choices=["training", "tune"],
-                   help="which end of each artifact is +c*: 'training' (default), the sign its training stored from "
-                        "its probes at c = ±1; 'tune', the side that raises the Truthfulness score of the tune half's "
-                        "labelled dilemmas at the dose (needs --split test)")
+    p.add_argument("--sign-from", default=None, choices=["training", "tune"],
+                   help="which end of each artifact is +c*: 'tune' (default with --split test), the side that raises "
+                        "the Truthfulness score of the tune half's labelled dilemmas at the dose (needs --split test); "
+                        "'training' (default otherwise), the sign its training stored from its probes at c = ±1")
     p.add_argument("--out", default="runs/eval", help="output directory for results.json and rows.csv")
     p.add_argument("--write-probes", default=None, metavar="CSV",
                    help="only write the selected Truthfulness rows as sign probes (question,honest_answer) "
@@ -1035,7 +1036,10 @@ def parse_args(argv):
                    help="only write the selected Truthfulness rows as contrast pairs (positive: the prompt answered "
                         "honestly, negative: the other answer; chat texts of --model's tokenizer) for "
                         "innerpissa.py --pairs, and exit; use it with --split tune")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.sign_from is None:  # the tune half orients only when it is not the half being scored
+        args.sign_from = "tune" if args.split == "test" else "training"
+    return args
 
 
 def write_pairs(path, pairs):

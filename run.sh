@@ -16,7 +16,8 @@
 #   QUICK=1              a few steps and a few dilemmas: the same pipeline in minutes (for CI)
 #   DILEMMAS=hf          the real DailyDilemmas from the hub instead of our offline set (default: data)
 #   SEED=0               one seed for every step
-#   SIGN_FROM=tune       orient every artifact at its dose on the tune half's dilemmas (eval_dilemmas.py --sign-from)
+#   SIGN_FROM=training   keep the sign each artifact's training stored (default tune: orient each at its dose on the
+#                        tune half's dilemmas; eval_dilemmas.py --sign-from)
 #   GAIN=1               control: plant the gain path too (planted.py --gain: the persona scales what every prompt carries)
 #   PYTHON=python3       interpreter to build .venv from; NO_VENV=1 uses it directly instead
 set -euo pipefail
@@ -87,7 +88,7 @@ experiment() {
   # 86 Truthfulness dilemmas of the test half. Every run scores the doses ±1 and ±2 (× c*), for the
   # dose-response figure.
   local seed=${SEED:-0} ip_flags="--epochs 30 --patience 16" bl_flags="" wd_flags="" or_flags=""
-  local ev_flags="--split test --doses -2 -1 1 2 --sign-from ${SIGN_FROM:-training}" sm_flags="" sign_n=24
+  local ev_flags="--split test --doses -2 -1 1 2 --sign-from ${SIGN_FROM:-tune}" sm_flags="" sign_n=24
   local pl_flags="${GAIN:+--gain $GAIN}" # planted.py's defaults, plus stage 3 with GAIN set
   if [ "$small" = 1 ]; then
     ip_flags="--steps 143"; bl_flags="--max-pairs 64"; wd_flags="--max-questions 32 --steps 8"; or_flags="--steps 32"
@@ -123,8 +124,8 @@ EOF
   step eval "\$PY eval_dilemmas.py --model \$MODEL --seed $seed --dilemmas ${DILEMMAS:-data} $ev_flags \
 --artifacts \$RUN/innerpissa.safetensors \$RUN/oracle.safetensors \$RUN/pca.safetensors \$RUN/random.safetensors \$RUN/weight_diff.safetensors \
 --methods prompt base --out \$RUN"
-  # One dilemma answered by InnerPiSSA at -c*, 0, +c* (c*: the evaluation's calibrated dose, else 1; with
-  # SIGN_FROM=tune, in the orientation the evaluation chose: a negative c is then the honest side).
+  # One dilemma answered by InnerPiSSA at -c*, 0, +c* (c*: the evaluation's calibrated dose, else 1; in
+  # the orientation the evaluation chose from the tune half: a negative c where it turned the training's sign).
   local coeffs
   coeffs=$("$PY" -c "import json, sys; m = json.load(open(sys.argv[1])).get('summary', {}).get('innerpissa', {})
 c = abs(float(m.get('coeff', 1.0))) * m.get('sign_tune', {}).get('sign', 1); print(-c, 0, c)" "$STAGE/results.json")

@@ -1676,7 +1676,7 @@ def test_every_null_direction_stays_within_the_budget_at_its_dose(eval_setup):
 
 
 def test_sign_from_tune_undoes_a_stored_sign_and_reads_only_the_tune_half(eval_setup, capsys):
-    """--sign-from tune: an artifact and its copy with the stored sign turned (c → −c exactly) get opposite
+    """--sign-from tune (the default with --split test): an artifact and its copy with the stored sign turned (c → −c exactly) get opposite
     orientations, then the same test-half scores at every dose and the same summary; the orientation reads
     only the tune half's labelled rows (no dilemma of the test half) and makes +c* the side whose E on them
     is ≥ 0. A split that holds tune rows is refused before anything is loaded or written."""
@@ -1693,7 +1693,7 @@ def test_sign_from_tune_undoes_a_stored_sign_and_reads_only_the_tune_half(eval_s
         return real(self, scorer, steerer, name, c_star, seed)
     args = ["--model", "tiny", "--artifacts", str(tmp / "ip.safetensors"), str(tmp / "turned.safetensors"),
             "--methods", "base", "--dilemmas", str(tmp / "dilemmas.csv"), "--neutral", str(tmp / "neutral.csv"),
-            "--kl", "0.005", "--null", "0", "--doses", "-2", "-1", "1", "2", "--sign-from", "tune"]
+            "--kl", "0.005", "--null", "0", "--doses", "-2", "-1", "1", "2"]   # --sign-from tune: the test split's default
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(ev.TuneSign, "orient", orient)
         ev.main(args + ["--split", "test", "--out", str(tmp / "o")])
@@ -1714,8 +1714,9 @@ def test_sign_from_tune_undoes_a_stored_sign_and_reads_only_the_tune_half(eval_s
         assert ma[c]["delta_target"] == pytest.approx(mb[c]["delta_target"], abs=1e-6)
     assert results["config"]["sign_from"] == "tune" and "sign from the tune half" in table
     for split in ("all", "tune"):
+        assert ev.parse_args(args + ["--split", split]).sign_from == "training"   # the default off the test split
         with pytest.raises(InputError, match="--sign-from tune .*--split test"):
-            ev.main(args + ["--split", split, "--out", str(tmp / split)])
+            ev.main(args + ["--sign-from", "tune", "--split", split, "--out", str(tmp / split)])
         assert not (tmp / split).exists()
 
 
