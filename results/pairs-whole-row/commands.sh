@@ -11,6 +11,8 @@
 #   tr '\r' '\n' < $P/train-s0.log | grep -v "it/s\|s/it" | grep -A4 "^innerpissa (antipasto)" > results/pairs-whole-row/training-summary.txt
 #   ln -sf innerpissa-s0.safetensors $P/innerpissa.safetensors   # the name results.json gives a lone artifact
 #   $PY results/sign-at-dose/table.py $P $P/eval-test > results/pairs-whole-row/sign.md
+#   yes-shift.txt: results/pairs-whole-row/yes_shift.py on $P/eval-test/rows.csv and on runs/pairs-sign's
+#   eval-test-tune-sign/rows.csv (results/sign-at-dose/commands.sh part 2), the two commands in its comment lines
 set -euo pipefail
 PY=${PY:-.venv/bin/python} P=${P:-runs/pairs-whole-row}
 mkdir -p $P
