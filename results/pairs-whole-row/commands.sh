@@ -13,6 +13,7 @@
 #   $PY results/sign-at-dose/table.py $P $P/eval-test > results/pairs-whole-row/sign.md
 #   yes-shift.txt: results/pairs-whole-row/yes_shift.py on $P/eval-test/rows.csv and on runs/pairs-sign's
 #   eval-test-tune-sign/rows.csv (results/sign-at-dose/commands.sh part 2), the two commands in its comment lines
+#   subspace_share.txt: $PY results/pairs-whole-row/subspace_share.py $P/answer_pairs.csv (its first line)
 set -euo pipefail
 PY=${PY:-.venv/bin/python} P=${P:-runs/pairs-whole-row}
 mkdir -p $P
