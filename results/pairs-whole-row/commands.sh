@@ -14,6 +14,8 @@
 #   yes-shift.txt: results/pairs-whole-row/yes_shift.py on $P/eval-test/rows.csv and on runs/pairs-sign's
 #   eval-test-tune-sign/rows.csv (results/sign-at-dose/commands.sh part 2), the two commands in its comment lines
 #   subspace_share.txt: $PY results/pairs-whole-row/subspace_share.py $P/answer_pairs.csv (its first line)
+#   nohinge.txt: bash results/pairs-whole-row/nohinge.sh (the hinge off on the reply-window seed-0 run), its output and
+#   the evaluation's table and training summary from its logs
 set -euo pipefail
 PY=${PY:-.venv/bin/python} P=${P:-runs/pairs-whole-row}
 mkdir -p $P
