@@ -1676,10 +1676,11 @@ def test_every_null_direction_stays_within_the_budget_at_its_dose(eval_setup):
 
 
 def test_sign_from_tune_undoes_a_stored_sign_and_reads_only_the_tune_half(eval_setup, capsys):
-    """--sign-from tune (the default with --split test): an artifact and its copy with the stored sign turned (c → −c exactly) get opposite
-    orientations, then the same test-half scores at every dose and the same summary; the orientation reads
-    only the tune half's labelled rows (no dilemma of the test half) and makes +c* the side whose E on them
-    is ≥ 0. A split that holds tune rows is refused before anything is loaded or written."""
+    """--sign-from tune (the default with --split test): an artifact and its copy with the stored sign turned
+    (c → −c exactly) get opposite orientations, then the same test-half scores at every dose and the same
+    summary; the orientation reads only the tune half's labelled rows (no dilemma of the test half) and makes
+    +c* the side whose E on them is ≥ 0. Any other split defaults to the training's sign, and an explicit
+    --sign-from tune there is refused before anything is loaded or written."""
     model, tok, tmp = eval_setup
     adapter = InnerPiSSA.load(model, tmp / "ip.safetensors")
     adapter.set_sign(-1)
