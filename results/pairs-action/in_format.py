@@ -9,6 +9,7 @@ training's coefficient); the null: the evaluation's K random directions (eval_di
 the doses its results.json records, the same KL band as every method ("-" instead of the file: no null).
 Usage: python results/pairs-action/in_format.py EVAL_RESULTS.json|- ARTIFACT@C_STAR [ARTIFACT@C_STAR ...]
 """
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -46,15 +47,14 @@ def reply_logp(batch=16):
     return np.array(out)
 
 
-def gaps(steerer, c):
-    """[dilemmas] g_i(c), the two templates averaged."""
-    with steerer.steer(c):
+def gaps(steerer=None, c=0.0):
+    """[dilemmas] g_i(c), the two templates averaged; without a steerer the model as it is."""
+    with steerer.steer(c) if steerer is not None else contextlib.nullcontext():
         lp = reply_logp()
     return (lp[0::2] - lp[1::2]).reshape(len(REPLIES), len(pairs)).mean(0)
 
 
-base = reply_logp()
-base = (base[0::2] - base[1::2]).reshape(len(REPLIES), len(pairs)).mean(0)
+base = gaps()
 draws = np.random.default_rng(0).integers(0, len(pairs), size=(2000, len(pairs)))
 
 
