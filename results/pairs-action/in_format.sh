@@ -2,6 +2,7 @@
 # the c* its test-half evaluation found, with the null of the action-pair run's evaluation (the main run's seed).
 # Run from the repository root after commands.sh (and results/pairs-whole-row/commands.sh, results/sign-at-dose part 2):
 #   bash results/pairs-action/in_format.sh > results/pairs-action/in-format.txt
+# (in_format.py has since gained --format and scores through score_yes_no; ladder.sh reruns this format with it)
 set -euo pipefail
 PY=${PY:-.venv/bin/python}
 $PY results/pairs-action/in_format.py runs/pairs-action/eval-test-s0/results.json \
