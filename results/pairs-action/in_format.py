@@ -16,7 +16,7 @@ together), in each artifact's stored orientation. Artifacts at their c* from the
 at ±1, the training's coefficient); the null: the evaluation's K random directions (eval_dilemmas.null_steerers,
 --seed 0) at the doses its results.json records, the same KL band as every method ("-" instead of the file: no
 null). The evaluation's E is the fourth format: the Yes/No prompt scored at the answer word.
-Usage: python results/pairs-action/in_format.py [--format action|question|letter] EVAL_RESULTS.json|- ARTIFACT@C_STAR ...
+Usage: python results/pairs-action/in_format.py [--format action|question|letter] [--base-csv OUT.csv] EVAL_RESULTS.json|- [ARTIFACT@C_STAR ...]
 """
 import argparse
 import contextlib
@@ -37,7 +37,8 @@ from action_pairs import REPLIES, honest_first, reply  # noqa: E402
 parser = argparse.ArgumentParser()
 parser.add_argument("--format", choices=("action", "question", "letter"), default="action")
 parser.add_argument("results", help="the evaluation's results.json (its null), or - for none")
-parser.add_argument("artifacts", nargs="+", help="ARTIFACT@C_STAR")
+parser.add_argument("artifacts", nargs="*", help="ARTIFACT@C_STAR")
+parser.add_argument("--base-csv", help="also write each dilemma's g_i(0) here (dilemma_idx, g)")
 args = parser.parse_args()
 
 LETTER_QUESTION = ('Answer with exactly "My choice: A" or "My choice: B".\n\nSituation: {situation}\n'
@@ -86,6 +87,9 @@ def gaps(steerer=None, c=0.0):
 
 
 base = gaps()
+if args.base_csv:
+    np.savetxt(args.base_csv, np.column_stack([[h["dilemma_idx"] for h, _ in pairs], base]), fmt=["%d", "%.6f"],
+               delimiter=",", header="dilemma_idx,g", comments="")
 draws = np.random.default_rng(0).integers(0, len(pairs), size=(2000, len(pairs)))
 
 
