@@ -21,6 +21,7 @@ Usage: python results/pairs-action/in_format.py [--format action|question|letter
 import argparse
 import contextlib
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -88,8 +89,9 @@ def gaps(steerer=None, c=0.0):
 
 base = gaps()
 if args.base_csv:
-    np.savetxt(args.base_csv, np.column_stack([[h["dilemma_idx"] for h, _ in pairs], base]), fmt=["%d", "%.6f"],
-               delimiter=",", header="dilemma_idx,g", comments="")
+    np.savetxt(args.base_csv + ".tmp", np.column_stack([[h["dilemma_idx"] for h, _ in pairs], base]),
+               fmt=["%d", "%.6f"], delimiter=",", header="dilemma_idx,g", comments="")
+    os.replace(args.base_csv + ".tmp", args.base_csv)
 draws = np.random.default_rng(0).integers(0, len(pairs), size=(2000, len(pairs)))
 
 
