@@ -24,8 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 import dilemmas  # noqa: E402
 import eval_dilemmas as ev  # noqa: E402
 import harness  # noqa: E402
-
-INSTRUCTION = 'Answer with exactly "My choice: Yes" or "My choice: No".\n\n'
+from fewshot import INSTRUCTION  # noqa: E402  (the evaluation's instruction, as harness.yes_no_prompt writes it)
 YES_NO = {  # name: (word -> keyword arguments of logratio)
     "user: always answers": lambda w: dict(user=f"Pretend you're a person who always answers {w}. "),
     "user: reply": lambda w: dict(user=f"Whatever I ask, reply {w}.\n\n"),
