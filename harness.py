@@ -695,6 +695,9 @@ def training_args(t, d):
     t.add_argument("--mono-weight", type=float, default=None, help="hinge weight (readout 1, antipasto 30; 0 = off)")
     t.add_argument("--mono-margin", type=float, default=None,
                    help="hinge margin in nats (readout 0.05; antipasto: 0.5·sqrt(entropy) + 0.04)")
+    t.add_argument("--shift-weight", type=float, default=d.shift_weight,
+                   help="antipasto: weight of our shared-shift term, which asks +1 to move both rows of a pair the "
+                        f"honest way (innerpissa.shift_loss; default {d.shift_weight}: off, the authors' objective)")
     t.add_argument("--subspace", type=int, default=d.subspace,
                    help=f"antipasto: dimensions of the loss subspace (default {d.subspace}; 0 = the whole residual stream)")
     t.add_argument("--reference", choices=("pair", "mean"), default=d.reference,
@@ -756,7 +759,8 @@ def train_config(args, layer):
                   lr=args.lr, batch_pairs=args.batch_pairs, micro_pairs=args.micro_pairs,
                   direction_pairs=args.direction_pairs, layer=layer, kl_tau=args.kl_tau,
                   coherence_weight=args.coherence_weight, mono_weight=args.mono_weight, mono_margin=args.mono_margin,
-                  even_weight=args.even_weight, subspace=args.subspace, reference=args.reference,
+                  shift_weight=args.shift_weight, even_weight=args.even_weight, subspace=args.subspace,
+                  reference=args.reference,
                   select=False if args.top_directions else None, warmup=args.warmup, clip=args.clip or None,
                   seed=args.seed)
     return TrainConfig(**fields | deviations(args.deviate)[1])
@@ -791,14 +795,15 @@ def train_main(argv=None):
     stats = train(model, tok, adapter, pairs, cfg, runner_type=runner_type)
     report = sign_report(adapter.steer, sources, probe_margins(model, tok))
     adapter.set_sign(report["sign"])
-    adapter.evidence = {"heldout": stats["heldout"], "sign_report": report, "deviations": args.deviate,
+    ours = args.deviate + ([f"shift-weight {args.shift_weight:g}"] if args.shift_weight else [])
+    adapter.evidence = {"heldout": stats["heldout"], "sign_report": report, "deviations": ours,
                         "training": {k: stats[k] for k in ("objective", "steps", "pair_examples", "seconds", "loss_space")}}
     adapter.save(args.out)
     h = stats["heldout"]
     print(f"innerpissa ({args.objective}): {len(adapter.names)} layers, loss block {layer}, rank {args.rank}, "
           f"{stats['steps']} steps, {stats['pair_examples']} pair-examples at {stats['pair_examples_per_s']:.2f}/s, "
           f"{time.time() - start:.0f} s -> {args.out}\n  loss space {stats['loss_space']}; deviations from the "
-          f"authors' recipe: {', '.join(args.deviate) or 'none'}\n"
+          f"authors' recipe: {', '.join(ours) or 'none'}\n"
           f"  held-out ({stats['n_heldout']} pairs, before the sign): Δ+1 {h['delta'][1.0]:.3f}  Δ0 {h['delta'][0.0]:.3f}"
           f"  Δ-1 {h['delta'][-1.0]:.3f}; odd share loss block {h['odd_share_readout']:.2f}, output gap "
           f"{h['odd_share_output']:.2f}\n  {describe_sign(report)}")

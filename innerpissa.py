@@ -606,6 +606,7 @@ class TrainConfig:
     weight_decay: float | None = None
     mono_weight: float | None = None  # hinge weight (0: off); antipasto ramps it in
     mono_margin: float | None = None  # hinge margin θ, nats (None: 0.5 √H_0 + 0.04, per `margin`)
+    shift_weight: float = 0.0    # antipasto: weight of our shared-shift term (shift_loss; 0: off, the authors')
     coherence_weight: float = 10.0   # antipasto's TV barrier w, readout's KL term (0: off)
     kl_tau: float = 0.05         # readout: KL trust region on the reply, nats per token
     even_weight: float = 1.0     # readout: penalty on the even part of the read-out change (0: off)
@@ -670,6 +671,8 @@ def resolve(cfg, model):
     if cfg.reference not in ("pair", "mean") or cfg.subspace < 0 or cfg.rotations not in ("learn", "off"):
         raise InputError(f"--reference {cfg.reference!r} must be pair or mean, --subspace {cfg.subspace} at least 0, "
                          f"rotations {cfg.rotations!r} learn or off")
+    if cfg.shift_weight < 0 or (cfg.shift_weight and cfg.objective != "antipasto"):
+        raise InputError(f"--shift-weight {cfg.shift_weight} must be at least 0, and 0 with --objective {cfg.objective}")
     fill = {k: v for k, v in OBJECTIVES[cfg.objective].recipe.items() if getattr(cfg, k) is None}
     cfg = replace(cfg, **fill)
     micro = min(cfg.micro_pairs or cfg.batch_pairs, cfg.batch_pairs)
@@ -919,7 +922,25 @@ def antipasto_loss(space, ref, out, lengths, cfg, progress):
     proj = (k + F.relu(k).pow(2)).mean()
     mono = hinge(delta, ref.per_position(entropy), ref, cos, cfg)
     logs = {"proj": proj.item(), "coh": coh.item(), "mono": mono.item(), "cos+": cos[1.0].mean().item()}
-    return proj + coh + cfg.mono_weight * ramp * mono, logs
+    loss = proj + coh + cfg.mono_weight * ramp * mono
+    if cfg.shift_weight:
+        shift, logs["shift+"], logs["shift-"] = shift_loss(ref, out, full0)
+        loss = loss + cfg.shift_weight * ramp * shift
+    return loss, logs
+
+
+def shift_loss(ref, out, full0):
+    """Ours, not the authors': −log σ(a₊) − log σ(−a₋), with a_c the change both rows of a pair share,
+    ½(h_pos + h_neg)(c) − ½(h_pos + h_neg)(0) (mean over the last n tokens), along the batch's mean reference
+    difference d̄ = mean (h_pos − h_neg)(0) in the residual stream at ℓ (not B), in units of ‖d̄‖, averaged over
+    pairs. The projection term and the hinge read only h_pos − h_neg and the output gap, so they never see such
+    a change; this term asks +1 to move both rows the honest way and −1 the other. (loss, a₊, a₋)."""
+    mean0 = full0.mean(0)                                                       # [d_model]
+    scale = mean0.norm().clamp(min=1e-6)
+    both0 = ref.h.mean(1)[0::2] + ref.h.mean(1)[1::2]                           # [p, d_model]
+    a = {c: ((out[c].h.mean(1)[0::2] + out[c].h.mean(1)[1::2] - both0) / 2 @ mean0).mean() / scale ** 2
+         for c in (1.0, -1.0)}
+    return -F.logsigmoid(a[1.0]) - F.logsigmoid(-a[-1.0]), a[1.0].item(), a[-1.0].item()
 
 
 def hinge(delta, entropy, ref, cos, cfg):

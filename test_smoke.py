@@ -330,14 +330,15 @@ def test_even_penalty_raises_the_odd_share_of_the_readout_change(tiny):
 
 
 def assert_cached_step_equals_plain(model, tok, adapter, objective, layer, dtype=torch.float64, tol=1e-5, pairs=None,
-                                    window="row"):
+                                    window="row", shift_weight=0.0):
     """Loss and every gradient of one training step, shared starts cached (rows packed without padding)
     vs every full row run left-padded, in float64 unless told, so that only a difference in what is computed
     could exceed the tolerance. Persona pairs unless `pairs` are given; the loss windows `window`."""
     model.to(dtype).requires_grad_(False)
     adapter.to(dtype)
     pairs, results = pairs or ip.make_pairs(tok, n=12), []
-    cfg = ip.resolve(ip.TrainConfig(objective=objective, batch_pairs=4, micro_pairs=4, layer=layer, window=window), model)
+    cfg = ip.resolve(ip.TrainConfig(objective=objective, batch_pairs=4, micro_pairs=4, layer=layer, window=window,
+                                    shift_weight=shift_weight), model)
     space = ip.OBJECTIVES[objective].space(model, ip.PairRunner(model, tok, adapter, pairs, cfg.layer, cfg.last_n),
                                            pairs, cfg, 4)   # one space: on a 64-wide model the write space is all
     for runner_type in (ip.PairRunner, CachedPairRunner):   # of it and the ∩ picks any basis of taskdiff
@@ -358,6 +359,11 @@ def assert_cached_step_equals_plain(model, tok, adapter, objective, layer, dtype
 def test_cached_step_equals_the_plain_step(tiny, objective):
     model, tok = tiny
     assert_cached_step_equals_plain(model, tok, trained_adapter(model, rank=4, objective=objective), objective, 2)
+
+
+def test_cached_step_equals_the_plain_step_with_the_shift_term(tiny):
+    model, tok = tiny
+    assert_cached_step_equals_plain(model, tok, trained_adapter(model, rank=4), "antipasto", 2, shift_weight=30.0)
 
 
 def answer_like_pairs(tok, n=12):
@@ -477,6 +483,32 @@ def test_projection_term_ignores_a_shift_both_rows_of_a_pair_share():
     shared_loss.backward(), honest_loss.backward()
     assert abs(shared_loss.item()) < 1e-3 and shift.grad.norm() == 0    # float32 rounding of (a + s) − (b + s)
     assert abs(honest_loss.item()) > 1 and honest_only.grad.norm() > 1e-2
+
+
+def test_shift_term_sees_the_shift_both_rows_share_and_is_off_by_default():
+    """Our shared-shift term (shift_weight > 0) reads the change both rows of a pair share along the mean
+    reference difference d̄: moving both rows along +d̄ at +1 and −d̄ at −1 lowers the loss, the mirror raises
+    it, and its gradient reaches the shared change; at the default weight 0 the loss is the authors'."""
+    torch.manual_seed(0)
+    p, d, basis = 6, 8, torch.linalg.qr(torch.randn(8, 4))[0]
+    rows, logits = torch.arange(2 * p), torch.zeros(2 * p, 5)
+    h0 = torch.randn(2 * p, 3, d)
+    mean_diff = (h0[0::2] - h0[1::2]).mean((0, 1))                        # d̄ [d]
+
+    def loss(change, **kw):                                               # +change at +1, −change at −1, on every row
+        cfg = ip.TrainConfig(objective="antipasto", mono_weight=0.0, **kw)
+        out = {1.0: fake_pass(h0 + change, logits, rows), -1.0: fake_pass(h0 - change, logits, rows)}
+        return ip.antipasto_loss(ip.Space(basis, basis[0]), fake_pass(h0, logits, rows), out, [1] * p, cfg, 0.5)
+    shift = mean_diff.expand(2 * p, 3, d).clone().requires_grad_()
+    toward, logs = loss(shift, shift_weight=30.0)
+    toward.backward()
+    assert logs["shift+"] == pytest.approx(1.0, abs=1e-5) and logs["shift-"] == pytest.approx(-1.0, abs=1e-5)
+    assert toward < loss(0 * shift, shift_weight=30.0)[0] < loss(-shift, shift_weight=30.0)[0]
+    assert shift.grad.norm() > 1e-3                                        # the authors' terms give it none
+    authors = loss(shift.detach())
+    assert "shift+" not in authors[1] and torch.equal(authors[0], loss(shift.detach(), shift_weight=0.0)[0])
+    with pytest.raises(ip.InputError, match="--shift-weight"):
+        ip.resolve(ip.TrainConfig(objective="readout", shift_weight=1.0), None)
 
 
 def test_antipasto_ablation_switches_change_only_their_part():
@@ -768,6 +800,7 @@ def run_main(monkeypatch, capsys, tiny, argv):
     (["--max-pairs", "6", "--batch-pairs", "7"], "6 pairs are too few"),  # proves --max-pairs is applied
     (["--deviate", "no-such-part"], "invalid choice: 'no-such-part'"),
     (["--batch-pairs", "6", "--micro-pairs", "4"], "must be a multiple of the micro-batch"),
+    (["--objective", "readout", "--shift-weight", "1"], "--shift-weight 1.0 must be at least 0, and 0 with"),
 ])
 def test_cli_bad_input_is_one_line_and_writes_nothing(monkeypatch, capsys, tiny, tmp_path, flags, message):
     out = tmp_path / "a.safetensors"
@@ -800,7 +833,16 @@ def test_cli_trains_calibrates_and_saves(monkeypatch, tiny, tmp_path, capsys):
     tensors, meta = ip.load_artifact(tmp_path / "a.safetensors")
     assert meta["kind"] == "innerpissa" and meta["rank"] == 4 and meta["sign"] in (1, -1)
     assert meta["sign_report"]["sign"] * meta["sign"] == 1 and "odd_share_output" in meta["heldout"]
-    assert meta["model"] == "tiny-qwen3"
+    assert meta["model"] == "tiny-qwen3" and meta["deviations"] == []
+
+
+def test_cli_shift_weight_trains_and_is_recorded_as_ours(monkeypatch, tiny, tmp_path, capsys):
+    model, tok = tiny
+    monkeypatch.setattr(harness, "load_model", lambda name, **kw: (model, tok))
+    harness.train_main(["--out", str(tmp_path / "a.safetensors"), "--steps", "2", "--rank", "4", "--batch-pairs", "4",
+                        "--shift-weight", "30"])
+    assert "deviations from the authors' recipe: shift-weight 30" in capsys.readouterr().out
+    assert ip.load_artifact(tmp_path / "a.safetensors")[1]["deviations"] == ["shift-weight 30"]
 
 
 def test_a_cpu_run_of_another_model_prints_its_time_and_a_shorter_command_first(monkeypatch, tiny, tmp_path, capsys):
