@@ -13,3 +13,4 @@ $PY innerpissa.py --model embedded --seed 0 --steps 143 --deviate reply-window -
 $PY eval_dilemmas.py --model embedded --seed 0 --dilemmas data --split test --artifacts $R/innerpissa.safetensors \
   --methods base --out $R/eval-test > $R/eval-test.log 2>&1
 # -> pairs-eval-test.md (the printed tables, as eval-test.md above), pairs-results-test.json, pairs-training-summary.txt
+# Times: training 2328 s (15.5 s a step), the evaluation 12 min.
