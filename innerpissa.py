@@ -894,7 +894,8 @@ def antipasto_loss(space, ref, out, lengths, cfg, progress):
     """mean(30k + relu(30k)²) + TV barrier(+1 on honest rows, −1 on dishonest rows) + w_mono·hinge, with
     k = cos(u₊, s₀)·f₊ · cos(u₋, s₀)·f₋ per pair (module docstring); weights ramped over 20 % of steps.
     Ablations: cfg.reference "mean" puts the batch's mean s₀ in place of each pair's; coherence_weight 0
-    drops the barrier; a set mono_margin replaces the entropy-scaled one; DEVIATIONS the rest."""
+    drops the barrier; a set mono_margin replaces the entropy-scaled one; DEVIATIONS the rest; a shift_weight
+    above 0 adds our shift_loss (not the authors')."""
     ramp = min(1.0, progress / 0.2)
     power = 0.75 * (ramp if cfg.focus_ramp == "authors" else progress)        # focus exponent 1 − σ, σ: 1 → 0.25
     full0 = ref.h.mean(1)[0::2] - ref.h.mean(1)[1::2]                         # [p, d_model]
