@@ -936,10 +936,10 @@ def shift_loss(ref, out, full0):
     difference d̄ = mean (h_pos − h_neg)(0) in the residual stream at ℓ (not B), in units of ‖d̄‖, averaged over
     pairs. The projection term and the hinge read only h_pos − h_neg and the output gap, so they never see such
     a change; this term asks +1 to move both rows the honest way and −1 the other. (loss, a₊, a₋)."""
-    mean0 = full0.mean(0)                                                       # [d_model]
-    scale = mean0.norm().clamp(min=1e-6)
-    both0 = ref.h.mean(1)[0::2] + ref.h.mean(1)[1::2]                           # [p, d_model]
-    a = {c: ((out[c].h.mean(1)[0::2] + out[c].h.mean(1)[1::2] - both0) / 2 @ mean0).mean() / scale ** 2
+    mean0 = full0.mean(0)                                                       # d̄ [d_model]
+    def shared(p):                                                              # ½(h_pos + h_neg) [p, d_model]
+        return p.h.mean(1).unflatten(0, (-1, 2)).mean(1)
+    a = {c: ((shared(out[c]) - shared(ref)) @ mean0).mean() / mean0.pow(2).sum().clamp(min=1e-12)
          for c in (1.0, -1.0)}
     return -F.logsigmoid(a[1.0]) - F.logsigmoid(-a[-1.0]), a[1.0].item(), a[-1.0].item()
 
