@@ -698,6 +698,9 @@ def training_args(t, d):
     t.add_argument("--shift-weight", type=float, default=d.shift_weight,
                    help="antipasto: weight of our shared-shift term, which asks +1 to move both rows of a pair the "
                         f"honest way (innerpissa.shift_loss; default {d.shift_weight}: off, the authors' objective)")
+    t.add_argument("--shift-reference", default=d.shift_reference, choices=("batch", "pair"),
+                   help="the shift term's direction: batch (the batch's mean pair difference) or pair (each pair's own; "
+                        f"for pairs whose honest side differs in kind, e.g. Yes- and No-honest answers; default {d.shift_reference})")
     t.add_argument("--subspace", type=int, default=d.subspace,
                    help=f"antipasto: dimensions of the loss subspace (default {d.subspace}; 0 = the whole residual stream)")
     t.add_argument("--reference", choices=("pair", "mean"), default=d.reference,
@@ -759,7 +762,8 @@ def train_config(args, layer):
                   lr=args.lr, batch_pairs=args.batch_pairs, micro_pairs=args.micro_pairs,
                   direction_pairs=args.direction_pairs, layer=layer, kl_tau=args.kl_tau,
                   coherence_weight=args.coherence_weight, mono_weight=args.mono_weight, mono_margin=args.mono_margin,
-                  shift_weight=args.shift_weight, even_weight=args.even_weight, subspace=args.subspace,
+                  shift_weight=args.shift_weight, shift_reference=args.shift_reference,
+                  even_weight=args.even_weight, subspace=args.subspace,
                   reference=args.reference,
                   select=False if args.top_directions else None, warmup=args.warmup, clip=args.clip or None,
                   seed=args.seed)
@@ -795,7 +799,8 @@ def train_main(argv=None):
     stats = train(model, tok, adapter, pairs, cfg, runner_type=runner_type)
     report = sign_report(adapter.steer, sources, probe_margins(model, tok))
     adapter.set_sign(report["sign"])
-    ours = args.deviate + ([f"shift-weight {args.shift_weight:g}"] if args.shift_weight else [])
+    shift = [f"shift-weight {args.shift_weight:g}"] + ([] if cfg.shift_reference == "batch" else ["shift-reference pair"])
+    ours = args.deviate + (shift if args.shift_weight else [])
     adapter.evidence = {"heldout": stats["heldout"], "sign_report": report, "deviations": ours,
                         "training": {k: stats[k] for k in ("objective", "steps", "pair_examples", "seconds", "loss_space")}}
     adapter.save(args.out)

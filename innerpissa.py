@@ -607,6 +607,7 @@ class TrainConfig:
     mono_weight: float | None = None  # hinge weight (0: off); antipasto ramps it in
     mono_margin: float | None = None  # hinge margin θ, nats (None: 0.5 √H_0 + 0.04, per `margin`)
     shift_weight: float = 0.0    # antipasto: weight of our shared-shift term (shift_loss; 0: off, the authors')
+    shift_reference: str = "batch"   # shift_loss's direction: the batch's mean pair difference, or "pair": each pair's own
     coherence_weight: float = 10.0   # antipasto's TV barrier w, readout's KL term (0: off)
     kl_tau: float = 0.05         # readout: KL trust region on the reply, nats per token
     even_weight: float = 1.0     # readout: penalty on the even part of the read-out change (0: off)
@@ -673,6 +674,8 @@ def resolve(cfg, model):
                          f"rotations {cfg.rotations!r} learn or off")
     if cfg.shift_weight < 0 or (cfg.shift_weight and cfg.objective != "antipasto"):
         raise InputError(f"--shift-weight {cfg.shift_weight} must be at least 0, and 0 with --objective {cfg.objective}")
+    if cfg.shift_reference not in ("batch", "pair"):
+        raise InputError(f"--shift-reference {cfg.shift_reference!r} must be batch or pair")
     fill = {k: v for k, v in OBJECTIVES[cfg.objective].recipe.items() if getattr(cfg, k) is None}
     cfg = replace(cfg, **fill)
     micro = min(cfg.micro_pairs or cfg.batch_pairs, cfg.batch_pairs)
@@ -925,22 +928,25 @@ def antipasto_loss(space, ref, out, lengths, cfg, progress):
     logs = {"proj": proj.item(), "coh": coh.item(), "mono": mono.item(), "cos+": cos[1.0].mean().item()}
     loss = proj + coh + cfg.mono_weight * ramp * mono
     if cfg.shift_weight:
-        shift, logs["shift+"], logs["shift-"] = shift_loss(ref, out, full0)
+        shift, logs["shift+"], logs["shift-"] = shift_loss(ref, out, full0, cfg.shift_reference)
         loss = loss + cfg.shift_weight * ramp * shift
     return loss, logs
 
 
-def shift_loss(ref, out, full0):
+def shift_loss(ref, out, full0, reference="batch"):
     """Ours, not the authors': −log σ(a₊) − log σ(−a₋), with a_c the change both rows of a pair share,
-    ½(h_pos + h_neg)(c) − ½(h_pos + h_neg)(0) (mean over the last n tokens), along the batch's mean reference
-    difference d̄ = mean (h_pos − h_neg)(0) in the residual stream at ℓ (not B), in units of ‖d̄‖, averaged over
-    pairs. The projection term and the hinge read only h_pos − h_neg and the output gap, so they never see such
-    a change; this term asks +1 to move both rows the honest way and −1 the other. (loss, a₊, a₋)."""
-    mean0 = full0.mean(0)                                                       # d̄ [d_model]
+    ½(h_pos + h_neg)(c) − ½(h_pos + h_neg)(0) (mean over the last n tokens), read in the residual stream at ℓ
+    (not B) along a reference difference d = (h_pos − h_neg)(0). reference "batch": one d̄, the batch's mean,
+    a_c = mean_i shift_i·d̄ / ‖d̄‖²; "pair": each pair's own d_i, a_c = Σ_i shift_i·d_i / Σ_i ‖d_i‖² (pairs whose
+    honest sides point different ways, such as Yes-honest and No-honest answers, then do not cancel). Both in
+    units of the reference's length. The projection term and the hinge read only h_pos − h_neg and the output
+    gap, so they never see such a change; this term asks +1 to move both rows the honest way and −1 the other.
+    (loss, a₊, a₋)."""
+    d = full0 if reference == "pair" else full0.mean(0, keepdim=True)          # [p or 1, d_model]
+    unit = d.pow(2).sum(-1).mean().clamp(min=1e-12)
     def shared(p):                                                              # ½(h_pos + h_neg) [p, d_model]
         return p.h.mean(1).unflatten(0, (-1, 2)).mean(1)
-    a = {c: ((shared(out[c]) - shared(ref)) @ mean0).mean() / mean0.pow(2).sum().clamp(min=1e-12)
-         for c in (1.0, -1.0)}
+    a = {c: ((shared(out[c]) - shared(ref)) * d).sum(-1).mean() / unit for c in (1.0, -1.0)}
     return -F.logsigmoid(a[1.0]) - F.logsigmoid(-a[-1.0]), a[1.0].item(), a[-1.0].item()
 
 

@@ -330,15 +330,14 @@ def test_even_penalty_raises_the_odd_share_of_the_readout_change(tiny):
 
 
 def assert_cached_step_equals_plain(model, tok, adapter, objective, layer, dtype=torch.float64, tol=1e-5, pairs=None,
-                                    window="row", shift_weight=0.0):
+                                    **fields):
     """Loss and every gradient of one training step, shared starts cached (rows packed without padding)
     vs every full row run left-padded, in float64 unless told, so that only a difference in what is computed
-    could exceed the tolerance. Persona pairs unless `pairs` are given; the loss windows `window`."""
+    could exceed the tolerance. Persona pairs unless `pairs` are given; `fields` set on the TrainConfig."""
     model.to(dtype).requires_grad_(False)
     adapter.to(dtype)
     pairs, results = pairs or ip.make_pairs(tok, n=12), []
-    cfg = ip.resolve(ip.TrainConfig(objective=objective, batch_pairs=4, micro_pairs=4, layer=layer, window=window,
-                                    shift_weight=shift_weight), model)
+    cfg = ip.resolve(ip.TrainConfig(objective=objective, batch_pairs=4, micro_pairs=4, layer=layer, **fields), model)
     space = ip.OBJECTIVES[objective].space(model, ip.PairRunner(model, tok, adapter, pairs, cfg.layer, cfg.last_n),
                                            pairs, cfg, 4)   # one space: on a 64-wide model the write space is all
     for runner_type in (ip.PairRunner, CachedPairRunner):   # of it and the ∩ picks any basis of taskdiff
@@ -361,9 +360,12 @@ def test_cached_step_equals_the_plain_step(tiny, objective):
     assert_cached_step_equals_plain(model, tok, trained_adapter(model, rank=4, objective=objective), objective, 2)
 
 
-def test_cached_step_equals_the_plain_step_with_the_shift_term(tiny):
+@pytest.mark.parametrize("reference", ["batch", "pair"])
+def test_cached_step_equals_the_plain_step_with_the_shift_term(tiny, reference):
     model, tok = tiny
-    assert_cached_step_equals_plain(model, tok, trained_adapter(model, rank=4), "antipasto", 2, shift_weight=30.0)
+    answers = dict(pairs=answer_like_pairs(tok), window="reply") if reference == "pair" else {}   # as it is meant for
+    assert_cached_step_equals_plain(model, tok, trained_adapter(model, rank=4), "antipasto", 2, shift_weight=30.0,
+                                    shift_reference=reference, **answers)
 
 
 def answer_like_pairs(tok, n=12):
@@ -509,6 +511,30 @@ def test_shift_term_sees_the_shift_both_rows_share_and_is_off_by_default():
     assert "shift+" not in authors[1] and torch.equal(authors[0], loss(shift.detach(), shift_weight=0.0)[0])
     with pytest.raises(ip.InputError, match="--shift-weight"):
         ip.resolve(ip.TrainConfig(objective="readout", shift_weight=1.0), None)
+
+
+def test_shift_term_with_pair_references_reads_each_pair_its_own_honest_way_and_not_a_yes_bias():
+    """Half the pairs' honest rows sit at +v/2 from their shared point, half at −v/2 (Yes-honest and No-honest
+    answers, say), so the batch's mean difference d̄ is 0 and the batch reference has nothing to read along. With
+    each pair's own reference, moving every pair's shared point its honest way at +1 (the other at −1) reads
+    a₊ = +1, a₋ = −1, and moving every row along +v at +1 (a yes-bias) reads 0."""
+    torch.manual_seed(0)
+    p, d, basis = 6, 8, torch.linalg.qr(torch.randn(8, 4))[0]
+    rows, logits, v = torch.arange(2 * p), torch.zeros(2 * p, 5), torch.randn(d)
+    honest_side = torch.tensor([1.0, -1.0]).repeat(p // 2)[:, None, None]   # [p, 1, 1]: +1, −1, +1, …
+    centre = torch.randn(p, 3, d)
+    h0 = torch.stack([centre + honest_side * v / 2, centre - honest_side * v / 2], 1).flatten(0, 1)   # [2p, 3, d]
+
+    def logs(change):                                                     # +change at +1, −change at −1
+        cfg = ip.TrainConfig(objective="antipasto", mono_weight=0.0, shift_weight=30.0, shift_reference="pair")
+        out = {1.0: fake_pass(h0 + change, logits, rows), -1.0: fake_pass(h0 - change, logits, rows)}
+        return ip.antipasto_loss(ip.Space(basis, basis[0]), fake_pass(h0, logits, rows), out, [1] * p, cfg, 0.5)[1]
+    honest = logs((honest_side * v).repeat_interleave(2, 0).expand(2 * p, 3, d))
+    assert honest["shift+"] == pytest.approx(1.0, abs=1e-5) and honest["shift-"] == pytest.approx(-1.0, abs=1e-5)
+    yes_bias = logs(v.expand(2 * p, 3, d))
+    assert abs(yes_bias["shift+"]) < 1e-5 and abs(yes_bias["shift-"]) < 1e-5
+    with pytest.raises(ip.InputError, match="--shift-reference"):
+        ip.resolve(ip.TrainConfig(shift_reference="mean"), None)
 
 
 def test_antipasto_ablation_switches_change_only_their_part():
@@ -801,6 +827,7 @@ def run_main(monkeypatch, capsys, tiny, argv):
     (["--deviate", "no-such-part"], "invalid choice: 'no-such-part'"),
     (["--batch-pairs", "6", "--micro-pairs", "4"], "must be a multiple of the micro-batch"),
     (["--objective", "readout", "--shift-weight", "1"], "--shift-weight 1.0 must be at least 0, and 0 with"),
+    (["--shift-weight", "1", "--shift-reference", "mean"], "invalid choice: 'mean'"),
 ])
 def test_cli_bad_input_is_one_line_and_writes_nothing(monkeypatch, capsys, tiny, tmp_path, flags, message):
     out = tmp_path / "a.safetensors"
@@ -836,13 +863,15 @@ def test_cli_trains_calibrates_and_saves(monkeypatch, tiny, tmp_path, capsys):
     assert meta["model"] == "tiny-qwen3" and meta["deviations"] == []
 
 
-def test_cli_shift_weight_trains_and_is_recorded_as_ours(monkeypatch, tiny, tmp_path, capsys):
+@pytest.mark.parametrize("reference, recorded", [("batch", ["shift-weight 30"]),
+                                                  ("pair", ["shift-weight 30", "shift-reference pair"])])
+def test_cli_shift_weight_trains_and_is_recorded_as_ours(monkeypatch, tiny, tmp_path, capsys, reference, recorded):
     model, tok = tiny
     monkeypatch.setattr(harness, "load_model", lambda name, **kw: (model, tok))
     harness.train_main(["--out", str(tmp_path / "a.safetensors"), "--steps", "2", "--rank", "4", "--batch-pairs", "4",
-                        "--shift-weight", "30"])
-    assert "deviations from the authors' recipe: shift-weight 30" in capsys.readouterr().out
-    assert ip.load_artifact(tmp_path / "a.safetensors")[1]["deviations"] == ["shift-weight 30"]
+                        "--shift-weight", "30", "--shift-reference", reference])
+    assert f"deviations from the authors' recipe: {', '.join(recorded)}" in capsys.readouterr().out
+    assert ip.load_artifact(tmp_path / "a.safetensors")[1]["deviations"] == recorded
 
 
 def test_a_cpu_run_of_another_model_prints_its_time_and_a_shorter_command_first(monkeypatch, tiny, tmp_path, capsys):
