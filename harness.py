@@ -699,8 +699,9 @@ def training_args(t, d):
                    help="antipasto: weight of our shared-shift term, which asks +1 to move both rows of a pair the "
                         f"honest way (innerpissa.shift_loss; default {d.shift_weight}: off, the authors' objective)")
     t.add_argument("--shift-reference", default=d.shift_reference, choices=("batch", "pair"),
-                   help="the shift term's direction: batch (the batch's mean pair difference) or pair (each pair's own; "
-                        f"for pairs whose honest side differs in kind, e.g. Yes- and No-honest answers; default {d.shift_reference})")
+                   help="the shift term's direction: batch (the batch's mean pair difference) or pair (each "
+                        "pair's own; for pairs whose honest side differs in kind, e.g. Yes- and No-honest answers; "
+                        f"default {d.shift_reference})")
     t.add_argument("--subspace", type=int, default=d.subspace,
                    help=f"antipasto: dimensions of the loss subspace (default {d.subspace}; 0 = the whole residual stream)")
     t.add_argument("--reference", choices=("pair", "mean"), default=d.reference,
@@ -799,7 +800,7 @@ def train_main(argv=None):
     stats = train(model, tok, adapter, pairs, cfg, runner_type=runner_type)
     report = sign_report(adapter.steer, sources, probe_margins(model, tok))
     adapter.set_sign(report["sign"])
-    shift = [f"shift-weight {args.shift_weight:g}"] + ([] if cfg.shift_reference == "batch" else ["shift-reference pair"])
+    shift = [f"shift-weight {args.shift_weight:g}"] + ["shift-reference pair"] * (cfg.shift_reference == "pair")
     ours = args.deviate + (shift if args.shift_weight else [])
     adapter.evidence = {"heldout": stats["heldout"], "sign_report": report, "deviations": ours,
                         "training": {k: stats[k] for k in ("objective", "steps", "pair_examples", "seconds", "loss_space")}}
