@@ -3,7 +3,7 @@
 # pairs' differences away; here each pair reads along its own. Everything else as pairs.sh (w = 30 from the planted
 # model's tune half, reply windows, the default budget, seed 0; the same answer pairs and tune probes, rewritten).
 # 2026-12-06 at dbfdc2f, one job at a time. Seed 1: SEED=1 RUN=runs/shift-pairs-ref-s1 bash results/shift-term/pairs-pair.sh
-# (at 1431b18, whose code is dbfdc2f's).
+# (started at 54c8fea, code as dbfdc2f's; its evaluation ran after fbad3e1, which changed only help text).
 set -euo pipefail
 PY=${PY:-.venv/bin/python} R=${RUN:-runs/shift-pairs-ref} S=${SEED:-0}
 mkdir -p $R
