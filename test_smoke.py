@@ -487,20 +487,27 @@ def test_projection_term_ignores_a_shift_both_rows_of_a_pair_share():
     assert abs(honest_loss.item()) > 1 and honest_only.grad.norm() > 1e-2
 
 
+def loss_of_a_shared_change(h0, change, **fields):
+    """antipasto_loss (hinge off, a random 4-wide B) with `change` added to every row at +1 and taken away at −1;
+    h0 [2p, 3, d] the reference rows, pairs adjacent. (loss, logs)."""
+    torch.manual_seed(1)
+    basis, rows, logits = torch.linalg.qr(torch.randn(h0.shape[-1], 4))[0], torch.arange(len(h0)), torch.zeros(len(h0), 5)
+    cfg = ip.TrainConfig(objective="antipasto", mono_weight=0.0, **fields)
+    out = {1.0: fake_pass(h0 + change, logits, rows), -1.0: fake_pass(h0 - change, logits, rows)}
+    return ip.antipasto_loss(ip.Space(basis, basis[0]), fake_pass(h0, logits, rows), out, [1] * (len(h0) // 2), cfg, 0.5)
+
+
 def test_shift_term_sees_the_shift_both_rows_share_and_is_off_by_default():
     """Our shared-shift term (shift_weight > 0) reads the change both rows of a pair share along the mean
     reference difference d̄: moving both rows along +d̄ at +1 and −d̄ at −1 lowers the loss, the mirror raises
     it, and its gradient reaches the shared change; at the default weight 0 the loss is the authors'."""
     torch.manual_seed(0)
-    p, d, basis = 6, 8, torch.linalg.qr(torch.randn(8, 4))[0]
-    rows, logits = torch.arange(2 * p), torch.zeros(2 * p, 5)
+    p, d = 6, 8
     h0 = torch.randn(2 * p, 3, d)
     mean_diff = (h0[0::2] - h0[1::2]).mean((0, 1))                        # d̄ [d]
 
-    def loss(change, **kw):                                               # +change at +1, −change at −1, on every row
-        cfg = ip.TrainConfig(objective="antipasto", mono_weight=0.0, **kw)
-        out = {1.0: fake_pass(h0 + change, logits, rows), -1.0: fake_pass(h0 - change, logits, rows)}
-        return ip.antipasto_loss(ip.Space(basis, basis[0]), fake_pass(h0, logits, rows), out, [1] * p, cfg, 0.5)
+    def loss(change, **kw):
+        return loss_of_a_shared_change(h0, change, **kw)
     shift = mean_diff.expand(2 * p, 3, d).clone().requires_grad_()
     toward, logs = loss(shift, shift_weight=30.0)
     toward.backward()
@@ -519,16 +526,14 @@ def test_shift_term_with_pair_references_reads_each_pair_its_own_honest_way_and_
     each pair's own reference, moving every pair's shared point its honest way at +1 (the other at −1) reads
     a₊ = +1, a₋ = −1, and moving every row along +v at +1 (a yes-bias) reads 0."""
     torch.manual_seed(0)
-    p, d, basis = 6, 8, torch.linalg.qr(torch.randn(8, 4))[0]
-    rows, logits, v = torch.arange(2 * p), torch.zeros(2 * p, 5), torch.randn(d)
+    p, d = 6, 8
+    v = torch.randn(d)
     honest_side = torch.tensor([1.0, -1.0]).repeat(p // 2)[:, None, None]   # [p, 1, 1]: +1, −1, +1, …
     centre = torch.randn(p, 3, d)
     h0 = torch.stack([centre + honest_side * v / 2, centre - honest_side * v / 2], 1).flatten(0, 1)   # [2p, 3, d]
 
-    def logs(change):                                                     # +change at +1, −change at −1
-        cfg = ip.TrainConfig(objective="antipasto", mono_weight=0.0, shift_weight=30.0, shift_reference="pair")
-        out = {1.0: fake_pass(h0 + change, logits, rows), -1.0: fake_pass(h0 - change, logits, rows)}
-        return ip.antipasto_loss(ip.Space(basis, basis[0]), fake_pass(h0, logits, rows), out, [1] * p, cfg, 0.5)[1]
+    def logs(change):
+        return loss_of_a_shared_change(h0, change, shift_weight=30.0, shift_reference="pair")[1]
     honest = logs((honest_side * v).repeat_interleave(2, 0).expand(2 * p, 3, d))
     assert honest["shift+"] == pytest.approx(1.0, abs=1e-5) and honest["shift-"] == pytest.approx(-1.0, abs=1e-5)
     yes_bias = logs(v.expand(2 * p, 3, d))
