@@ -6,13 +6,14 @@
 # 42 min (planting 5, trainings 815 s and 692 s, the evaluation ~11 min). -> build1-eval-test.md (printed tables),
 # build1-results-test.json, build1-training-summary.txt (the planting line and both trainings' summaries and last step)
 set -euo pipefail
-PY=${PY:-.venv/bin/python} R=${RUN:-runs/shift-b1}
+PY=${PY:-.venv/bin/python} R=${RUN:-runs/shift-b1} S=${SEED:-0}     # SEED: the training seed (files get -s$SEED)
+X=$([ "$S" = 0 ] || echo "-s$S")
 mkdir -p $R
 [ -f $R/planted/planted.json ] || $PY planted.py --model embedded --seed 1 --dilemmas data --out $R/planted > $R/planted.log 2>&1
 $PY eval_dilemmas.py --dilemmas data --split tune --max-dilemmas 24 --write-probes $R/tune_probes.csv > /dev/null
 for w in 0 30; do
-  $PY innerpissa.py --model $R/planted --seed 0 --steps 143 --shift-weight $w --probes data/probes.csv $R/tune_probes.csv \
-    --out $R/w$w.safetensors > $R/train-w$w.log 2>&1
+  $PY innerpissa.py --model $R/planted --seed $S --steps 143 --shift-weight $w --probes data/probes.csv $R/tune_probes.csv \
+    --out $R/w$w$X.safetensors > $R/train-w$w$X.log 2>&1
 done
 $PY eval_dilemmas.py --model $R/planted --seed 0 --dilemmas data --split test --doses -1 1 \
-  --artifacts $R/w0.safetensors $R/w30.safetensors --methods prompt base --out $R/eval-test > $R/eval-test.log 2>&1
+  --artifacts $R/w0$X.safetensors $R/w30$X.safetensors --methods prompt base --out $R/eval-test$X > $R/eval-test$X.log 2>&1
