@@ -4,7 +4,8 @@
 # premise there on this build?) and the K = 16 null, each sign read at the dose on the tune half, evaluation seed 0.
 # Usage: bash results/shift-term/build1.sh   (from the repository root; one job at a time). Ran 2026-12-06 at 7ecdd37:
 # 42 min (planting 5, trainings 815 s and 692 s, the evaluation ~11 min). -> build1-eval-test.md (printed tables),
-# build1-results-test.json, build1-training-summary.txt (the planting line and both trainings' summaries and last step)
+# build1-results-test.json, build1-rows-test.csv, build1-training-summary.txt (the planting line and each training's
+# summary and last step). SEED=1 at 9f67b2b: 32 min (trainings 604 s and 612 s) -> build1-s1-*.
 set -euo pipefail
 PY=${PY:-.venv/bin/python} R=${RUN:-runs/shift-b1} S=${SEED:-0}     # SEED: the training seed (files get -s$SEED)
 X=$([ "$S" = 0 ] || echo "-s$S")
