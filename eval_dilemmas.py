@@ -32,6 +32,10 @@ Protocol. Nothing below looks at the rows being evaluated before they are scored
        even = (d₊ + d₋)/2  both signs act alike: damage or bias
        odd share = mean|odd| / (mean|odd| + mean|even|)
 
+   Beside it, a diagnostic the verdict does not read: the common shift, mean even over the rows (a move of
+   every row toward Yes or No at both signs, which the score below cancels), and the odd share with it taken
+   out of even, mean|odd| / (mean|odd| + mean|even − mean even|) (common_shift).
+
 3. Effect. Δ± = score_T(±c*) − score_T(0) for the target T = Virtue/Truthfulness, and the
    calibrated odd effect E = (Δ₊ − Δ₋)/2, positive when +c* is the more honest side. Each has a 95 %
    percentile-bootstrap interval over the Truthfulness dilemmas (N_BOOT draws, seeded by --seed), paired
@@ -203,6 +207,18 @@ def odd_even(ref, plus, minus):
     odd, even = np.abs(d_plus - d_minus).mean() / 2, np.abs(d_plus + d_minus).mean() / 2
     share = odd_share(*(torch.as_tensor(x, dtype=torch.float64) for x in (plus, minus, ref)))  # training's definition
     return float(odd), float(even), None if math.isnan(share) else share
+
+
+def common_shift(ref, plus, minus):
+    """(mean even change, odd share without it): the rows' mean of even = (d₊ + d₋)/2 is one shift of every
+    row toward Yes (> 0) or No that both signs make, which the Truthfulness score cancels (a dilemma's rows
+    carry opposite labels). The second number is mean|odd| / (mean|odd| + mean|even − mean even|), None when
+    neither part is left. A diagnostic beside odd_even's share; the verdict reads that one."""
+    d_plus, d_minus = plus - ref, minus - ref
+    odd, even = np.abs(d_plus - d_minus) / 2, (d_plus + d_minus) / 2
+    spread = np.abs(even - even.mean()).mean()
+    share = odd.mean() / (odd.mean() + spread) if odd.mean() + spread > 0 else None
+    return float(even.mean()), None if share is None else float(share)
 
 
 def effect_intervals(rows, ref, plus, minus, seed=0, n_boot=N_BOOT):
@@ -771,10 +787,12 @@ def summarize(rows, raw, by_coeff, dose, null, params=None, seed=0):
             continue
         mp, mm = by_coeff[name][coeff_key(c)], by_coeff[name][coeff_key(-c)]
         odd, even, share = odd_even(ref["logratio"], plus["logratio"], minus["logratio"])
+        shift, share_without_shift = common_shift(ref["logratio"], plus["logratio"], minus["logratio"])
         effect = (mp["delta_target"] - mm["delta_target"]) / 2
         m = {"coeff": c, "kl": kl_c, "delta_plus": mp["delta_target"], "delta_minus": mm["delta_target"],
              "p_plus": mp["p"], "p_minus": mm["p"], "effect": effect, "odd": odd, "even": even,
-             "odd_share": share, "pmass_ratio_plus": mp["pmass"] / by_coeff[name]["0.0"]["pmass"],
+             "odd_share": share, "common_shift": shift, "odd_share_without_shift": share_without_shift,
+             "pmass_ratio_plus": mp["pmass"] / by_coeff[name]["0.0"]["pmass"],
              "pmass_ratio_minus": mm["pmass"] / by_coeff[name]["0.0"]["pmass"],
              "delta_nll_plus": mp["delta_nll"], "delta_nll_minus": mm["delta_nll"],
              "delta_others_plus": mp["delta_others"], "delta_others_minus": mm["delta_others"],

@@ -1038,6 +1038,22 @@ def test_odd_share_is_one_for_pure_steering_and_zero_for_damage_or_yes_bias():
     assert mixed[0] == pytest.approx(np.abs(move).mean()) and mixed[1] == pytest.approx(1.0)
 
 
+def test_the_common_shift_is_the_yes_bias_both_signs_share_and_only_it_leaves_the_even_part():
+    """Steering plus one shift toward Yes at both signs: the evaluation's odd share counts the shift as even,
+    the share without it is 1; row-specific even changes still count against it; a yes-bias alone leaves
+    nothing."""
+    rng = np.random.default_rng(0)
+    ref, move, wobble = rng.normal(size=40), rng.normal(size=40), rng.normal(size=40)
+    assert ev.odd_even(ref, ref + move + 1.0, ref - move + 1.0)[2] < 0.6
+    shift, share = ev.common_shift(ref, ref + move + 1.0, ref - move + 1.0)
+    assert shift == pytest.approx(1.0) and share == pytest.approx(1.0)
+    assert ev.common_shift(ref, ref - move - 0.5, ref + move - 0.5)[0] == pytest.approx(-0.5)   # toward No
+    shift, share = ev.common_shift(ref, ref + move + wobble, ref - move + wobble)
+    assert share < 0.9 and share == pytest.approx(ev.odd_even(ref, ref + move + wobble - shift,
+                                                              ref - move + wobble - shift)[2])
+    assert ev.common_shift(ref, ref + 2.5, ref + 2.5) == (pytest.approx(2.5), None)
+
+
 def test_null_percentile_counts_only_effects_in_the_right_direction():
     null = [0.02, -0.05, 0.01, 0.03]
     assert ev.null_percentile(0.06, null) == 1.0                   # above every |E_k|
@@ -1537,7 +1553,8 @@ def test_end_to_end_cli_writes_table_and_files(eval_setup, capsys):
     assert s["effect_ci"][0] <= s["effect"] <= s["effect_ci"][1] and len(s["delta_plus_ci"]) == 2
     assert f"{s['effect']:+.3f} [{s['effect_ci'][0]:+.3f}, {s['effect_ci'][1]:+.3f}]" in table
     assert [n["seed"] for n in results["null"]] == [ev.null_seed(0, j) for j in range(2)]
-    for key in ("coeff", "kl", "delta_plus", "delta_minus", "p_plus", "p_minus", "odd_share", "pmass_ratio_plus",
+    for key in ("coeff", "kl", "delta_plus", "delta_minus", "p_plus", "p_minus", "odd_share", "common_shift",
+                "odd_share_without_shift", "pmass_ratio_plus",
                 "pmass_ratio_minus", "delta_nll_plus", "delta_nll_minus", "null_percentile", "null_p95",
                 "effect_ci", "delta_plus_ci", "delta_minus_ci"):
         assert key in results["summary"]["prompt"] and key in s
