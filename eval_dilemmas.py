@@ -212,8 +212,10 @@ def odd_even(ref, plus, minus):
 def common_shift(ref, plus, minus):
     """(mean even change, odd share without it): the rows' mean of even = (d₊ + d₋)/2 is one shift of every
     row toward Yes (> 0) or No that both signs make, which the Truthfulness score cancels (a dilemma's rows
-    carry opposite labels). The second number is mean|odd| / (mean|odd| + mean|even − mean even|), None when
-    neither part is left. A diagnostic beside odd_even's share; the verdict reads that one."""
+    carry opposite labels). The second number is odd_even's share with that shift taken from both signs,
+    mean|odd| / (mean|odd| + mean|even − mean even|), None when neither part is left. A diagnostic beside
+    odd_even's share; the verdict reads that one."""
+    # not odd_even(ref, plus − shift, minus − shift): its rounding would leave a pure yes-bias a share of 0, not None
     d_plus, d_minus = plus - ref, minus - ref
     odd, even = np.abs(d_plus - d_minus) / 2, (d_plus + d_minus) / 2
     spread = np.abs(even - even.mean()).mean()

@@ -800,7 +800,7 @@ def train_main(argv=None):
     stats = train(model, tok, adapter, pairs, cfg, runner_type=runner_type)
     report = sign_report(adapter.steer, sources, probe_margins(model, tok))
     adapter.set_sign(report["sign"])
-    shift = [f"shift-weight {args.shift_weight:g}"] + ["shift-reference pair"] * (cfg.shift_reference == "pair")
+    shift = [f"shift-weight {args.shift_weight:g}"] + (["shift-reference pair"] if cfg.shift_reference == "pair" else [])
     ours = args.deviate + (shift if args.shift_weight else [])
     adapter.evidence = {"heldout": stats["heldout"], "sign_report": report, "deviations": ours,
                         "training": {k: stats[k] for k in ("objective", "steps", "pair_examples", "seconds", "loss_space")}}

@@ -1043,14 +1043,15 @@ def test_the_common_shift_is_the_yes_bias_both_signs_share_and_only_it_leaves_th
     the share without it is 1; row-specific even changes still count against it; a yes-bias alone leaves
     nothing."""
     rng = np.random.default_rng(0)
-    ref, move, wobble = rng.normal(size=40), rng.normal(size=40), rng.normal(size=40)
+    ref, move = rng.normal(size=40), rng.normal(size=40)
     assert ev.odd_even(ref, ref + move + 1.0, ref - move + 1.0)[2] < 0.6
     shift, share = ev.common_shift(ref, ref + move + 1.0, ref - move + 1.0)
     assert shift == pytest.approx(1.0) and share == pytest.approx(1.0)
     assert ev.common_shift(ref, ref - move - 0.5, ref + move - 0.5)[0] == pytest.approx(-0.5)   # toward No
-    shift, share = ev.common_shift(ref, ref + move + wobble, ref - move + wobble)
-    assert share < 0.9 and share == pytest.approx(ev.odd_even(ref, ref + move + wobble - shift,
-                                                              ref - move + wobble - shift)[2])
+    # two rows, odd ±1 each, even 1 + (+0.5, −0.5): by hand, |odd| 1, |even| 1, |even − mean| 0.5
+    ref2, plus, minus = np.zeros(2), np.array([2.5, 1.5]), np.array([0.5, -0.5])
+    assert ev.odd_even(ref2, plus, minus)[2] == pytest.approx(0.5)
+    assert ev.common_shift(ref2, plus, minus) == (pytest.approx(1.0), pytest.approx(2 / 3))
     assert ev.common_shift(ref, ref + 2.5, ref + 2.5) == (pytest.approx(2.5), None)
 
 
