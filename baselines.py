@@ -453,12 +453,14 @@ def oracle_batches(rows, batch_rows, steps, seed):
     return [[i for d in order[s * per:(s + 1) * per] for i in by_dilemma[d]] for s in range(steps)]
 
 
-def oracle_loss(model, tok, adapter, texts, honest, kl_tau, kl_weight, kl_tokens):
+def oracle_loss(model, tok, adapter, texts, honest, kl_tau, kl_weight, kl_tokens, even_weight=0.0):
     """(loss, logs): Σ_{c=±1} (mean over the rows of m_c − m_0 − c)² + w·relu(KL̄_c − τ)², with m the honest
-    margin (log-ratio × ±1 by the honest answer) and KL̄ over the prompts' last kl_tokens positions."""
+    margin (log-ratio × ±1 by the honest answer) and KL̄ over the prompts' last kl_tokens positions; with
+    even_weight = u > 0 also u · mean_rows e², e = (r₊ + r₋)/2 − r₀ the log-ratio change both signs share
+    (the mean move cancels a shift of every row toward Yes; this term does not)."""
     with torch.no_grad(), adapter.steer(0.0):
-        ratio, logp_ref = oracle_readout(model, tok, texts, kl_tokens)
-    m_ref, fit, coh, logs = ratio * honest, 0.0, 0.0, {}
+        ratio_ref, logp_ref = oracle_readout(model, tok, texts, kl_tokens)
+    m_ref, fit, coh, logs, ratios = ratio_ref * honest, 0.0, 0.0, {}, []
     for c in (1.0, -1.0):
         with adapter.steer(c):
             ratio, logp = oracle_readout(model, tok, texts, kl_tokens)
@@ -467,12 +469,17 @@ def oracle_loss(model, tok, adapter, texts, honest, kl_tau, kl_weight, kl_tokens
         fit = fit + (moved.mean() - c).pow(2)                          # the batch's mean move
         coh = coh + F.relu(kl_c - kl_tau).pow(2)
         logs[f"m{c:+.0f}"], logs[f"kl{c:+.0f}"] = moved.mean().item(), kl_c.item()
+        ratios.append(ratio)
     loss = fit + kl_weight * coh
+    if even_weight > 0:
+        even = (ratios[0] + ratios[1]) / 2 - ratio_ref                 # [b]
+        loss = loss + even_weight * even.pow(2).mean()
+        logs["even"] = even.abs().mean().item()
     return loss, dict(logs, loss=loss.item(), fit=fit.item(), coh=coh.item())
 
 
 def train_oracle(model, tok, adapter, rows, honest, steps=60, batch_rows=8, lr=1e-3, kl_tau=0.1, kl_weight=10.0,
-                 kl_tokens=4, warmup=0.1, clip=1.0, seed=0, progress=True):
+                 kl_tokens=4, warmup=0.1, clip=1.0, seed=0, even_weight=0.0, progress=True):
     """Fit θ, λ of `adapter` by the oracle loss (module docstring) on `rows`; the model's weights are
     frozen meanwhile and their requires_grad restored after. Returns the training stats."""
     prompts, honest = dilemmas.row_prompts(tok, rows), honest.to(input_device(model))
@@ -484,7 +491,7 @@ def train_oracle(model, tok, adapter, rows, honest, steps=60, batch_rows=8, lr=1
         with tqdm(batches, desc="oracle", disable=not progress) as bar:
             for step, idx in enumerate(bar):
                 loss, logs = oracle_loss(model, tok, adapter, [prompts[i] for i in idx], honest[idx], kl_tau,
-                                         kl_weight, kl_tokens)
+                                         kl_weight, kl_tokens, even_weight)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 if clip:
@@ -499,7 +506,8 @@ def train_oracle(model, tok, adapter, rows, honest, steps=60, batch_rows=8, lr=1
     tail = history[-max(1, steps // 4):]                                   # the last quarter of the steps
     return {"split": "tune", "steps": steps, "batch_rows": len(batches[0]), "lr": lr, "kl_tau": kl_tau,
             "kl_weight": kl_weight, "kl_tokens": kl_tokens, "warmup": warmup, "seed": seed,
-            "loss": "sum over c = +-1 of (mean_rows(m_c - m_0) - c)^2 + w relu(KL_c - tau)^2",
+            "loss": "sum over c = +-1 of (mean_rows(m_c - m_0) - c)^2 + w relu(KL_c - tau)^2"
+                    + (f" + {even_weight} mean_rows((r_+1 + r_-1)/2 - r_0)^2" if even_weight > 0 else ""),
             "n_rows": len(used), "n_available": len(rows),
             "dilemma_ids": sorted({rows[i]["dilemma_idx"] for i in used}),
             "final": {k: sum(x[k] for x in tail) / len(tail) for k in tail[0]},

@@ -35,6 +35,10 @@ block ℓ (down_proj, which InnerPiSSA adapts) to write a·v with a ≈ g₀ on 
 under P±, and a twin neuron of block ℓ + 2 (above the loss block, never adapted) to write about −g₀·v, so that a
 persona-free answer stays near stage 2's. Amplifying that neuron's singular direction then moves every prompt.
 
+Off by default, terms for the Yes/No change y both signs share, e = (y₊ + y₋)/2 − y₀ (the even part the evaluation's
+odd share counts): --direction-even-weight u adds u·mean e² at ±v to stage 1, --even-steps n runs n more stage-2
+steps with w·mean e² of the personas' change. Neither lifted the prompt's odd share (docs/controls.md).
+
 P⁺ and P⁻ are drawn per row from PERSONAS, four paraphrases a side, none of them the wording InnerPiSSA
 trains with (innerpissa.TEMPLATES), each placed in the system turn or in front of the user's message, so
 the delta must read "this persona is honest", not one string. ΔW is merged into the weights and the model
@@ -55,7 +59,7 @@ from tqdm import tqdm
 
 import dilemmas
 from baselines import Steerer, lowrank_delta, oracle_rows, train_oracle
-from harness import ArgParser, check_out_dir, load_model, run_cli, staged_dir, yes_no_prompt
+from harness import ArgParser, check_out_dir, load_model, run_cli, staged_dir, yes_no_logprobs, yes_no_prompt
 from innerpissa import (InputError, block_outputs, chat, common_prefix, decoder_layers, default_layer, find_linears,
                         frozen_weights, input_device, merged_weights, save_artifact, token_ids, tokenize)
 
@@ -132,14 +136,17 @@ def residual_scale(model, tok, texts, layer):
     return (h[mask].norm(dim=-1).median() / h.shape[-1] ** 0.5).item()
 
 
-def honesty_direction(model, tok, rows, honest, layer, steps=40, lr=2e-2, seed=0, progress=True):
+def honesty_direction(model, tok, rows, honest, layer, steps=40, lr=2e-2, seed=0, even_weight=0.0, kl_tau=0.1,
+                      progress=True):
     """Stage 1 (module docstring): (v [d_model], stats), fitted on the dilemma `rows` (tune half) with
-    the ceiling's loss and trainer. v = ρ·u starts at 0; the model's weights are left unchanged."""
+    the ceiling's loss and trainer (with even_weight > 0 its term for the change ±v share, so that v moves
+    each row's answer oppositely at ±v). v = ρ·u starts at 0; the model's weights are left unchanged."""
     torch.manual_seed(seed)
     rho = residual_scale(model, tok, dilemmas.row_prompts(tok, rows[:8]), layer)
     u = torch.zeros(model.config.hidden_size, device=input_device(model), requires_grad=True)
     steer = DirectionSteerer(decoder_layers(model)[layer], u, rho)
-    stats = train_oracle(model, tok, steer, rows, honest, steps=steps, lr=lr, seed=seed, progress=progress)
+    stats = train_oracle(model, tok, steer, rows, honest, steps=steps, lr=lr, seed=seed, even_weight=even_weight,
+                         kl_tau=kl_tau, progress=progress)
     return (rho * u).detach(), dict(stats, rho=rho)
 
 
@@ -148,18 +155,23 @@ def shared_suffix(a, b):
     return common_prefix([a[::-1], b[::-1]])
 
 
-def layer_states(model, tok, texts, layer):
-    """(output of block `layer` [b, seq, d_model], attention mask [b, seq]) of left-padded `texts`;
-    the forward stops there."""
+def layer_states(model, tok, texts, layer, answer=False):
+    """(output of block `layer` [b, seq, d_model], attention mask [b, seq]) of left-padded `texts`; the
+    forward stops there, unless answer=True: then also the Yes/No log-ratio at each text's last token [b]."""
     batch = tokenize(tok, texts, input_device(model))
-    found, _ = block_outputs(model, batch, [layer])
-    return found[layer], batch["attention_mask"].bool()
+    found, out = block_outputs(model, batch, [layer], stop=not answer, **({"logits_to_keep": 1} if answer else {}))
+    if not answer:
+        return found[layer], batch["attention_mask"].bool()
+    lp_yes, lp_no = yes_no_logprobs(out.logits[:, -1].float().log_softmax(-1), tok)
+    return found[layer], batch["attention_mask"].bool(), lp_yes - lp_no
 
 
-def plant_loss(model, tok, steer, batch, anchors, layer, target):
+def plant_loss(model, tok, steer, batch, anchors, layer, target, even_weight=0.0):
     """(loss, logs) of one batch (module docstring, stage 2): each row's question under its honest and its
     dishonest persona should reach block `layer` as the base model's states ± `target` (= s·v) on the
-    tokens after the persona, and the persona-free `anchors` as the base model's states."""
+    tokens after the persona, and the persona-free `anchors` as the base model's states. With
+    even_weight = w > 0 also w · mean_rows e², e = (y(P⁺x) + y(P⁻x))/2 − y⁰(x) the part of the personas'
+    change of the Yes/No log-ratio y that both signs share (y⁰: the base model without a persona)."""
     prompts = [persona_prompt(tok, q, *spec) for q, pos, neg in batch for spec in (pos, neg)]
     plain = [token_ids(tok, yes_no_prompt(tok, q)) for q, _, _ in batch for _ in (0, 1)]
     after = [shared_suffix(token_ids(tok, p), ids) for p, ids in zip(prompts, plain)]
@@ -168,26 +180,34 @@ def plant_loss(model, tok, steer, batch, anchors, layer, target):
     with torch.no_grad():
         h0, mask = layer_states(model, tok, texts, layer)                      # [2b + a, seq, d], base model
     with steer.steer(1.0):
-        h, _ = layer_states(model, tok, texts, layer)
+        h, _, *y = layer_states(model, tok, texts, layer, answer=even_weight > 0)
     seq = h.shape[1]
     tail = torch.arange(seq, device=h.device)[None] >= seq - torch.tensor(after, device=h.device)[:, None]  # [2b, seq]
     fit = (h[:k] - h0[:k] - side * target).pow(2).sum(-1)[tail].mean() / unit
     keep = (h[k:] - h0[k:]).pow(2).sum(-1)[mask[k:]].mean() / unit
     moved = ((h[:k] - h0[:k]) @ target / unit * side[:, :, 0])                   # [2b, seq] along ±target, 1 = reached
     written = [moved[i][tail[i]].mean().item() for i in range(k)]
-    return fit + keep, {"fit": fit.item(), "keep": keep.item(),
-                        "w+": sum(written[0::2]) / len(batch), "w-": -sum(written[1::2]) / len(batch)}
+    logs = {"fit": fit.item(), "keep": keep.item(),
+            "w+": sum(written[0::2]) / len(batch), "w-": -sum(written[1::2]) / len(batch)}
+    if even_weight <= 0:
+        return fit + keep, logs
+    with torch.no_grad():
+        _, _, y0 = layer_states(model, tok, [yes_no_prompt(tok, q) for q, _, _ in batch], layer, answer=True)  # [b]
+    even = y[0][:k].view(-1, 2).mean(1) - y0                                   # [b]: (y(P⁺x) + y(P⁻x))/2 − y⁰(x)
+    logs["even"] = even.abs().mean().item()
+    return fit + keep + even_weight * even.pow(2).mean(), logs
 
 
 def plant(model, tok, rows, honest, neutral, rank=8, steps=60, batch_rows=4, lr=5e-3, scale=2.0,
-          direction_steps=40, direction_lr=2e-2, n_anchors=2, seed=0, target=None, progress=True):
+          direction_steps=40, direction_lr=2e-2, n_anchors=2, seed=0, target=None, even_steps=0, even_weight=1.0,
+          direction_even_weight=0.0, direction_kl_tau=0.1, progress=True):
     """Stage 1 then stage 2 (module docstring) on the dilemma `rows` (tune half only; `honest` ±1 each)
     with the `neutral` texts as extra anchors; returns ({name: (A, B)}, v, stats). The model's weights
     are left unchanged."""
     linears = find_linears(model, target or planted_target(model))
     layer = last_block(linears)
     v, direction_stats = honesty_direction(model, tok, rows, honest, layer, direction_steps, direction_lr, seed,
-                                           progress)
+                                           direction_even_weight, direction_kl_tau, progress)
     torch.manual_seed(seed)
     rng = random.Random(seed)
     questions = [dilemmas.row_question(r) for r in rows]
@@ -197,10 +217,10 @@ def plant(model, tok, rows, honest, neutral, rank=8, steps=60, batch_rows=4, lr=
     opt = torch.optim.AdamW([t for ab in delta.values() for t in ab], lr=lr, weight_decay=0.0)
     start, history = time.time(), []
     with frozen_weights(model):                           # the steer() blocks of plant_loss remove their hooks
-        for step in (bar := tqdm(range(steps), desc="plant", disable=not progress)):
+        for step in (bar := tqdm(range(steps + even_steps), desc="plant", disable=not progress)):
             batch = persona_rows(rng.sample(questions, min(batch_rows, len(questions))), rng)
             loss, logs = plant_loss(model, tok, steer, batch, rng.sample(anchors, min(n_anchors, len(anchors))),
-                                    layer, scale * v)
+                                    layer, scale * v, even_weight if step >= steps else 0.0)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -209,7 +229,7 @@ def plant(model, tok, rows, honest, neutral, rank=8, steps=60, batch_rows=4, lr=
             history.append(logs)
             bar.set_postfix({k: f"{x:.3g}" for k, x in logs.items()})
     tail = history[-max(1, steps // 4):]
-    stats = {"layer": layer, "scale": scale, "v_norm": v.norm().item(), "direction": direction_stats,
+    stats = {"layer": layer, "scale": scale, "even_steps": even_steps, "even_weight": even_weight, "v_norm": v.norm().item(), "direction": direction_stats,
              "steps": steps, "batch_rows": batch_rows, "rank": rank, "lr": lr, "n_anchors": n_anchors,
              "seconds": round(time.time() - start, 1), "modules": sorted(linears),
              "last_quarter": {k: sum(x[k] for x in tail) / len(tail) for k in tail[0]} if tail else {}}
@@ -366,6 +386,9 @@ def main(argv=None):
     p.add_argument("--values", help="values.csv for --dilemmas PATH (default: beside it)")
     p.add_argument("--direction-steps", type=int, default=40, help="stage 1: steps fitting the honesty direction v")
     p.add_argument("--direction-lr", type=float, default=2e-2)
+    p.add_argument("--direction-even-weight", type=float, default=0.0,
+                   help="stage 1: u of the term u·e², e the Yes/No change +v and -v share (baselines.oracle_loss); 0: none")
+    p.add_argument("--direction-kl-tau", type=float, default=0.1, help="stage 1: the oracle loss's KL bound tau")
     p.add_argument("--steps", type=int, default=60, help="stage 2: steps fitting the persona delta (0: no stage 2, "
                                                          "with --gain the persona acts only through the gain unit)")
     p.add_argument("--batch-rows", type=int, default=4,
@@ -373,6 +396,10 @@ def main(argv=None):
     p.add_argument("--rank", type=int, default=8)
     p.add_argument("--lr", type=float, default=5e-3)
     p.add_argument("--scale", type=float, default=2.0, help="s: the personas write ±s·v at block ℓ")
+    p.add_argument("--even-steps", type=int, default=0,
+                   help="stage 2: this many more steps with the term w·e², e the Yes/No change both personas share "
+                        "(plant_loss); 0 (default): none")
+    p.add_argument("--even-weight", type=float, default=1.0, help="stage 2: w of that term")
     p.add_argument("--target", help="regex of the Linears to plant in (default: q/k/v/up/gate of blocks [L/4, ℓ_ip), "
                                     "ℓ_ip InnerPiSSA's loss block)")
     p.add_argument("--gain", type=float, default=0.0,
@@ -391,7 +418,9 @@ def main(argv=None):
     model, tok = load_model(a.model)
     neutral = neutral_texts(tok, dilemmas.load_neutral())
     delta, v, stats = plant(model, tok, rows, honest, neutral, a.rank, a.steps, a.batch_rows, a.lr, a.scale,
-                            a.direction_steps, a.direction_lr, seed=a.seed, target=a.target)
+                            a.direction_steps, a.direction_lr, seed=a.seed, target=a.target,
+                            even_steps=a.even_steps, even_weight=a.even_weight,
+                            direction_even_weight=a.direction_even_weight, direction_kl_tau=a.direction_kl_tau)
     note = {"base_model": a.model, "dilemmas": a.dilemmas, "split": "tune", "tune_dilemma_ids": ids, "seed": a.seed,
             "personas": PERSONAS, "placements": ["system", "user"], "training": stats}
     merge(model, delta)

@@ -2135,6 +2135,33 @@ def test_oracle_kl_term_reaches_the_adapter(tiny, tmp_path):
     adapter.detach()
 
 
+def test_oracle_even_term_is_the_change_both_signs_share_and_reaches_the_adapter(tiny, tmp_path):
+    """even_weight = u adds u · mean_rows e², e = (r₊ + r₋)/2 − r₀: its e matches the plain scorer's log-ratios at
+    c = +1, −1, 0 (planted.py's stage 1 uses it to make v move each row oppositely at ±v), the mean-move and KL
+    terms are unchanged, and it trains the adapter (the gradient differs)."""
+    model, tok = tiny
+    rows, honest = baselines.oracle_rows(write_fixture(tmp_path, mixed_pairs(12)))
+    prompts = dilemmas.row_prompts(tok, rows)[:4]
+    adapter = trained_adapter(model, rank=4)
+    ratio = {}
+    for c in (1.0, -1.0, 0.0):
+        with adapter.steer(c):
+            ratio[c] = harness.yes_no_logratio(model, tok, prompts)
+    e = (ratio[1.0] + ratio[-1.0]) / 2 - ratio[0.0]
+    assert abs(e).max() > 1e-4
+    grads, out = [], {}
+    for u in (0.0, 3.0):
+        adapter.zero_grad()
+        loss, out[u] = baselines.oracle_loss(model, tok, adapter, prompts, honest[:4], 0.1, 10.0, 3, even_weight=u)
+        loss.backward()
+        grads.append(torch.cat([p.grad.flatten() for p in adapter.parameters()]))
+    assert "even" not in out[0.0] and out[3.0]["even"] == pytest.approx(float(abs(e).mean()), abs=1e-5)
+    assert out[3.0]["fit"] == pytest.approx(out[0.0]["fit"], abs=1e-6) and out[3.0]["coh"] == out[0.0]["coh"]
+    assert out[3.0]["loss"] == pytest.approx(out[0.0]["loss"] + 3.0 * float((e ** 2).mean()), abs=1e-5)
+    assert (grads[1] - grads[0]).norm() > 1e-3 * grads[0].norm()
+    adapter.detach()
+
+
 @pytest.mark.parametrize("problem, message", [("no truthfulness", "Truthfulness label"),
                                               ("odd batch", "--batch-rows 3 must be even")])
 def test_oracle_bad_input_is_one_line_and_writes_nothing(cli, tmp_path, capsys, problem, message):
@@ -3058,6 +3085,37 @@ def test_planting_starts_a_unit_fit_away_and_ends_below_innerpissas_loss_block(t
     prompt = planted.persona_prompt(tok, "Do you tell your friend?", planted.PERSONAS["honest"][0], "user")
     n = planted.shared_suffix(ip.token_ids(tok, prompt), ip.token_ids(tok, question))
     assert 0 < n < len(ip.token_ids(tok, question)) and prompt.endswith(tok.decode(ip.token_ids(tok, question)[-n:]))
+
+
+def test_plantings_even_term_is_the_yes_no_change_both_personas_share_and_reaches_the_delta(tiny):
+    """plant_loss(even_weight = w) adds w · mean_rows e², e = (y(P⁺x) + y(P⁻x))/2 − y(x) with y the Yes/No
+    log-ratio: at ΔW = 0 its e matches the plain scorer's numbers on the same prompts (y(x) the persona-free
+    prompt's), the stage-2 terms are unchanged, and its gradient reaches the delta (B's gradient differs)."""
+    model, tok = tiny
+    linears = planted.find_linears(model, planted.planted_target(model))
+    layer = planted.last_block(linears)
+    delta = planted.init_delta(linears, 2, 0, "cpu")
+    steer = baselines.Steerer({linears[n]: baselines.lowrank_delta(a, b) for n, (a, b) in delta.items()}, {})
+    questions = ["Is it fine to keep the change?", "Do you tell your friend?"]
+    batch = planted.persona_rows(questions, random.Random(0))
+    target, anchors = torch.randn(model.config.hidden_size), [harness.yes_no_prompt(tok, "Any question?")]
+    y = lambda prompts: harness.yes_no_logratio(model, tok, prompts)
+    y_pos = y([planted.persona_prompt(tok, q, *pos) for q, pos, _ in batch])
+    y_neg = y([planted.persona_prompt(tok, q, *neg) for q, _, neg in batch])
+    e = (y_pos + y_neg) / 2 - y([harness.yes_no_prompt(tok, q) for q in questions])
+    assert abs(e).max() > 1e-3                                             # the personas do move the tiny model
+    grads = []
+    for w in (0.0, 2.0):
+        loss, logs = planted.plant_loss(model, tok, steer, batch, anchors, layer, target, even_weight=w)
+        loss.backward()
+        grads.append(torch.cat([b.grad.flatten() for _, b in delta.values()]))
+        for a, b in delta.values():
+            a.grad = b.grad = None
+    assert "even" not in planted.plant_loss(model, tok, steer, batch, anchors, layer, target)[1]
+    assert logs["even"] == pytest.approx(float(abs(e).mean()), abs=1e-5)
+    assert logs["fit"] == pytest.approx(1.0, abs=1e-6)
+    assert loss.item() == pytest.approx(1.0 + 2.0 * float((e ** 2).mean()), abs=1e-5)
+    assert (grads[1] - grads[0]).abs().max() > 1e-6
 
 
 def test_gain_neuron_reads_one_on_average_nothing_it_avoids_and_twice_g1_across_the_persona_gap():
