@@ -229,8 +229,9 @@ def plant(model, tok, rows, honest, neutral, rank=8, steps=60, batch_rows=4, lr=
             history.append(logs)
             bar.set_postfix({k: f"{x:.3g}" for k, x in logs.items()})
     tail = history[-max(1, steps // 4):]
-    stats = {"layer": layer, "scale": scale, "even_steps": even_steps, "even_weight": even_weight, "v_norm": v.norm().item(), "direction": direction_stats,
+    stats = {"layer": layer, "scale": scale, "v_norm": v.norm().item(), "direction": direction_stats,
              "steps": steps, "batch_rows": batch_rows, "rank": rank, "lr": lr, "n_anchors": n_anchors,
+             "even_steps": even_steps, "even_weight": even_weight,
              "seconds": round(time.time() - start, 1), "modules": sorted(linears),
              "last_quarter": {k: sum(x[k] for x in tail) / len(tail) for k in tail[0]} if tail else {}}
     return {n: (a.detach(), b.detach()) for n, (a, b) in delta.items()}, v, stats
