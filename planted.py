@@ -59,7 +59,8 @@ from tqdm import tqdm
 
 import dilemmas
 from baselines import Steerer, lowrank_delta, oracle_rows, train_oracle
-from harness import ArgParser, check_out_dir, load_model, run_cli, staged_dir, yes_no_logprobs, yes_no_prompt
+from harness import (ArgParser, check_out_dir, load_model, run_cli, staged_dir, yes_no_logprobs, yes_no_logratio,
+                     yes_no_prompt)
 from innerpissa import (InputError, block_outputs, chat, common_prefix, decoder_layers, default_layer, find_linears,
                         frozen_weights, input_device, merged_weights, save_artifact, token_ids, tokenize)
 
@@ -191,9 +192,8 @@ def plant_loss(model, tok, steer, batch, anchors, layer, target, even_weight=0.0
             "w+": sum(written[0::2]) / len(batch), "w-": -sum(written[1::2]) / len(batch)}
     if even_weight <= 0:
         return fit + keep, logs
-    with torch.no_grad():
-        _, _, y0 = layer_states(model, tok, [yes_no_prompt(tok, q) for q, _, _ in batch], layer, answer=True)  # [b]
-    even = y[0][:k].view(-1, 2).mean(1) - y0                                   # [b]: (y(P⁺x) + y(P⁻x))/2 − y⁰(x)
+    y0 = torch.as_tensor(yes_no_logratio(model, tok, [yes_no_prompt(tok, q) for q, _, _ in batch]), device=h.device)
+    even = y[0][:k].view(-1, 2).mean(1) - y0.to(h.dtype)                      # [b]: (y(P⁺x) + y(P⁻x))/2 − y⁰(x)
     logs["even"] = even.abs().mean().item()
     return fit + keep + even_weight * even.pow(2).mean(), logs
 

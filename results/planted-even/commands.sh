@@ -6,7 +6,8 @@
 # with the prompt baseline on the TUNE half only (no null), so the choice never sees the test half.
 # -> runs/planted-even/nN-wW/eval-tune (the printed table in eval-tune.md here)
 # Usage: STEPS=30 WEIGHTS="1 4" bash results/planted-even/commands.sh; ODD_V=1 WEIGHTS= bash …   (from the repository root;
-# ~10 min a build on 2 cores)
+# ~10 min a build on 2 cores). Ran 2026-12-06 at b760029 (its stage-2 y⁰ read through block_outputs; since through
+# harness.yes_no_logratio: the same model and prompts, not rerun).
 set -euo pipefail
 PY=${PY:-.venv/bin/python}
 for w in ${WEIGHTS-1}; do

@@ -3,6 +3,7 @@ the oracle loss plus u · mean_rows e² (e the log-ratio change +v and −v shar
 KL bound tau, then ±s·v added at block 14's output at every position of the tune half's persona-free dilemma prompts
 (all 330 rows), no persona: mean |odd|, mean |even|, the odd share and the common shift, as eval_dilemmas defines them.
 Usage: python results/planted-even/v_oddness.py 0,0.1 1,0.1 4,0.1 4,0.4 1,0.4 --scales 1 2   (from the repository root)
+Ran at b760029, which scored each ±s·v twice (once for odd_even, once for common_shift).
 """
 import argparse
 import sys
@@ -40,7 +41,7 @@ for spec in a.specs:
     v, stats = planted.honesty_direction(model, tok, rows_t, honest, 14, even_weight=u, kl_tau=tau, progress=False)
     y0, fin = logratio(0 * v), stats["final"]
     for s in a.scales:
-        odd, even, share = odd_even(y0, logratio(s * v), logratio(-s * v))
-        shift, _ = common_shift(y0, logratio(s * v), logratio(-s * v))
+        plus, minus = logratio(s * v), logratio(-s * v)
+        (odd, even, share), (shift, _) = odd_even(y0, plus, minus), common_shift(y0, plus, minus)
         print(f"{u:g} | {tau:g} | {s:g} | {v.norm():.2f} | {fin['m+1']:+.3f} / {fin['m-1']:+.3f} | {odd:.3f} | {even:.3f} "
               f"| {share:.2f} | {shift:+.3f}", flush=True)
