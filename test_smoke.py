@@ -3182,11 +3182,14 @@ def test_planted_personas_are_not_innerpissas_wording():
     assert not any(t in p.lower() or p.lower() in t for p in ours for t in theirs)
 
 
-def test_planted_bad_input_writes_nothing(tmp_path, capsys):
+@pytest.mark.parametrize("flags, named", [(["--steps", "0"], "--steps 0"),
+                                          (["--even-steps", "-5"], "--even-steps -5"),
+                                          (["--direction-kl-tau", "0"], "--direction-kl-tau 0")])
+def test_planted_bad_input_writes_nothing(tmp_path, capsys, flags, named):
     with pytest.raises(SystemExit) as e:
-        run_cli(lambda: planted.main(["--model", "embedded", "--out", str(tmp_path / "p"), "--steps", "0"]))
+        run_cli(lambda: planted.main(["--model", "embedded", "--out", str(tmp_path / "p"), *flags]))
     err = capsys.readouterr().err.strip()
-    assert e.value.code != 0 and err.count("\n") == 0 and "--steps 0" in err
+    assert e.value.code != 0 and err.count("\n") == 0 and named in err
     assert not (tmp_path / "p").exists()
 
 
