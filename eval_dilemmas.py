@@ -88,9 +88,7 @@ import csv
 import io
 import json
 import math
-import os
 import sys
-import tempfile
 import time
 import weakref
 from pathlib import Path
@@ -103,7 +101,7 @@ import baselines
 from dilemmas import (TARGET, answer_pairs, load_arbitrary, load_dilemmas, load_neutral, question_spans, row_prompts,
                       truth_probes)
 from harness import (add_device_map, continue_from, kl, load_model, right_pad, run_cli, run_prefix, score_yes_no,
-                     shared_prefix, usual_mode, yes_no_prompt)
+                     shared_prefix, write_outputs, yes_no_prompt)
 from innerpissa import InnerPiSSA, InputError, chat, decoder_layers, hidden_size, input_device, load_artifact, odd_share
 
 KINDS = ("innerpissa", "oracle", "pca", "random", "weight_diff")
@@ -992,28 +990,6 @@ def write_probes(path, probes):
     w.writerows(probes)
     write_outputs(Path(path).parent, {Path(path).name: buf.getvalue()})
     print(f"{len(probes)} sign probes -> {path}", file=sys.stderr)
-
-
-def write_outputs(out_dir, files):
-    """Write {name: text} into out_dir: every file to a temp name first, then rename them all."""
-    out_dir = Path(out_dir)
-    temps = []
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        for name, text in files.items():
-            fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=f".{name}.", suffix=".tmp")
-            temps.append(tmp)
-            with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-                f.write(text)
-            os.chmod(tmp, usual_mode(0o666))                     # mkstemp's 0600 would hide results from others
-        for tmp, name in zip(temps, files):
-            os.replace(tmp, out_dir / name)
-    except OSError as e:
-        raise InputError(f"cannot write to {out_dir} ({e.strerror}): choose a writable --out") from None
-    finally:
-        for tmp in temps:
-            if os.path.exists(tmp):
-                os.remove(tmp)
 
 
 # ----------------------------------------------------------------------------- CLI

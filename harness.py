@@ -496,6 +496,28 @@ def usual_mode(base):
     return base & ~umask
 
 
+def write_outputs(out_dir, files):
+    """Write {name: text} into out_dir: every file to a temp name first, then rename them all."""
+    out_dir = Path(out_dir)
+    temps = []
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for name, text in files.items():
+            fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=f".{name}.", suffix=".tmp")
+            temps.append(tmp)
+            with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+                f.write(text)
+            os.chmod(tmp, usual_mode(0o666))                     # mkstemp's 0600 would hide results from others
+        for tmp, name in zip(temps, files):
+            os.replace(tmp, out_dir / name)
+    except OSError as e:
+        raise InputError(f"cannot write to {out_dir} ({e.strerror}): choose a writable --out") from None
+    finally:
+        for tmp in temps:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+
+
 @contextlib.contextmanager
 def staged_dir(out):
     """A temporary directory next to `out`, renamed to `out` when the block succeeds, removed when it fails."""

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import dilemmas
 import eval_dilemmas as ev
-from harness import ArgParser, add_device_map, generate, load_model, read_lines, run_cli, yes_no_prompt
+from harness import (ArgParser, add_device_map, generate, load_model, read_lines, run_cli, write_outputs,
+                     yes_no_prompt)
 from innerpissa import InputError, chat, load_artifact
 
 PREFILL = "My choice:"
@@ -82,7 +83,7 @@ def main(argv=None):
     title = (f"Steered samples: {Path(a.artifact).name} ({meta['kind']}, sign {meta.get('sign', 1):+d}) on "
              f"{a.model}, greedy, at most {a.max_new_tokens} new tokens")
     text = markdown(questions, completions, title, "" if a.prompts else PREFILL)
-    ev.write_outputs(Path(a.out).parent, {Path(a.out).name: text})
+    write_outputs(Path(a.out).parent, {Path(a.out).name: text})
     print(text)
 
 

@@ -964,7 +964,7 @@ def mixed_pairs(n=12):
 # ----------------------------------------------------------------------------- model-free
 
 def test_written_results_have_the_mode_a_plain_open_gives(tmp_path):
-    ev.write_outputs(tmp_path / "out", {"results.json": "{}\n", "rows.csv": "idx\n"})
+    harness.write_outputs(tmp_path / "out", {"results.json": "{}\n", "rows.csv": "idx\n"})
     (tmp_path / "plain.txt").write_text("x")
     modes = {p.stat().st_mode & 0o777 for p in (tmp_path / "out").iterdir()}
     assert modes == {(tmp_path / "plain.txt").stat().st_mode & 0o777}                # not mkstemp's 0600
