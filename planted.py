@@ -37,7 +37,9 @@ persona-free answer stays near stage 2's. Amplifying that neuron's singular dire
 
 Off by default, terms for the Yes/No change y both signs share, e = (y₊ + y₋)/2 − y₀ (the even part the evaluation's
 odd share counts): --direction-even-weight u adds u·mean e² at ±v to stage 1, --even-steps n runs n more stage-2
-steps with w·mean e² of the personas' change. Neither lifted the prompt's odd share (docs/controls.md).
+steps with w·mean e² of the personas' change. Neither lifted the prompt's odd share (docs/controls.md). Nor did
+--write-reference plain, which replaces h⁰_ℓ(P±x)_t in stage 2's target by the base model's state of the same token of
+the persona-free prompt x, so that the persona's own effect at block ℓ is undone on the tokens after it.
 
 P⁺ and P⁻ are drawn per row from PERSONAS, four paraphrases a side, none of them the wording InnerPiSSA
 trains with (innerpissa.TEMPLATES), each placed in the system turn or in front of the user's message, so
@@ -167,12 +169,14 @@ def layer_states(model, tok, texts, layer, answer=False):
     return found[layer], batch["attention_mask"].bool(), lp_yes - lp_no
 
 
-def plant_loss(model, tok, steer, batch, anchors, layer, target, even_weight=0.0):
+def plant_loss(model, tok, steer, batch, anchors, layer, target, even_weight=0.0, reference="persona"):
     """(loss, logs) of one batch (module docstring, stage 2): each row's question under its honest and its
     dishonest persona should reach block `layer` as the base model's states ± `target` (= s·v) on the
-    tokens after the persona, and the persona-free `anchors` as the base model's states. With
-    even_weight = w > 0 also w · mean_rows e², e = (y(P⁺x) + y(P⁻x))/2 − y⁰(x) the part of the personas'
-    change of the Yes/No log-ratio y that both signs share (y⁰: the base model without a persona)."""
+    tokens after the persona, and the persona-free `anchors` as the base model's states. The base states
+    the ±target is added to are the base model's under the same persona (reference "persona") or without
+    one ("plain": the same tokens of the persona-free prompt, so that the persona's own effect there is
+    undone). With even_weight = w > 0 also w · mean_rows e², e = (y(P⁺x) + y(P⁻x))/2 − y⁰(x) the part of
+    the personas' change of the Yes/No log-ratio y that both signs share (y⁰: the base model without a persona)."""
     prompts = [persona_prompt(tok, q, *spec) for q, pos, neg in batch for spec in (pos, neg)]
     plain = [token_ids(tok, yes_no_prompt(tok, q)) for q, _, _ in batch for _ in (0, 1)]
     after = [shared_suffix(token_ids(tok, p), ids) for p, ids in zip(prompts, plain)]
@@ -180,13 +184,14 @@ def plant_loss(model, tok, steer, batch, anchors, layer, target, even_weight=0.0
     texts, k, unit = prompts + anchors, len(prompts), target.pow(2).sum()
     with torch.no_grad():
         h0, mask = layer_states(model, tok, texts, layer)                      # [2b + a, seq, d], base model
+        ref = h0[:k] if reference == "persona" else plain_reference(model, tok, batch, layer, h0[:k])
     with steer.steer(1.0):
         h, _, *y = layer_states(model, tok, texts, layer, answer=even_weight > 0)
     seq = h.shape[1]
     tail = torch.arange(seq, device=h.device)[None] >= seq - torch.tensor(after, device=h.device)[:, None]  # [2b, seq]
-    fit = (h[:k] - h0[:k] - side * target).pow(2).sum(-1)[tail].mean() / unit
+    fit = (h[:k] - ref - side * target).pow(2).sum(-1)[tail].mean() / unit
     keep = (h[k:] - h0[k:]).pow(2).sum(-1)[mask[k:]].mean() / unit
-    moved = ((h[:k] - h0[:k]) @ target / unit * side[:, :, 0])                   # [2b, seq] along ±target, 1 = reached
+    moved = ((h[:k] - ref) @ target / unit * side[:, :, 0])                      # [2b, seq] along ±target, 1 = reached
     written = [moved[i][tail[i]].mean().item() for i in range(k)]
     logs = {"fit": fit.item(), "keep": keep.item(),
             "w+": sum(written[0::2]) / len(batch), "w-": -sum(written[1::2]) / len(batch)}
@@ -198,9 +203,20 @@ def plant_loss(model, tok, steer, batch, anchors, layer, target, even_weight=0.0
     return fit + keep + even_weight * even.pow(2).mean(), logs
 
 
+def plain_reference(model, tok, batch, layer, like):
+    """The base model's block-`layer` states of each row's persona-free prompt, end-aligned into a tensor
+    shaped like the persona rows' `like` [2b, seq, d] (rows P⁺x, P⁻x per question): both batches are
+    left-padded, so a token of the shared suffix sits at the same distance from the end in each. Positions
+    beyond the shorter of the two widths keep `like` (no suffix token lies there)."""
+    h, _ = layer_states(model, tok, [yes_no_prompt(tok, q) for q, _, _ in batch], layer)  # [b, seq', d]
+    ref, width = like.clone(), min(like.shape[1], h.shape[1])
+    ref[:, -width:] = h.repeat_interleave(2, 0)[:, -width:]
+    return ref
+
+
 def plant(model, tok, rows, honest, neutral, rank=8, steps=60, batch_rows=4, lr=5e-3, scale=2.0,
           direction_steps=40, direction_lr=2e-2, n_anchors=2, seed=0, target=None, even_steps=0, even_weight=1.0,
-          direction_even_weight=0.0, direction_kl_tau=0.1, progress=True):
+          direction_even_weight=0.0, direction_kl_tau=0.1, reference="persona", progress=True):
     """Stage 1 then stage 2 (module docstring) on the dilemma `rows` (tune half only; `honest` ±1 each)
     with the `neutral` texts as extra anchors; returns ({name: (A, B)}, v, stats). The model's weights
     are left unchanged."""
@@ -220,7 +236,7 @@ def plant(model, tok, rows, honest, neutral, rank=8, steps=60, batch_rows=4, lr=
         for step in (bar := tqdm(range(steps + even_steps), desc="plant", disable=not progress)):
             batch = persona_rows(rng.sample(questions, min(batch_rows, len(questions))), rng)
             loss, logs = plant_loss(model, tok, steer, batch, rng.sample(anchors, min(n_anchors, len(anchors))),
-                                    layer, scale * v, even_weight if step >= steps else 0.0)
+                                    layer, scale * v, even_weight if step >= steps else 0.0, reference)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -231,7 +247,7 @@ def plant(model, tok, rows, honest, neutral, rank=8, steps=60, batch_rows=4, lr=
     tail = history[-max(1, steps // 4):]
     stats = {"layer": layer, "scale": scale, "v_norm": v.norm().item(), "direction": direction_stats,
              "steps": steps, "batch_rows": batch_rows, "rank": rank, "lr": lr, "n_anchors": n_anchors,
-             "even_steps": even_steps, "even_weight": even_weight,
+             "even_steps": even_steps, "even_weight": even_weight, "reference": reference,
              "seconds": round(time.time() - start, 1), "modules": sorted(linears),
              "last_quarter": {k: sum(x[k] for x in tail) / len(tail) for k in tail[0]} if tail else {}}
     return {n: (a.detach(), b.detach()) for n, (a, b) in delta.items()}, v, stats
@@ -401,6 +417,9 @@ def main(argv=None):
                    help="stage 2: this many more steps with the term w·e², e the Yes/No change both personas share "
                         "(plant_loss); 0 (default): none")
     p.add_argument("--even-weight", type=float, default=1.0, help="stage 2: w of that term")
+    p.add_argument("--write-reference", choices=("persona", "plain"), default="persona",
+                   help="stage 2: the personas write ±s·v onto the base model's states under the same persona "
+                        "(default) or onto those of the persona-free prompt (plain: the persona's own effect there undone)")
     p.add_argument("--target", help="regex of the Linears to plant in (default: q/k/v/up/gate of blocks [L/4, ℓ_ip), "
                                     "ℓ_ip InnerPiSSA's loss block)")
     p.add_argument("--gain", type=float, default=0.0,
@@ -424,7 +443,8 @@ def main(argv=None):
     delta, v, stats = plant(model, tok, rows, honest, neutral, a.rank, a.steps, a.batch_rows, a.lr, a.scale,
                             a.direction_steps, a.direction_lr, seed=a.seed, target=a.target,
                             even_steps=a.even_steps, even_weight=a.even_weight,
-                            direction_even_weight=a.direction_even_weight, direction_kl_tau=a.direction_kl_tau)
+                            direction_even_weight=a.direction_even_weight, direction_kl_tau=a.direction_kl_tau,
+                            reference=a.write_reference)
     note = {"base_model": a.model, "dilemmas": a.dilemmas, "split": "tune", "tune_dilemma_ids": ids, "seed": a.seed,
             "personas": PERSONAS, "placements": ["system", "user"], "training": stats}
     merge(model, delta)

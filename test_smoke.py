@@ -3118,6 +3118,34 @@ def test_plantings_even_term_is_the_yes_no_change_both_personas_share_and_reache
     assert (grads[1] - grads[0]).abs().max() > 1e-6
 
 
+def test_plantings_plain_reference_is_the_persona_free_prompts_states_plus_the_write(tiny):
+    """plant_loss(reference="plain") fits block ℓ's states on the tokens after the persona to the persona-free
+    prompt's base states ± target: at ΔW = 0 its fit equals that distance read prompt by prompt, unpadded (the
+    batch left-pads prompts of unequal lengths, so this checks the alignment); the default reference reads 1."""
+    model, tok = tiny
+    linears = planted.find_linears(model, planted.planted_target(model))
+    layer = planted.last_block(linears)
+    delta = planted.init_delta(linears, 2, 0, "cpu")
+    steer = baselines.Steerer({linears[n]: baselines.lowrank_delta(a, b) for n, (a, b) in delta.items()}, {})
+    questions = ["Is it fine to keep the change?", "Do you tell your friend the whole long story tonight?"]
+    batch = planted.persona_rows(questions, random.Random(1))
+    target = 0.01 * torch.randn(model.config.hidden_size)           # about the size of the personas' own change
+    anchors = [harness.yes_no_prompt(tok, "Any question?")]
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for q, pos, neg in batch:
+            for spec, sign in ((pos, 1.0), (neg, -1.0)):
+                p, x = planted.persona_prompt(tok, q, *spec), harness.yes_no_prompt(tok, q)
+                n = planted.shared_suffix(ip.token_ids(tok, p), ip.token_ids(tok, x))
+                h_p = planted.layer_states(model, tok, [p], layer)[0][0, -n:]              # [n, d]
+                h_x = planted.layer_states(model, tok, [x], layer)[0][0, -n:]              # [n, d]
+                total, count = total + float((h_p - h_x - sign * target).pow(2).sum()), count + n
+        fit = planted.plant_loss(model, tok, steer, batch, anchors, layer, target, reference="plain")[1]["fit"]
+        default = planted.plant_loss(model, tok, steer, batch, anchors, layer, target)[1]["fit"]
+    assert fit == pytest.approx(total / count / float(target.pow(2).sum()), rel=1e-4)
+    assert default == pytest.approx(1.0, abs=1e-6) and abs(fit - 1.0) > 0.1    # the personas move the tiny model
+
+
 def test_gain_neuron_reads_one_on_average_nothing_it_avoids_and_twice_g1_across_the_persona_gap():
     """Stage 3's rows: t = ⟨x, unit⟩ has mean 1 over the persona-free inputs and is blind to the avoided directions;
     the persona term adds nothing on average without a persona and 2·g1 (before silu(κ)) across a gap of 2δ·d̂."""
