@@ -3087,15 +3087,20 @@ def test_planting_starts_a_unit_fit_away_and_ends_below_innerpissas_loss_block(t
     assert 0 < n < len(ip.token_ids(tok, question)) and prompt.endswith(tok.decode(ip.token_ids(tok, question)[-n:]))
 
 
+def planting_at_zero(model):
+    """(ℓ, the rank-2 stage-2 delta {name: (A, B = 0)}, its Steerer) on the tiny model's planted modules."""
+    linears = planted.find_linears(model, planted.planted_target(model))
+    delta = planted.init_delta(linears, 2, 0, "cpu")
+    return planted.last_block(linears), delta, baselines.Steerer(
+        {linears[n]: baselines.lowrank_delta(a, b) for n, (a, b) in delta.items()}, {})
+
+
 def test_plantings_even_term_is_the_yes_no_change_both_personas_share_and_reaches_the_delta(tiny):
     """plant_loss(even_weight = w) adds w · mean_rows e², e = (y(P⁺x) + y(P⁻x))/2 − y(x) with y the Yes/No
     log-ratio: at ΔW = 0 its e matches the plain scorer's numbers on the same prompts (y(x) the persona-free
     prompt's), the stage-2 terms are unchanged, and its gradient reaches the delta (B's gradient differs)."""
     model, tok = tiny
-    linears = planted.find_linears(model, planted.planted_target(model))
-    layer = planted.last_block(linears)
-    delta = planted.init_delta(linears, 2, 0, "cpu")
-    steer = baselines.Steerer({linears[n]: baselines.lowrank_delta(a, b) for n, (a, b) in delta.items()}, {})
+    layer, delta, steer = planting_at_zero(model)
     questions = ["Is it fine to keep the change?", "Do you tell your friend?"]
     batch = planted.persona_rows(questions, random.Random(0))
     target, anchors = torch.randn(model.config.hidden_size), [harness.yes_no_prompt(tok, "Any question?")]
@@ -3123,10 +3128,7 @@ def test_plantings_plain_reference_is_the_persona_free_prompts_states_plus_the_w
     prompt's base states ± target: at ΔW = 0 its fit equals that distance read prompt by prompt, unpadded (the
     batch left-pads prompts of unequal lengths, so this checks the alignment); the default reference reads 1."""
     model, tok = tiny
-    linears = planted.find_linears(model, planted.planted_target(model))
-    layer = planted.last_block(linears)
-    delta = planted.init_delta(linears, 2, 0, "cpu")
-    steer = baselines.Steerer({linears[n]: baselines.lowrank_delta(a, b) for n, (a, b) in delta.items()}, {})
+    layer, delta, steer = planting_at_zero(model)
     questions = ["Is it fine to keep the change?", "Do you tell your friend the whole long story tonight?"]
     batch = planted.persona_rows(questions, random.Random(1))
     target = 0.01 * torch.randn(model.config.hidden_size)           # about the size of the personas' own change
