@@ -581,12 +581,14 @@ def next_dose(c, k, last, budget):
 # ----------------------------------------------------------------------------- methods
 
 def artifact_names(paths):
-    """{method name: path}: the artifact's kind, plus its file stem when a kind appears twice."""
+    """{method name: path}: the artifact's kind, plus its file stem when a kind appears twice (but for the
+    file named after its kind: innerpissa.safetensors stays "innerpissa" beside innerpissa-shift.safetensors)."""
     kinds = [load_artifact(p)[1]["kind"] for p in paths]
     for p, kind in zip(paths, kinds):
         if kind not in KINDS:
             raise InputError(f"{p}: unknown artifact kind {kind!r}; expected one of {', '.join(KINDS)}")
-    names = {kind if kinds.count(kind) == 1 else f"{kind}:{Path(p).stem}": p for p, kind in zip(paths, kinds)}
+    names = {kind if kinds.count(kind) == 1 or Path(p).stem == kind else f"{kind}:{Path(p).stem}": p
+             for p, kind in zip(paths, kinds)}
     if len(names) != len(paths):
         raise InputError(f"two artifacts share a kind and a file name: {' '.join(map(str, paths))}")
     return names

@@ -7,8 +7,9 @@
 #                        built first from the embedded model; runs/<timestamp>-control/
 #   bash run.sh pairs    the same protocol on the stock model, InnerPiSSA trained on contrast pairs from the tune
 #                        half's labelled answers instead of personas (innerpissa.py --pairs); runs/<timestamp>-pairs/
-#   bash run.sh test     QUICK=1 runs of the pipeline and of the planted control on the embedded model, then the
-#                        test suite (with requirements-test.txt: PEFT, to load the LoRA export as a user would)
+#   bash run.sh test     QUICK=1 runs of the pipeline and of the planted control (with SHIFT_WEIGHT=30) on the
+#                        embedded model, then the test suite (with requirements-test.txt: PEFT, to load the LoRA
+#                        export as a user would)
 #
 #   MODEL=Qwen/Qwen3-0.6B | MODEL=path/to/dir | MODEL=embedded   which model (default: Qwen3-0.6B when
 #                                                                 the hub is reachable, else embedded)
@@ -19,6 +20,8 @@
 #   SIGN_FROM=training   keep the sign each artifact's training stored (default tune: orient each at its dose on the
 #                        tune half's dilemmas; eval_dilemmas.py --sign-from)
 #   GAIN=1               control: plant the gain path too (planted.py --gain: the persona scales what every prompt carries)
+#   SHIFT_WEIGHT=30      also train InnerPiSSA with our shared-shift term (innerpissa.py --shift-weight, not the
+#                        authors'), evaluated beside the default as innerpissa:innerpissa-shift (docs/controls.md)
 #   PYTHON=python3       interpreter to build .venv from; NO_VENV=1 uses it directly instead
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
@@ -116,13 +119,18 @@ EOF
   step sign_probes "\$PY eval_dilemmas.py --dilemmas ${DILEMMAS:-data} --split tune --max-dilemmas $sign_n --write-probes \$RUN/tune_probes.csv"
   local probes="--probes data/probes.csv \$RUN/tune_probes.csv"
   step innerpissa "\$PY innerpissa.py --model \$MODEL --seed $seed $ip_flags $probes --out \$RUN/innerpissa.safetensors"
+  local shifted=""   # with SHIFT_WEIGHT: the same training with our term, one more row in every table
+  if [ -n "${SHIFT_WEIGHT:-}" ]; then
+    step innerpissa_shift "\$PY innerpissa.py --model \$MODEL --seed $seed $ip_flags --shift-weight $SHIFT_WEIGHT $probes --out \$RUN/innerpissa-shift.safetensors"
+    shifted=" \$RUN/innerpissa-shift.safetensors"
+  fi
   # The supervised ceiling: InnerPiSSA's adapter form fitted to the labelled answers of the tune half.
   step oracle "\$PY baselines.py oracle --model \$MODEL --seed $seed --dilemmas ${DILEMMAS:-data} $or_flags $probes --out \$RUN/oracle.safetensors"
   step pca "\$PY baselines.py pca --model \$MODEL --seed $seed $bl_flags $probes --out \$RUN/pca.safetensors"
   step random "\$PY baselines.py random --model \$MODEL --seed $seed $bl_flags $probes --out \$RUN/random.safetensors"
   step weight_diff "\$PY baselines.py weight_diff --model \$MODEL --seed $seed $wd_flags $probes --out \$RUN/weight_diff.safetensors"
   step eval "\$PY eval_dilemmas.py --model \$MODEL --seed $seed --dilemmas ${DILEMMAS:-data} $ev_flags \
---artifacts \$RUN/innerpissa.safetensors \$RUN/oracle.safetensors \$RUN/pca.safetensors \$RUN/random.safetensors \$RUN/weight_diff.safetensors \
+--artifacts \$RUN/innerpissa.safetensors$shifted \$RUN/oracle.safetensors \$RUN/pca.safetensors \$RUN/random.safetensors \$RUN/weight_diff.safetensors \
 --methods prompt base --out \$RUN"
   # One dilemma answered by InnerPiSSA at -c*, 0, +c* (c*: the evaluation's calibrated dose, else 1; in
   # the orientation the evaluation chose from the tune half: a negative c where it turned the training's sign).
@@ -143,7 +151,7 @@ case "${1:-}" in
     pip_install requirements-test.txt .venv/.installed-test
     need_embedded
     QUICK=1 OFFLINE=1 MODEL=embedded experiment
-    QUICK=1 OFFLINE=1 MODEL=embedded experiment control
+    QUICK=1 OFFLINE=1 MODEL=embedded SHIFT_WEIGHT=30 experiment control   # with our term's row, so that its path runs too
     "$PY" -m pytest -q test_smoke.py ;;
   control|pairs) experiment "$1" ;;
   "") experiment ;;

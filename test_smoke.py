@@ -2065,6 +2065,23 @@ def test_oracle_never_reads_a_test_half_row(cli, tmp_path):
     assert meta["training"]["n_rows"] == 2 * len(seen) and meta["training"]["split"] == "tune"
 
 
+def test_artifact_names_keep_the_plain_kind_for_the_file_named_after_it(tmp_path):
+    """Two artifacts of one kind are told apart by their file stems, but innerpissa.safetensors keeps the plain
+    name (run.sh's samples step reads summary["innerpissa"]); two files with one stem are refused."""
+    paths = {stem: tmp_path / f"{stem}.safetensors" for stem in ("innerpissa", "innerpissa-shift", "shift-w3", "pca")}
+    for stem, path in paths.items():
+        ip.save_artifact(path, {"x": torch.zeros(1)}, {"kind": "pca" if stem == "pca" else "innerpissa"})
+    assert ev.artifact_names(list(paths.values())) == {
+        "innerpissa": paths["innerpissa"], "innerpissa:innerpissa-shift": paths["innerpissa-shift"],
+        "innerpissa:shift-w3": paths["shift-w3"], "pca": paths["pca"]}
+    assert ev.artifact_names([paths["shift-w3"], paths["innerpissa-shift"]]) == {
+        "innerpissa:shift-w3": paths["shift-w3"], "innerpissa:innerpissa-shift": paths["innerpissa-shift"]}
+    twin = tmp_path / "other" / "innerpissa.safetensors"
+    ip.save_artifact(twin, {"x": torch.zeros(1)}, {"kind": "innerpissa"})
+    with pytest.raises(InputError, match="share a kind and a file name"):
+        ev.artifact_names([paths["innerpissa"], twin])
+
+
 def test_oracle_end_to_end_loads_as_kind_oracle_and_c0_is_the_base(cli, tmp_path):
     model, tok = cli
     path, out = write_fixture(tmp_path, mixed_pairs(12)), tmp_path / "oracle.safetensors"
