@@ -177,6 +177,8 @@ def plant_loss(model, tok, steer, batch, anchors, layer, target, even_weight=0.0
     one ("plain": the same tokens of the persona-free prompt, so that the persona's own effect there is
     undone). With even_weight = w > 0 also w · mean_rows e², e = (y(P⁺x) + y(P⁻x))/2 − y⁰(x) the part of
     the personas' change of the Yes/No log-ratio y that both signs share (y⁰: the base model without a persona)."""
+    if reference not in ("persona", "plain"):
+        raise InputError(f"reference {reference!r}: use 'persona' or 'plain'")
     prompts = [persona_prompt(tok, q, *spec) for q, pos, neg in batch for spec in (pos, neg)]
     plain = [token_ids(tok, yes_no_prompt(tok, q)) for q, _, _ in batch for _ in (0, 1)]
     after = [shared_suffix(token_ids(tok, p), ids) for p, ids in zip(prompts, plain)]

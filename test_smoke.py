@@ -3163,6 +3163,8 @@ def test_plantings_plain_reference_is_the_persona_free_prompts_states_plus_the_w
         default = planted.plant_loss(model, tok, steer, batch, anchors, layer, target)[1]["fit"]
     assert fit == pytest.approx(total / count / float(target.pow(2).sum()), rel=1e-4)
     assert default == pytest.approx(1.0, abs=1e-6) and abs(fit - 1.0) > 0.1    # the personas move the tiny model
+    with pytest.raises(InputError, match="reference 'Plain'"):
+        planted.plant_loss(model, tok, steer, batch, anchors, layer, target, reference="Plain")
 
 
 def test_gain_neuron_reads_one_on_average_nothing_it_avoids_and_twice_g1_across_the_persona_gap():
