@@ -145,6 +145,9 @@ c = abs(float(m.get('coeff', 1.0))) * m.get('sign_tune', {}).get('sign', 1); pri
 }
 
 export PY MODEL STAGE
+if [ -n "${SHIFT_WEIGHT:-}" ] && ! [[ "$SHIFT_WEIGHT" =~ ^[0-9]+([.][0-9]+)?$ ]]; then   # before any install or run
+  echo "SHIFT_WEIGHT=$SHIFT_WEIGHT is not a non-negative number: give e.g. SHIFT_WEIGHT=30, or leave it unset" >&2; exit 2
+fi
 setup
 case "${1:-}" in
   test)
