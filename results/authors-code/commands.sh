@@ -40,3 +40,16 @@ $PY results/authors-code/compare_selection.py --model runs/planted-authors/plant
 # 8. where their direction/subspace collection reads each row (left padding vs attention_mask.sum - 1)
 PYTHONPATH=/tmp/authors-site $PY results/authors-code/last_pos_check.py runs/planted-authors/planted | tail -1 \
   > results/authors-code/last_pos_check.txt
+# 9. a second training seed, everything else as steps 4–6
+PYTHONPATH=/tmp/authors-site $PY results/authors-code/train_authors.py --model runs/planted-authors/planted \
+  --seed 1 --epochs 2 --out runs/planted-authors/authors-adapter-s1
+cp runs/planted-authors/authors-adapter-s1/summary.json results/authors-code/train-summary-s1.json
+PYTHONPATH=/tmp/authors-site $PY results/authors-code/convert.py --model runs/planted-authors/planted \
+  --adapter runs/planted-authors/authors-adapter-s1 --out runs/planted-authors/authors-s1.safetensors \
+  --report results/authors-code/conversion-check-s1.json
+mkdir -p runs/planted-authors/eval-s1
+$PY eval_dilemmas.py --model runs/planted-authors/planted --seed 0 --dilemmas data --split test --doses -1 1 \
+  --sign-from tune --artifacts runs/planted-authors/authors-s1.safetensors --methods prompt base \
+  --out runs/planted-authors/eval-s1 > runs/planted-authors/eval-s1/table.md
+cp runs/planted-authors/eval-s1/table.md results/authors-code/eval-test-s1.md
+cp runs/planted-authors/eval-s1/results.json results/authors-code/results-test-s1.json
