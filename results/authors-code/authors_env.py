@@ -2,6 +2,9 @@
 CPU-only, offline machine. Nothing of theirs is copied here: this only puts their tree on sys.path and
 binds the few top-level imports their modules make but our run never calls to inert stand-ins.
 
+peft comes from /tmp/authors-site (commands.sh step 2): their adapter is a PEFT tuner, so their code needs it.
+This folder is the only place it is imported; the project's own adapters are plain torch hooks.
+
 Stand-ins (each raises if it is ever *called*):
   wandb                      train_adapter.py imports it at top level; we pass no wandb run.
   baukit, baukit.nethook     TraceDict is imported by train_adapter.py / layer_selection.py / extract.py /

@@ -6,8 +6,9 @@ PY=.venv/bin/python
 mkdir -p /tmp/antipasto-src
 AUTHORS_GIT=${AUTHORS_GIT:-/work/.mirror/wassname+AntiPaSTO/repo}   # a clone's .git, or a bare mirror (fetch github:wassname/AntiPaSTO)
 git --git-dir=$AUTHORS_GIT archive 85c09b7 | tar -x -C /tmp/antipasto-src
-# 2. packages their modules import that .venv lacks, into a separate target dir (no torch, --no-deps)
-.venv/bin/pip install --no-deps --target /tmp/authors-site pandas==2.3.3 datasets==4.4.1 pyarrow==22.0.0 \
+# 2. packages their modules import, into a separate target dir (no torch, --no-deps). peft only here: their adapter
+#    is a PEFT tuner, so running THEIR code needs it; our scripts never import it (test_scripts_never_import_peft)
+.venv/bin/pip install --no-deps --target /tmp/authors-site peft==0.21.2 pandas==2.3.3 datasets==4.4.1 pyarrow==22.0.0 \
   dill==0.4.0 multiprocess==0.70.18 xxhash==3.6.0 tabulate==0.9.0 cattrs==25.3.0 python-dateutil==2.9.0.post0 \
   pytz==2025.2 tzdata==2025.2 six==1.17.0 httpx==0.28.1 httpcore==1.0.9 scipy==1.15.3
 #    (wandb, baukit, bitsandbytes, sklearn: inert stand-ins, see results/authors-code/authors_env.py)
