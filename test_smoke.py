@@ -656,6 +656,32 @@ def test_innerpissa_py_alone_attaches_trains_steers_saves_loads(tmp_path):
     assert proc.returncode == 0 and "alone ok" in proc.stdout, proc.stderr[-2000:]
 
 
+def readme_python():
+    """The README's one Python block (its section "Using the parts"), as written."""
+    blocks = re.findall(r"```python\n(.*?)```", (Path(__file__).parent / "README.md").read_text(), re.S)
+    assert len(blocks) == 1, f"README.md has {len(blocks)} python blocks; this test runs exactly one"
+    return blocks[0]
+
+
+def test_the_readmes_python_runs_as_written(monkeypatch, tiny, tmp_path):
+    """The README's recipe, unedited, on the tiny model (load_model patched to return it): it trains, calibrates,
+    saves, and its evaluation call writes results; the evaluation gets 3 dilemmas and 1 null direction appended."""
+    model, tok = tiny
+    base, hooks = logits(model, tok), hook_ids(model)
+    monkeypatch.setattr(harness, "load_model", lambda name, **kw: (model, tok))
+    monkeypatch.setattr(ev, "load_model", lambda name, **kw: (model, tok))
+    evaluate, argvs = ev.main, []
+    monkeypatch.setattr(ev, "main", lambda argv: argvs.append(argv) or evaluate(argv + ["--max-dilemmas", "3", "--null", "1"]))
+    monkeypatch.chdir(tmp_path)
+    exec(compile(readme_python(), "README.md", "exec"), {"__name__": "readme"})
+    assert torch.equal(logits(model, tok), base) and hook_ids(model) == hooks     # "detach: bitwise what it was"
+    saved = load_artifact(tmp_path / "runs/x/innerpissa.safetensors")[1]
+    assert saved["kind"] == "innerpissa" and saved["sign"] in (1, -1)
+    assert len(argvs) == 1 and argvs[0][argvs[0].index("--out") + 1] == "runs/x/eval"
+    summary = json.loads((tmp_path / "runs/x/eval/results.json").read_text())["summary"]
+    assert set(summary) == {"innerpissa"} and math.isfinite(summary["innerpissa"]["effect"])
+
+
 def test_even_penalty_and_hinge_vanish_with_zero_gradient_on_an_odd_change():
     torch.manual_seed(0)
     z_ref, move = torch.randint(-8, 8, (6, 4, 8)) / 4, torch.randint(-8, 8, (6, 4, 8)) / 4   # exact in float
