@@ -717,6 +717,9 @@ def training_args(t, d):
     t.add_argument("--mono-weight", type=float, default=None, help="hinge weight (readout 1, antipasto 30; 0 = off)")
     t.add_argument("--mono-margin", type=float, default=None,
                    help="hinge margin in nats (readout 0.05; antipasto: 0.5·sqrt(entropy) + 0.04)")
+    t.add_argument("--proj-weight", type=float, default=d.proj_weight,
+                   help=f"antipasto: weight of the projection term (default {d.proj_weight:g}, the authors'; 0: off, "
+                        "leaving the TV barrier and the hinge: an ablation)")
     t.add_argument("--shift-weight", type=float, default=d.shift_weight,
                    help="antipasto: weight of our shared-shift term, which asks +1 to move both rows of a pair the "
                         f"honest way (innerpissa.shift_loss; default {d.shift_weight}: off, the authors' objective)")
@@ -785,7 +788,7 @@ def train_config(args, layer):
                   lr=args.lr, batch_pairs=args.batch_pairs, micro_pairs=args.micro_pairs,
                   direction_pairs=args.direction_pairs, layer=layer, kl_tau=args.kl_tau,
                   coherence_weight=args.coherence_weight, mono_weight=args.mono_weight, mono_margin=args.mono_margin,
-                  shift_weight=args.shift_weight, shift_reference=args.shift_reference,
+                  proj_weight=args.proj_weight, shift_weight=args.shift_weight, shift_reference=args.shift_reference,
                   even_weight=args.even_weight, subspace=args.subspace,
                   reference=args.reference,
                   select=False if args.top_directions else None, warmup=args.warmup, clip=args.clip or None,
@@ -823,7 +826,8 @@ def train_main(argv=None):
     report = sign_report(adapter.steer, sources, probe_margins(model, tok))
     adapter.set_sign(report["sign"])
     shift = [f"shift-weight {args.shift_weight:g}"] + (["shift-reference pair"] if cfg.shift_reference == "pair" else [])
-    ours = args.deviate + (shift if args.shift_weight else [])
+    ours = (args.deviate + ([f"proj-weight {args.proj_weight:g}"] if args.proj_weight != 1 else [])
+            + (shift if args.shift_weight else []))
     adapter.evidence = {"heldout": stats["heldout"], "sign_report": report, "deviations": ours,
                         "training": {k: stats[k] for k in ("objective", "steps", "pair_examples", "seconds", "loss_space")}}
     adapter.save(args.out)

@@ -606,6 +606,7 @@ class TrainConfig:
     weight_decay: float | None = None
     mono_weight: float | None = None  # hinge weight (0: off); antipasto ramps it in
     mono_margin: float | None = None  # hinge margin θ, nats (None: 0.5 √H_0 + 0.04, per `margin`)
+    proj_weight: float = 1.0     # antipasto: weight of the projection term (1: the authors'; 0: off, an ablation)
     shift_weight: float = 0.0    # antipasto: weight of our shared-shift term (shift_loss; 0: off, the authors')
     shift_reference: str = "batch"   # shift_loss's direction: the batch's mean pair difference, or "pair": each pair's own
     coherence_weight: float = 10.0   # antipasto's TV barrier w, readout's KL term (0: off)
@@ -672,6 +673,8 @@ def resolve(cfg, model):
     if cfg.reference not in ("pair", "mean") or cfg.subspace < 0 or cfg.rotations not in ("learn", "off"):
         raise InputError(f"--reference {cfg.reference!r} must be pair or mean, --subspace {cfg.subspace} at least 0, "
                          f"rotations {cfg.rotations!r} learn or off")
+    if cfg.proj_weight < 0 or (cfg.proj_weight != 1 and cfg.objective != "antipasto"):
+        raise InputError(f"--proj-weight {cfg.proj_weight} must be at least 0, and 1 with --objective {cfg.objective}")
     if cfg.shift_weight < 0 or (cfg.shift_weight and cfg.objective != "antipasto"):
         raise InputError(f"--shift-weight {cfg.shift_weight} must be at least 0, and 0 with --objective {cfg.objective}")
     if cfg.shift_reference not in ("batch", "pair"):
@@ -897,8 +900,8 @@ def antipasto_loss(space, ref, out, lengths, cfg, progress):
     """mean(30k + relu(30k)²) + TV barrier(+1 on honest rows, −1 on dishonest rows) + w_mono·hinge, with
     k = cos(u₊, s₀)·f₊ · cos(u₋, s₀)·f₋ per pair (module docstring); weights ramped over 20 % of steps.
     Ablations: cfg.reference "mean" puts the batch's mean s₀ in place of each pair's; coherence_weight 0
-    drops the barrier; a set mono_margin replaces the entropy-scaled one; DEVIATIONS the rest; a shift_weight
-    above 0 adds our shift_loss (not the authors')."""
+    drops the barrier; a set mono_margin replaces the entropy-scaled one; proj_weight scales the projection term
+    (0: hinge and barrier only); DEVIATIONS the rest; a shift_weight above 0 adds our shift_loss (not the authors')."""
     ramp = min(1.0, progress / 0.2)
     power = 0.75 * (ramp if cfg.focus_ramp == "authors" else progress)        # focus exponent 1 − σ, σ: 1 → 0.25
     full0 = ref.h.mean(1)[0::2] - ref.h.mean(1)[1::2]                         # [p, d_model]
@@ -926,7 +929,7 @@ def antipasto_loss(space, ref, out, lengths, cfg, progress):
     proj = (k + F.relu(k).pow(2)).mean()
     mono = hinge(delta, ref.per_position(entropy), ref, cos, cfg)
     logs = {"proj": proj.item(), "coh": coh.item(), "mono": mono.item(), "cos+": cos[1.0].mean().item()}
-    loss = proj + coh + cfg.mono_weight * ramp * mono
+    loss = cfg.proj_weight * proj + coh + cfg.mono_weight * ramp * mono
     if cfg.shift_weight:
         shift, logs["shift+"], logs["shift-"] = shift_loss(ref, out, full0, cfg.shift_reference)
         loss = loss + cfg.shift_weight * ramp * shift

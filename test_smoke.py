@@ -543,8 +543,9 @@ def test_shift_term_with_pair_references_reads_each_pair_its_own_honest_way_and_
 
 
 def test_antipasto_ablation_switches_change_only_their_part():
-    """coherence_weight 0 drops the TV barrier (and only it); reference "mean" equals "pair" when every pair
-    has the same s_0 and differs otherwise; a set mono_margin replaces the entropy-scaled one."""
+    """coherence_weight 0 drops the TV barrier (and only it), proj_weight 0 the projection term (and only it);
+    reference "mean" equals "pair" when every pair has the same s_0 and differs otherwise; a set mono_margin
+    replaces the entropy-scaled one."""
     torch.manual_seed(0)
     p, d, basis = 4, 8, torch.linalg.qr(torch.randn(8, 4))[0]
     rows, move = torch.arange(2 * p), torch.randn(2 * p, 3, d)
@@ -558,6 +559,8 @@ def test_antipasto_ablation_switches_change_only_their_part():
     h0 = torch.randn(2 * p, 3, d)
     (full, logs), (no_tv, logs_off) = loss(h0), loss(h0, coherence_weight=0.0)
     assert logs["coh"] > 0 and logs_off["coh"] == 0 and torch.allclose(full - no_tv, torch.tensor(logs["coh"]))
+    no_proj, logs_np = loss(h0, proj_weight=0.0)
+    assert logs["proj"] != 0 and logs_np == logs and torch.allclose(full - no_proj, torch.tensor(logs["proj"]))
     same = h0.clone()
     same[0::2] = same[1::2] + torch.randn(1, 3, d)                         # one honest − dishonest difference for all
     assert torch.allclose(loss(same)[0], loss(same, reference="mean")[0], atol=1e-5)
@@ -859,6 +862,7 @@ def run_main(monkeypatch, capsys, tiny, argv):
     (["--batch-pairs", "6", "--micro-pairs", "4"], "must be a multiple of the micro-batch"),
     (["--objective", "readout", "--shift-weight", "1"], "--shift-weight 1.0 must be at least 0, and 0 with"),
     (["--shift-weight", "1", "--shift-reference", "mean"], "invalid choice: 'mean'"),
+    (["--proj-weight", "-1"], "--proj-weight -1.0 must be at least 0"),
 ])
 def test_cli_bad_input_is_one_line_and_writes_nothing(monkeypatch, capsys, tiny, tmp_path, flags, message):
     out = tmp_path / "a.safetensors"
