@@ -621,7 +621,8 @@ class TrainConfig:
     focus_ramp: str = "authors"  # focus exponent 0.75·min(1, t/0.2) (or "linear": 0.75·t)
     tv_mean: str = "pair"        # TV barrier: mean per pair, then over pairs (or "pooled": over all tokens)
     margin: str = "pair"         # hinge margin θ from each pair's honest-row entropy (or "batch": one θ)
-    orientation: str = "batch"   # hinge: the smaller of its two orientations (or "projection": the projection's)
+    orientation: str = "batch"   # hinge: the smaller of its two orientations (or "projection": the projection's;
+                                 # "fixed": +1, the positive rows' side at c = +1)
     window: str = "row"          # TV barrier and hinge over every token both rows have (or "reply": the reply)
     template: str = "authors"    # persona wording (TEMPLATES)
     schedule: str = "onecycle"   # torch's OneCycleLR as theirs (or "cosine": linear warm-up, cosine to 0)
@@ -644,6 +645,7 @@ DEVIATIONS = {
     "pooled-tv": dict(tv_mean="pooled"),
     "batch-margin": dict(margin="batch"),
     "projection-orientation": dict(orientation="projection"),
+    "fixed-orientation": dict(orientation="fixed"),       # the hinge asks +1 for the positive rows' side (an ablation)
     "reply-window": dict(window="reply"),
     "whole-batch": dict(micro_pairs=14),                  # one forward of 14 pairs per step
     "our-template": dict(template="ours"),
@@ -956,7 +958,8 @@ def shift_loss(ref, out, full0, reference="batch"):
 def hinge(delta, entropy, ref, cos, cfg):
     """The monotonic hinge of antipasto_loss. Margin θ = 0.5·√H + 0.04 with H the mean reference entropy
     of each pair's honest row (or, margin "batch", of every position; a set mono_margin replaces it).
-    Orientation: the smaller of the two (per micro-batch, the authors'), or the projection term's."""
+    Orientation: the smaller of the two (per micro-batch, the authors'), the projection term's, or (fixed) +1:
+    the positive rows' side at c = +1, which pairs built honest-first name before training."""
     if cfg.mono_margin is not None:
         margin = cfg.mono_margin
     elif cfg.margin == "pair":
@@ -965,6 +968,8 @@ def hinge(delta, entropy, ref, cos, cfg):
         margin = 0.5 * entropy.mean().sqrt() + 0.04
     if cfg.orientation == "batch":
         return torch.minimum(*(monotonic_hinge(delta[1.0], delta[-1.0], margin, o) for o in (1.0, -1.0)))
+    if cfg.orientation == "fixed":
+        return monotonic_hinge(delta[1.0], delta[-1.0], margin, 1.0)
     orient = 1.0 if (cos[1.0] - cos[-1.0]).mean() >= 0 else -1.0             # the sign the projection picked
     return monotonic_hinge(delta[1.0], delta[-1.0], margin, orient)
 

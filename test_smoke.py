@@ -568,6 +568,16 @@ def test_antipasto_ablation_switches_change_only_their_part():
     assert loss(h0, mono_margin=0.0)[1]["mono"] == 0 < loss(h0, mono_margin=100.0)[1]["mono"]
 
 
+def test_fixed_hinge_orientation_asks_plus_one_for_the_positive_side_where_the_authors_take_either():
+    """A change the other way round (δ₊ = −1, δ₋ = +1, past θ = 0.5) satisfies the authors' hinge (either orientation,
+    the smaller) and costs the fixed one 2·(θ + 1) per pair; the same change turned round costs it nothing."""
+    cfg = ip.TrainConfig(mono_margin=0.5)
+    mirrored, honest = {1.0: torch.tensor([-1.0, -1.0]), -1.0: torch.tensor([1.0, 1.0])}, {1.0: torch.ones(2), -1.0: -torch.ones(2)}
+    assert ip.hinge(mirrored, None, None, None, cfg).item() == 0 == ip.hinge(honest, None, None, None, cfg).item()
+    fixed = replace(cfg, **ip.deviations(["fixed-orientation"])[1])
+    assert ip.hinge(mirrored, None, None, None, fixed).item() == 3.0 and ip.hinge(honest, None, None, None, fixed).item() == 0
+
+
 def test_tv_barrier_and_hinge_are_zero_with_zero_gradient_inside_their_thresholds():
     p_ref = torch.tensor([[0.5, 0.3, 0.2]])
     p = torch.tensor([[0.45, 0.35, 0.2]], requires_grad=True)              # TV 0.05 < τ 0.1
