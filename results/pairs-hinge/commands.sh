@@ -8,6 +8,8 @@
 # FIXED=1: the hinge alone with its orientation fixed as well (--deviate fixed-orientation: +1 asks the positive,
 # honest, row's answer to gain at c = +1; the authors' hinge takes whichever orientation costs less per micro-batch).
 # Usage: SEEDS="0 1" [FIXED=1] bash results/pairs-hinge/commands.sh   (from the repository root; ~45 min a seed on 2 cores)
+# Ran 2026-12-06, one job at a time: SEEDS=0 at 95b19d9 (training 1708 s), FIXED=1 SEEDS=0 (1495 s) and FIXED=1 SEEDS=1
+# (1984 s) at 8069301; each evaluation ~12 min.
 set -euo pipefail
 PY=${PY:-.venv/bin/python} R=${RUN:-runs/pairs-hinge} V=${FIXED:+fixed-}
 mkdir -p $R
