@@ -1,15 +1,19 @@
 # The other half of the localisation in commands.sh: the hinge's orientation fixed (--deviate fixed-orientation) with
 # the authors' projection term kept (weight 1), so that the two changes of FIXED=1 are seen apart. Same pairs, probes,
-# seed, windows and evaluation seed as commands.sh (run it first: it writes the pairs and probes); the evaluation
-# without its own null (--null 0) for time: with the same --seed its 16 directions are those of commands.sh's runs
-# (p95 0.0079 in results-s0.json).
-# Usage: SEEDS=0 bash results/pairs-hinge/fixed-proj.sh   (from the repository root; ~35 min a seed on 2 cores)
+# seed, windows and evaluation seed as commands.sh (the pairs and probes are written as there when missing). NULL=0
+# evaluates without a null for time: with the same --seed its 16 directions are those of commands.sh's runs (p95
+# 0.0079 in results-s0.json); NULL=16 scores them in the same run.
+# Usage: SEEDS=0 NULL=0 bash results/pairs-hinge/fixed-proj.sh   (from the repository root; ~35 min a seed on 2 cores)
+# Ran: SEEDS=0 NULL=0 at 8069301 (2026-12-06); SEEDS=1 NULL=16 at the commit that added NULL (2026-12-07).
 set -euo pipefail
 PY=${PY:-.venv/bin/python} R=${RUN:-runs/pairs-hinge}
+mkdir -p $R
+[ -f $R/tune_probes.csv ] || $PY eval_dilemmas.py --dilemmas data --split tune --max-dilemmas 24 --write-probes $R/tune_probes.csv
+[ -f $R/answer_pairs.csv ] || $PY eval_dilemmas.py --model embedded --dilemmas data --split tune --write-pairs $R/answer_pairs.csv
 for s in ${SEEDS:-0}; do
   $PY innerpissa.py --model embedded --seed $s --steps 143 --deviate reply-window fixed-orientation \
     --pairs $R/answer_pairs.csv --probes data/probes.csv $R/tune_probes.csv --out $R/fixed-proj-s$s.safetensors > $R/train-fixed-proj-s$s.log 2>&1
-  $PY eval_dilemmas.py --model embedded --seed 0 --dilemmas data --split test --null 0 --artifacts $R/fixed-proj-s$s.safetensors \
+  $PY eval_dilemmas.py --model embedded --seed 0 --dilemmas data --split test --null ${NULL:-0} --artifacts $R/fixed-proj-s$s.safetensors \
     --methods base --out $R/eval-fixed-proj-s$s > $R/eval-fixed-proj-s$s.log 2>&1
 done
 # -> fixed-proj-eval-sN.md, fixed-proj-results-sN.json, fixed-proj-training-summary-sN.txt
