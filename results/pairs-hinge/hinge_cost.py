@@ -4,6 +4,6 @@ import re
 import sys
 
 text = open(sys.argv[1], encoding="utf-8").read().replace("\r", "\n")
-cost = {int(m[1]): float(m[3]) for m in re.finditer(r"(\d+)/(\d+) \[[^\]]*mono=([-+\d.e]+)", text)}
+cost = {int(m[1]): float(m[2]) for m in re.finditer(r"(\d+)/\d+ \[[^\]]*mono=([-+\d.e]+)", text)}
 values = [cost[k] for k in sorted(cost) if k > 0]
 print(f"{len(values)} steps: first 20 {sum(values[:20]) / 20:.2f}, last 30 {sum(values[-30:]) / 30:.2f}")
