@@ -4,9 +4,9 @@
 # evaluates without a null for time: with the same --seed its 16 directions are those of commands.sh's runs (p95
 # 0.0079 in results-s0.json); NULL=16 scores them in the same run.
 # Usage: SEEDS=0 NULL=0 bash results/pairs-hinge/fixed-proj.sh   (from the repository root)
-# Time on 2 cores: 35–56 min a seed, 66 with NULL=16.
+# Time on 2 cores: 35–56 min a seed, 55–66 with NULL=16.
 # Ran: SEEDS=0 NULL=0 at 8069301 (2026-12-06); SEEDS=1 NULL=16 at 8c70c94 (2026-12-07; training code as 8069301);
-# SEEDS=2 NULL=0 at c50261f (2026-12-07, the same training code).
+# SEEDS=2 NULL=0 at c50261f and SEEDS=3 NULL=16 at 311dbd2 (2026-12-07, the same training code).
 set -euo pipefail
 PY=${PY:-.venv/bin/python} R=${RUN:-runs/pairs-hinge}
 mkdir -p $R

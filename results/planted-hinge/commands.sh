@@ -1,7 +1,7 @@
 # Does the hinge's orientation also stand between the authors' objective and the planted model's answers? On the
 # stock model's answer pairs, fixing it (--deviate fixed-orientation: +1 asks the positive, honest-persona, row's
 # reply to gain at c = +1; the authors' hinge takes whichever orientation costs less per micro-batch) took InnerPiSSA
-# from at most 28 % of the ceiling to 1.13x, 0.48x and 0.66x at three seeds (results/pairs-hinge/fixed-proj.sh).
+# from at most 28 % of the ceiling to 1.13x, 0.48x, 0.66x and 0.43x at four seeds (results/pairs-hinge/fixed-proj.sh).
 # Here: the control's planted model and InnerPiSSA's own self-supervised persona pairs, the default recipe and budget
 # with only that switch, scored on the tune half only (a localisation for issue #26; the default recipe's rows on this
 # model and half are results/control-seeds/, seeds 0-2: E +0.025, -0.012, +0.012, null p95 0.020, the same evaluation
