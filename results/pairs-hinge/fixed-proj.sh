@@ -4,7 +4,7 @@
 # evaluates without a null for time: with the same --seed its 16 directions are those of commands.sh's runs (p95
 # 0.0079 in results-s0.json); NULL=16 scores them in the same run. WINDOWS=row keeps the authors' whole-row windows, so
 # that fixed-orientation is the only switch of ours (outputs fixed-row-*; results/pairs-whole-row/ is their recipe
-# unchanged); ~19.5 s a step instead of ~13.
+# unchanged); ~29 s a step on 2 cores against 13–19 with reply windows.
 # Usage: [WINDOWS=row] SEEDS=0 NULL=0 bash results/pairs-hinge/fixed-proj.sh   (from the repository root)
 # Time on 2 cores: 35–56 min a seed, 55–66 with NULL=16.
 # Ran: SEEDS=0 NULL=0 at 8069301 (2026-12-06); SEEDS=1 NULL=16 at 8c70c94 (2026-12-07; training code as 8069301);
@@ -22,4 +22,4 @@ for s in ${SEEDS:-0}; do
   $PY eval_dilemmas.py --model embedded --seed 0 --dilemmas data --split test --null ${NULL:-0} --artifacts $R/$N-s$s.safetensors \
     --methods base --out $R/eval-$N-s$s > $R/eval-$N-s$s.log 2>&1
 done
-# -> fixed-proj-eval-sN.md (fixed-row-…), fixed-proj-results-sN.json, fixed-proj-training-summary-sN.txt
+# -> $N-eval-sN.md, $N-results-sN.json, $N-training-summary-sN.txt in results/pairs-hinge/ (N: fixed-proj or fixed-row)
