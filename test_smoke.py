@@ -2972,6 +2972,23 @@ def test_row_windows_read_every_token_both_rows_have(tiny):
         assert p.per_position(p.targets)[p.rows == short].tolist() == ip.token_ids(tok, pairs[0][short])[1:]
 
 
+def test_row_window_reads_are_the_positions_where_the_two_rows_differ(tiny):
+    """row_window_reads, from tokens alone, counts the whole-row window positions whose prediction differs
+    between a pair's rows in the plain pass (one prompt answered two ways: only the answer's; persona pairs:
+    all but the chat's shared start); the CLI's note names the first and not the second."""
+    model, tok = tiny
+    answers, personas = answer_like_pairs(tok, n=4), ip.make_pairs(tok, n=4)
+    for pairs in (answers, personas):
+        n = ip.row_windows(tok, pairs)
+        p = ip.PairRunner(model, tok, None, pairs, 2, 3).run(pairs, 0.0, n)
+        nll = p.per_position(ip.next_token_nll(p.logits, p.targets))
+        differ = (p.dishonest(nll) - p.honest(nll)).abs() > 1e-6
+        assert torch.bincount(p.honest(p.rows) // 2, weights=differ.double()).long().tolist() == \
+            ip.row_window_reads(tok, pairs)
+    assert max(ip.row_window_reads(tok, answers)) < min(ip.row_windows(tok, answers)) / 4
+    assert "divided by" in harness.window_note(tok, answers) and harness.window_note(tok, personas) is None
+
+
 def test_authors_init_and_additive_delta_s():
     """θ = x − xᵀ with x ~ N(0, 0.003²): A = θ − θᵀ has off-diagonal std ≈ 0.0085; ΔS ~ N(4e-4, 4e-4²), added to S
     as it is (S_c − S = cΔS); "mult" scales S instead."""
