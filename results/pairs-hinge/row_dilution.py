@@ -1,5 +1,5 @@
-"""Why the hinge does not learn on answer pairs with whole-row windows (WINDOWS=row fixed-proj.sh): a test of the
-explanation in docs/controls.md.
+"""Why the hinge does not learn on answer pairs with whole-row windows (WINDOWS=row fixed-proj.sh), and how the authors'
+per-micro-batch orientation lowers it all the same: tests of the explanations in docs/controls.md.
 
 An answer pair is one dilemma prompt ending "My choice: Yes" in one row and "My choice: No" in the other. The hinge's
 output gap g = mean over the window of log p(token | positive row) − log p(token | negative row), and asks
