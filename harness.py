@@ -755,12 +755,16 @@ def describe_sign(report):
 def window_note(tokenizer, pairs):
     """A one-line note when the two rows of the pairs differ at under half of the positions the authors'
     whole-row windows read (one prompt answered two ways), else None: the hinge's output gap is a mean over
-    the window, so it sees their difference divided by the window's length (docs/controls.md)."""
+    the window, so it sees their difference divided by the window's length (docs/controls.md); it names the two
+    switches of ours that made such pairs work on the stock model (README, the answer-pairs table)."""
     reads, n = np.mean(row_window_reads(tokenizer, pairs)), np.mean(row_windows(tokenizer, pairs))
     if reads >= 0.5 * n:
         return None
     return (f"note: the two rows of a pair differ at {reads:.1f} of the {n:.1f} positions (mean) that the whole-row "
-            f"windows read; the hinge's output gap, their mean, sees that difference divided by ~{n / reads:.0f} "
+            f"windows read; the hinge's output gap, their mean, sees that difference divided by ~{n / reads:.0f}. "
+            "On the tune half's answer pairs `--deviate reply-window fixed-orientation` (the rows' last prediction "
+            "only, the positive row named honest) moved the test half's answers (0.43-1.13x the ceiling), the "
+            "authors' recipe did not "
             "(docs/controls.md: whole-row windows on pairs that share a start)")
 
 
