@@ -39,10 +39,15 @@ def passes(adapter, window, c):
         return [runner.run(ch, c * sign, ip.loss_windows(tok, ch, replace(cfg, window=window))) for ch in chunks]
 
 
-def per_position(p):
-    """(nll [m], entropy [m]) at each window position of a Pass."""
+def nll_at(p):
+    """−log p(target) [m] at each window position of a Pass."""
+    return p.per_position(ip.next_token_nll(p.logits, p.targets))
+
+
+def entropy_at(p):
+    """The prediction's entropy [m] at each window position of a Pass (only θ needs it: the reference's)."""
     logp = p.logits.float().log_softmax(-1)
-    return p.per_position(ip.next_token_nll(p.logits, p.targets)), p.per_position(-(logp.exp() * logp).sum(-1))
+    return p.per_position(-(logp.exp() * logp).sum(-1))
 
 
 def answers(p):
@@ -55,15 +60,15 @@ def reference(window):
     """n, differing positions, θ, g_0, the answer token's gap and whether the honest answer is Yes, per pair."""
     out = {"n": [], "differ": [], "theta": [], "gap0": [], "answer0": [], "honest_yes": []}
     for p in passes(None, window, 0.0):
-        nll, entropy = per_position(p)
+        nll, entropy, last = nll_at(p), entropy_at(p), answers(p)
         diff = p.dishonest(nll) - p.honest(nll)                                    # [m/2]: per honest-row position
         pair = p.honest(p.rows) // 2
         out["n"] += torch.bincount(pair).tolist()
         out["differ"] += torch.bincount(pair, weights=(diff.abs() > 1e-3).float()).tolist()
         out["theta"] += (0.5 * ip.per_pair_mean(p.honest(entropy), p.honest(p.rows)).sqrt() + 0.04).tolist()
         out["gap0"] += ip.output_gap(p, nll).tolist()
-        out["answer0"] += diff[answers(p)].tolist()                                # the answer token's own gap
-        out["honest_yes"] += [float(tok.decode(int(t)).strip() == "Yes") for t in p.honest(p.targets)[answers(p)]]
+        out["answer0"] += diff[last].tolist()                                      # the answer token's own gap
+        out["honest_yes"] += [float(tok.decode(int(t)).strip() == "Yes") for t in p.honest(p.per_position(p.targets))[last]]
     return {k: torch.tensor(v, dtype=torch.float64) for k, v in out.items()}
 
 
@@ -73,7 +78,7 @@ def moved(adapter, window, ref):
     for c in (1.0, -1.0):
         gaps, ans = [], []
         for p in passes(adapter, window, c):
-            nll, _ = per_position(p)
+            nll = nll_at(p)
             gaps += ip.output_gap(p, nll).tolist()
             ans += (p.dishonest(nll) - p.honest(nll))[answers(p)].tolist()
         delta[c], answer[c] = torch.tensor(gaps) - ref["gap0"], torch.tensor(ans) - ref["answer0"]
