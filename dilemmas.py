@@ -163,8 +163,8 @@ def load_dilemmas(source="data", values=None, max_dilemmas=None, seed=0, split="
     Rows are ordered by dilemma_idx, the to_do row first; both rows of a dilemma share its labels.
     """
     path, values_path = resolve_source(source, values)
+    pairs = read_pairs(path)                                   # first: a wrong --dilemmas is named as such
     value_map = load_value_map(values_path)
-    pairs = read_pairs(path)
     labels = {d: dilemma_labels(p["to_do"][1], p["not_to_do"][1], value_map) for d, p in pairs.items()}
     ids = pick_ids(split_ids(labels, split), labels, max_dilemmas, seed)
     if not any(labels[d].get(TARGET, 0) for d in ids):

@@ -164,6 +164,8 @@ class InnerPiSSA(nn.Module):
         super().__init__()
         if scaling not in ("add", "mult", "exp") or bound not in ("elementwise", "frobenius"):
             raise InputError(f"--scaling {scaling!r} must be add, mult or exp and --bound {bound!r} elementwise or frobenius")
+        if max_angle is not None and not max_angle > 0:
+            raise InputError(f"--max-angle {max_angle} must be above 0 radians (or None: unbounded)")
         self.model = [model]  # a list, so the host model is not registered as a submodule
         self.target, self.rank, self.rotate_u, self.max_angle, self.scaling = target, rank, rotate_u, max_angle, scaling
         self.bound = bound
@@ -682,6 +684,16 @@ def deviations(names):
     return adapter, cfg
 
 
+# What each number of TrainConfig must be, checked by resolve once the recipe has filled the Nones.
+RANGES = {"lr": (lambda v: v > 0, "above 0"), "batch_pairs": (lambda v: v >= 1, "at least 1"),
+          "micro_pairs": (lambda v: v is None or v >= 1, "at least 1"), "last_n": (lambda v: v >= 1, "at least 1"),
+          "direction_pairs": (lambda v: v is None or v >= 1, "at least 1"),
+          "check_every": (lambda v: v >= 1, "at least 1"), "warmup": (lambda v: 0 <= v < 1, "in [0, 1)"),
+          "clip": (lambda v: v is None or v >= 0, "at least 0 (0: off)"),
+          **{name: (lambda v: v is None or v >= 0, "at least 0") for name in (
+              "weight_decay", "mono_weight", "mono_margin", "coherence_weight", "kl_tau", "even_weight")}}
+
+
 def resolve(cfg, model):
     """A copy of cfg with each None taken from its objective's recipe; the caller's cfg is left as it is."""
     if cfg.objective not in OBJECTIVES:
@@ -697,6 +709,9 @@ def resolve(cfg, model):
         raise InputError(f"--shift-reference {cfg.shift_reference!r} must be batch or pair")
     fill = {k: v for k, v in OBJECTIVES[cfg.objective].recipe.items() if getattr(cfg, k) is None}
     cfg = replace(cfg, **fill)
+    for name, (ok, rule) in RANGES.items():
+        if not ok(getattr(cfg, name)):
+            raise InputError(f"--{name.replace('_', '-')} {getattr(cfg, name)} must be {rule}")
     micro = min(cfg.micro_pairs or cfg.batch_pairs, cfg.batch_pairs)
     if cfg.batch_pairs % micro:
         raise InputError(f"--batch-pairs {cfg.batch_pairs} must be a multiple of the micro-batch ({micro} pairs): "

@@ -542,6 +542,24 @@ def test_shift_term_with_pair_references_reads_each_pair_its_own_honest_way_and_
         ip.resolve(ip.TrainConfig(shift_reference="mean"), None)
 
 
+@pytest.mark.parametrize("field, value", [("lr", -1.0), ("batch_pairs", 0), ("micro_pairs", 0), ("micro_pairs", -7),
+                                          ("warmup", 1.0), ("clip", -1.0), ("mono_weight", -1.0),
+                                          ("coherence_weight", -1.0), ("direction_pairs", 0), ("kl_tau", -0.1)])
+def test_training_settings_out_of_range_are_refused_naming_the_flag(field, value):
+    """Before, these trained silently (clip −1 reversed every gradient: torch scales them by −1/‖g‖; micro-pairs 0
+    meant the whole batch; a negative TV weight rewarded incoherence) or failed deep inside torch (lr −1, batch 0)."""
+    with pytest.raises(ip.InputError, match=f"^--{field.replace('_', '-')} {value} must be"):
+        ip.resolve(ip.TrainConfig(**{field: value}), None)
+
+
+def test_a_rotation_bound_of_zero_or_less_is_refused(tiny):
+    model, _ = tiny
+    for angle in (0.0, -1.0):
+        with pytest.raises(ip.InputError, match="--max-angle"):
+            ip.InnerPiSSA.attach(model, rank=4, max_angle=angle)
+    assert not any(m._forward_hooks for m in model.modules())             # nothing hooked before the refusal
+
+
 def test_antipasto_ablation_switches_change_only_their_part():
     """coherence_weight 0 drops the TV barrier (and only it), proj_weight 0 the projection term (and only it);
     reference "mean" equals "pair" when every pair has the same s_0 and differs otherwise; a set mono_margin
@@ -1384,8 +1402,8 @@ def test_load_errors_name_file_row_and_column(tmp_path):
     assert "row 3" in msg and "values_aggregated" in msg
     msg = error_for("\n".join(lines[:-1]))                         # dilemma 2 loses its not_to_do row
     assert "row 6" in msg and "not_to_do" in msg
-    with pytest.raises(InputError, match="does not exist"):
-        dilemmas.load_dilemmas(tmp_path / "nope.csv")
+    with pytest.raises(InputError, match="nope.csv does not exist"):     # the dilemmas named, not their values.csv
+        dilemmas.load_dilemmas(tmp_path / "elsewhere" / "nope.csv")
 
 
 # ----------------------------------------------------------------------------- tiny model
