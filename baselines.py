@@ -586,6 +586,16 @@ def _count(minimum):
     return count
 
 
+def _above(minimum, strict=True):
+    """argparse type: a float > minimum (strict) or >= minimum; NaN is neither."""
+    def number(text):
+        value = float(text)
+        if not (value > minimum if strict else value >= minimum):
+            raise argparse.ArgumentTypeError(f"must be {'above' if strict else 'at least'} {minimum:g}, not {value:g}")
+        return value
+    return number
+
+
 def main(argv=None):
     p = ArgParser(description="Build a baseline steering artifact, or export a weight_diff one (see the module "
                               "docstring).")
@@ -635,7 +645,7 @@ def baseline_args(sub):
                            help="regex over Linear names (default: innerpissa.default_target)")
             s.add_argument("--rank", type=_count(1), default=4, help="rank of each persona delta (default 4)")
             s.add_argument("--steps", type=_count(1), default=12, help="SFT steps per persona (default 12)")
-            s.add_argument("--lr", type=float, default=5e-3, help="AdamW learning rate (default 5e-3)")
+            s.add_argument("--lr", type=_above(0), default=5e-3, help="AdamW learning rate (default 5e-3)")
             s.add_argument("--batch-size", type=_count(1), default=8, help="SFT batch (default 8)")
             s.add_argument("--max-new-tokens", type=_count(1), default=64, help="completion cap (default 64)")
             s.add_argument("--seed", type=int, default=0, help="seed of the init of A and the batch order")
@@ -659,8 +669,8 @@ def oracle_args(s):
     s.add_argument("--steps", type=_count(1), default=60, help="optimiser steps (default 60)")
     s.add_argument("--batch-rows", type=_count(2), default=8,
                    help="rows per step, both rows of each dilemma: an even number (default 8)")
-    s.add_argument("--lr", type=float, default=1e-3, help="AdamW peak learning rate (default 1e-3)")
-    s.add_argument("--kl-tau", type=float, default=0.1, help="KL trust region, nats per token (default 0.1)")
+    s.add_argument("--lr", type=_above(0), default=1e-3, help="AdamW peak learning rate (default 1e-3)")
+    s.add_argument("--kl-tau", type=_above(0, strict=False), default=0.1, help="KL trust region, nats per token (default 0.1)")
     s.add_argument("--rank", type=_count(1), default=64, help="top-r singular directions per layer (default 64)")
     s.add_argument("--max-angle", type=float, default=MAX_ANGLE,
                    help="rotation bound as InnerPiSSA's, radians (default pi/4; 0 = unbounded)")

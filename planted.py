@@ -435,6 +435,8 @@ def main(argv=None):
     if min(a.steps + 1, a.direction_steps, a.batch_rows, a.rank) < 1:
         raise InputError(f"--steps {a.steps} (0: no stage 2), --direction-steps {a.direction_steps}, --batch-rows {a.batch_rows} and "
                          f"--rank {a.rank} must each be at least 1")
+    if not min(a.lr, a.direction_lr, a.scale) > 0:
+        raise InputError(f"--lr {a.lr:g}, --direction-lr {a.direction_lr:g} and --scale {a.scale:g} must each be above 0")
     if a.even_steps < 0 or min(a.even_weight, a.direction_even_weight) < 0 or a.direction_kl_tau <= 0:
         raise InputError(f"--even-steps {a.even_steps}, --even-weight {a.even_weight:g} and --direction-even-weight "
                          f"{a.direction_even_weight:g} must be ≥ 0 and --direction-kl-tau {a.direction_kl_tau:g} > 0")

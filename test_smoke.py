@@ -2067,6 +2067,10 @@ def test_bad_input_raises_and_writes_nothing(cli, tmp_path):
         baselines.main(["pca", "--model", "tiny", "--out", str(out), "--layers", "0", "9"])
     with pytest.raises(InputError, match="at least 2"):
         baselines.main(["random", "--model", "tiny", "--out", str(out), "--max-pairs", "1"])
+    for flags, named in ((["oracle", "--lr", "-1"], "--lr: must be above 0"), (["weight_diff", "--lr", "0"], "--lr: must be"),
+                         (["oracle", "--kl-tau", "nan"], "--kl-tau: must be at least 0")):   # before: a traceback, or
+        with pytest.raises(InputError, match=named):                                   # a silent run (kl-tau)
+            baselines.main([flags[0], "--model", "tiny", "--out", str(out), *flags[1:]])
     (tmp_path / "empty.txt").write_text("\n  \n")
     with pytest.raises(InputError, match="empty"):
         baselines.main(["weight_diff", "--model", "tiny", "--out", str(out), "--questions", str(tmp_path / "empty.txt")])
@@ -3322,7 +3326,8 @@ def test_planted_personas_are_not_innerpissas_wording():
 
 @pytest.mark.parametrize("flags, named", [(["--steps", "0"], "--steps 0"),
                                           (["--even-steps", "-5"], "--even-steps -5"),
-                                          (["--direction-kl-tau", "0"], "--direction-kl-tau 0")])
+                                          (["--direction-kl-tau", "0"], "--direction-kl-tau 0"),
+                                          (["--lr", "-1"], "--lr -1"), (["--scale", "0"], "--scale 0")])
 def test_planted_bad_input_writes_nothing(tmp_path, capsys, flags, named):
     with pytest.raises(SystemExit) as e:
         run_cli(lambda: planted.main(["--model", "embedded", "--out", str(tmp_path / "p"), *flags]))
