@@ -144,10 +144,25 @@ c = abs(float(m.get('coeff', 1.0))) * m.get('sign_tune', {}).get('sign', 1); pri
   echo "== finished in $((SECONDS - t0)) s: $RUN_DIR (results.json, rows.csv, samples.md, commands.sh, logs)"
 }
 
+check_env() {
+  # The settings a step would otherwise refuse only after the steps before it ran (SIGN_FROM: after the training).
+  local number='^[0-9]+([.][0-9]+)?$'
+  if [ -n "${SHIFT_WEIGHT:-}" ] && ! [[ "$SHIFT_WEIGHT" =~ $number ]]; then
+    echo "SHIFT_WEIGHT=$SHIFT_WEIGHT is not a non-negative number: give e.g. SHIFT_WEIGHT=30, or leave it unset" >&2; exit 2
+  fi
+  if [ -n "${GAIN:-}" ] && ! [[ "$GAIN" =~ $number ]]; then
+    echo "GAIN=$GAIN is not a non-negative number: give e.g. GAIN=2, or leave it unset" >&2; exit 2
+  fi
+  if [ -n "${SEED:-}" ] && ! [[ "$SEED" =~ ^[0-9]+$ ]]; then
+    echo "SEED=$SEED is not a non-negative integer: give e.g. SEED=1, or leave it unset (0)" >&2; exit 2
+  fi
+  if [ -n "${SIGN_FROM:-}" ] && [ "$SIGN_FROM" != tune ] && [ "$SIGN_FROM" != training ]; then
+    echo "SIGN_FROM=$SIGN_FROM must be tune or training, or unset (tune)" >&2; exit 2
+  fi
+}
+
 export PY MODEL STAGE
-if [ -n "${SHIFT_WEIGHT:-}" ] && ! [[ "$SHIFT_WEIGHT" =~ ^[0-9]+([.][0-9]+)?$ ]]; then   # before any install or run
-  echo "SHIFT_WEIGHT=$SHIFT_WEIGHT is not a non-negative number: give e.g. SHIFT_WEIGHT=30, or leave it unset" >&2; exit 2
-fi
+check_env   # before any install or run
 setup
 case "${1:-}" in
   test)

@@ -2144,15 +2144,20 @@ def test_artifact_names_keep_the_plain_kind_for_the_file_named_after_it(tmp_path
         ev.artifact_names([paths["innerpissa"], twin])
 
 
-def test_run_sh_refuses_a_bad_shift_weight_before_it_installs_or_writes_anything():
-    """SHIFT_WEIGHT that is not a number stops run.sh with one line and exit 2, before setup and before runs/."""
+@pytest.mark.parametrize("name, value, says", [("SHIFT_WEIGHT", "3O", "is not a non-negative number"),
+                                               ("GAIN", "-2", "is not a non-negative number"),
+                                               ("SEED", "1.5", "is not a non-negative integer"),
+                                               ("SIGN_FROM", "test", "must be tune or training")])
+def test_run_sh_refuses_a_bad_setting_before_it_installs_or_writes_anything(name, value, says):
+    """A setting a step would refuse only after the steps before it (SIGN_FROM: after all the training) stops
+    run.sh with one line and exit 2, before setup and before runs/."""
     root = Path(__file__).resolve().parent
     before = sorted(p.name for p in (root / "runs").iterdir()) if (root / "runs").exists() else []
     done = subprocess.run(["bash", str(root / "run.sh"), "control"], capture_output=True, text=True, timeout=60,
-                          env={"PATH": "/usr/bin:/bin", "SHIFT_WEIGHT": "3O", "NO_VENV": "1", "PYTHON": sys.executable})
+                          env={"PATH": "/usr/bin:/bin", name: value, "NO_VENV": "1", "PYTHON": sys.executable})
     after = sorted(p.name for p in (root / "runs").iterdir()) if (root / "runs").exists() else []
     assert done.returncode == 2 and done.stdout == "" and before == after
-    assert done.stderr.count("\n") == 1 and "SHIFT_WEIGHT=3O is not a non-negative number" in done.stderr
+    assert done.stderr.count("\n") == 1 and f"{name}={value} {says}" in done.stderr
 
 
 def test_oracle_end_to_end_loads_as_kind_oracle_and_c0_is_the_base(cli, tmp_path):
