@@ -224,3 +224,8 @@ def raw_contents(path):
     return ({t.name: (t.tensor_type.name, np.ascontiguousarray(t.data).view(np.uint8).tobytes()) for t in reader.tensors},
             {k: [np.asarray(p).view(np.uint8).tobytes() for p in f.parts] for k, f in reader.fields.items()
              if not k.startswith("GGUF.")})
+
+
+if __name__ == "__main__":   # a library: say where its commands are instead of exiting 0 having done nothing
+    raise SystemExit("error: gguf_export.py has no command line: export with python innerpissa.py export (or baselines.py "
+                     "export) --format gguf; check and diff with python gguf_check.py check / diff")

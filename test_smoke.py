@@ -2093,6 +2093,15 @@ def test_cli_errors_are_one_line_with_nonzero_exit(tmp_path):
     assert not out.exists()
 
 
+def test_gguf_export_run_as_a_script_names_the_commands_instead_of_exiting_0():
+    """docs/export.md's history names `gguf_export.py check`, which once ran the engine check; it now lives in
+    gguf_check.py, and the library module alone used to exit 0 having done nothing."""
+    r = subprocess.run([sys.executable, str(Path(__file__).with_name("gguf_export.py")), "check"], capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode != 0 and r.stderr.startswith("error: ") and len(r.stderr.strip().splitlines()) == 1
+    assert "gguf_check.py check" in r.stderr and "innerpissa.py export" in r.stderr
+
+
 def oracle_argv(path, out, *extra):
     return ["oracle", "--model", "tiny", "--dilemmas", str(path), "--steps", "2", "--batch-rows", "4", "--rank", "4",
             "--out", str(out), *extra]
