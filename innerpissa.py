@@ -428,12 +428,22 @@ def common_prefix(seqs):
 
 
 def suffix_lengths(tokenizer, pairs, template="authors"):
-    """Tokens of each pair's shared unfinished reply: the common tail of its two prompts, less the tail
-    that the two persona chats already share (" person. " and the template's turn markers)."""
+    """Per pair, the predictions of its reply window. Persona pairs (rows that open with the honest and the
+    dishonest persona chat, make_pairs): the shared unfinished reply, the common tail of the two prompts less the
+    tail the two chats already share (" person. " and the template's turn markers). Any other pair (--pairs):
+    every prediction from the first token where its rows differ to the end of the shorter row, so for one prompt
+    answered two ways the answer's tokens, however many (rows aligned from the end; answers of two lengths
+    are then read pairwise from their last tokens)."""
     def tail(a, b):
         return common_prefix([a[::-1], b[::-1]])
-    chats = [token_ids(tokenizer, persona_chat(tokenizer, honest, template)) for honest in (True, False)]
-    return [max(tail(token_ids(tokenizer, p), token_ids(tokenizer, q)) - tail(*chats), 1) for p, q in pairs]
+    chat_texts = [persona_chat(tokenizer, honest, template) for honest in (True, False)]
+    chats = [token_ids(tokenizer, text) for text in chat_texts]
+    lengths = []
+    for p, q in pairs:
+        a, b = token_ids(tokenizer, p), token_ids(tokenizer, q)
+        persona_pair = p.startswith(chat_texts[0]) and q.startswith(chat_texts[1])
+        lengths.append(max(tail(a, b) - tail(*chats) if persona_pair else min(len(a), len(b)) - common_prefix([a, b]), 1))
+    return lengths
 
 
 def row_windows(tokenizer, pairs):

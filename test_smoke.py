@@ -368,29 +368,57 @@ def test_cached_step_equals_the_plain_step_with_the_shift_term(tiny, reference):
                                     shift_reference=reference, **answers)
 
 
-def answer_like_pairs(tok, n=12):
+LONG_ANSWERS = (" Yes, I would give it back to them.", " No, I would keep it for myself.")   # several tokens each
+
+
+def answer_like_pairs(tok, n=12, answers=(" Yes", " No")):
     """Pairs shaped like dilemmas.answer_pairs: one Yes/No prompt per pair (of three lengths) answered two
     ways, so the two rows share all but their last tokens and pairs share only the chat's start."""
     questions = [f"Question {i}: is it right to keep " + "the money you found " * (1 + i % 3) for i in range(n)]
-    return [(harness.yes_no_prompt(tok, q) + " Yes", harness.yes_no_prompt(tok, q) + " No") for q in questions]
+    return [(harness.yes_no_prompt(tok, q) + answers[0], harness.yes_no_prompt(tok, q) + answers[1]) for q in questions]
 
 
-@pytest.mark.parametrize("window", ["row", "reply"])
-def test_cached_step_equals_the_plain_step_on_pairs_that_share_their_own_start(tiny, window):
-    """Answer pairs: each pair's shared prompt runs once for both rows (the prompts packed in one row, then
-    rows [pairs, W]), with the same loss and gradients as the plain step, for whole-row and reply windows; and
-    fewer token positions through the blocks than the plain step."""
+def test_reply_windows_of_pairs_answered_in_several_tokens_read_every_answer_token(tiny):
+    """One prompt answered two ways in a sentence each: the reply window runs from the first token where the rows
+    differ (before: the common tail less the persona chats' shared tail, under one token here, so only the last
+    prediction, the shared "." after "them"/"myself"). Each row's window then holds its answer's last tokens, all of
+    the shorter answer, the Yes/No word included. Persona pairs keep their shared reply
+    (test_output_gap_reads_exactly_the_shared_reply)."""
     model, tok = tiny
-    pairs = answer_like_pairs(tok)
+    pairs = answer_like_pairs(tok, 4, LONG_ANSWERS)
+    lengths = ip.suffix_lengths(tok, pairs)
+    p = ip.PairRunner(model, tok, None, pairs, 2, 3).run(pairs, 0.0, lengths)
+    for i, (pos, neg) in enumerate(pairs):
+        rows = [ip.token_ids(tok, pos), ip.token_ids(tok, neg)]
+        start = ip.common_prefix(rows)
+        answers = [row[start:] for row in rows]                            # each answer's own tokens
+        assert lengths[i] == min(map(len, answers)) > 3
+        for side, row in enumerate(rows):
+            assert p.per_position(p.targets)[p.rows == 2 * i + side].tolist() == row[len(row) - lengths[i]:]
+        shorter = min(answers, key=len)
+        assert tok.decode(shorter).split(",")[0].strip() in ("Yes", "No")   # the word that differs is read
+
+
+@pytest.mark.parametrize("window, answers", [("row", (" Yes", " No")), ("reply", (" Yes", " No")),
+                                             ("reply", LONG_ANSWERS)])
+def test_cached_step_equals_the_plain_step_on_pairs_that_share_their_own_start(tiny, window, answers):
+    """Answer pairs: each pair's shared prompt runs once for both rows (the prompts packed in one row, then
+    rows [pairs, W]), with the same loss and gradients as the plain step, for whole-row and reply windows (also
+    answers of several tokens and two lengths, whose reply window reaches back into the shared prompt by one
+    prediction); and fewer token positions through the blocks than the plain step."""
+    model, tok = tiny
+    pairs = answer_like_pairs(tok, answers=answers)
     runner = CachedPairRunner(model, tok, None, pairs, 2, 3)
     assert runner.cached and runner.per_pair
     assert not CachedPairRunner(model, tok, None, ip.make_pairs(tok, n=12), 2, 3).per_pair
     cfg = ip.resolve(ip.TrainConfig(batch_pairs=4, micro_pairs=4), model)
     plain = ip.PairRunner(model, tok, None, pairs, 2, 3)
     assert bench.block_tokens(runner, pairs[:4], cfg) < 0.75 * bench.block_tokens(plain, pairs[:4], cfg)
-    p = runner.run(pairs[:4], 0.0, ip.row_windows(tok, pairs[:4]))        # the windows reach into the starts
-    for r in range(8):
-        assert p.per_position(p.targets)[p.rows == r].tolist() == ip.token_ids(tok, pairs[r // 2][r % 2])[1:]
+    windows = ip.row_windows(tok, pairs[:4])                               # min(len) − 1: a whole row when
+    p = runner.run(pairs[:4], 0.0, windows)                                # the two have one length
+    for r in range(8):                                                     # the windows reach into the starts
+        row = ip.token_ids(tok, pairs[r // 2][r % 2])
+        assert p.per_position(p.targets)[p.rows == r].tolist() == row[len(row) - windows[r // 2]:]
     assert_cached_step_equals_plain(model, tok, trained_adapter(model, rank=4), "antipasto", 2, pairs=pairs,
                                     window=window)
 
