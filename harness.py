@@ -763,8 +763,8 @@ def window_note(tokenizer, pairs):
     return (f"note: the two rows of a pair differ at {reads:.1f} of the {n:.1f} positions (mean) that the whole-row "
             f"windows read; the hinge's output gap, their mean, sees that difference divided by ~{n / reads:.0f}. "
             "On the tune half's answer pairs `--deviate reply-window fixed-orientation` (the predictions from where "
-            "the rows differ, there the answer word's; the positive row named honest) moved the test half's answers (0.43-1.13x the ceiling), the "
-            "authors' recipe did not "
+            "the rows differ, there the answer word's; the positive row named honest) moved the test half's answers "
+            "(0.43-1.13x the ceiling), the authors' recipe did not "
             "(docs/controls.md: whole-row windows on pairs that share a start)")
 
 

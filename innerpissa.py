@@ -165,7 +165,8 @@ class InnerPiSSA(nn.Module):
         if scaling not in ("add", "mult", "exp") or bound not in ("elementwise", "frobenius"):
             raise InputError(f"--scaling {scaling!r} must be add, mult or exp and --bound {bound!r} elementwise or frobenius")
         if max_angle is not None and not max_angle > 0:
-            raise InputError(f"--max-angle {max_angle} must be above 0 radians (or None: unbounded)")
+            raise InputError(f"--max-angle {max_angle} must be above 0 radians (unbounded: 0 on the command line, "
+                             "None in code)")
         self.model = [model]  # a list, so the host model is not registered as a submodule
         self.target, self.rank, self.rotate_u, self.max_angle, self.scaling = target, rank, rotate_u, max_angle, scaling
         self.bound = bound
