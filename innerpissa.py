@@ -696,7 +696,7 @@ def deviations(names):
 
 
 # What each number of TrainConfig must be, checked by resolve once the recipe has filled the Nones.
-RANGES = {"lr": (lambda v: v > 0, "above 0"), "batch_pairs": (lambda v: v >= 1, "at least 1"),
+RANGES = {"lr": (lambda v: v >= 0, "at least 0"), "batch_pairs": (lambda v: v >= 1, "at least 1"),
           "micro_pairs": (lambda v: v is None or v >= 1, "at least 1"), "last_n": (lambda v: v >= 1, "at least 1"),
           "direction_pairs": (lambda v: v is None or v >= 1, "at least 1"),
           "check_every": (lambda v: v >= 1, "at least 1"), "warmup": (lambda v: 0 <= v < 1, "in [0, 1)"),

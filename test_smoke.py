@@ -575,7 +575,8 @@ def test_shift_term_with_pair_references_reads_each_pair_its_own_honest_way_and_
                                           ("coherence_weight", -1.0), ("direction_pairs", 0), ("kl_tau", -0.1)])
 def test_training_settings_out_of_range_are_refused_naming_the_flag(field, value):
     """Before, these trained silently (clip −1 reversed every gradient: torch scales them by −1/‖g‖; micro-pairs 0
-    meant the whole batch; a negative TV weight rewarded incoherence) or failed deep inside torch (lr −1, batch 0)."""
+    meant the whole batch; a negative TV weight rewarded incoherence) or failed deep inside torch (lr −1, batch 0).
+    lr = 0 stays allowed: a run that cannot improve (test_epochs_set_the_steps_and_patience_stops_…)."""
     with pytest.raises(ip.InputError, match=f"^--{field.replace('_', '-')} {value} must be"):
         ip.resolve(ip.TrainConfig(**{field: value}), None)
 
