@@ -69,7 +69,7 @@ from tqdm import tqdm
 
 import dilemmas
 from cached_step import CachedPairRunner
-from harness import (ArgParser, add_device_map, check_writable, continue_from, describe_sign, export_args,
+from harness import (EMBEDDED, ArgParser, add_device_map, check_writable, continue_from, describe_sign, export_args,
                      family_rows, generate, kl, load_model, model_name, probe_margins, probe_sources, prompt_families,
                      read_lines, right_pad, run_cli, run_export, run_families, run_prefix, shared_prefix, yes_no_logprobs)
 from innerpissa import (DATA_DIR, MAX_ANGLE, OBJECTIVES, InnerPiSSA, InputError, Objective, Space, TrainConfig, batches,
@@ -635,7 +635,7 @@ def baseline_args(sub):
              "weight_diff": "low-rank SFT deltas fitted to honest/dishonest persona completions"}
     for kind in KINDS:
         s = sub.add_parser(kind, help=helps[kind], description=helps[kind])
-        s.add_argument("--model", required=True, help="hub id, local directory or 'embedded'")
+        s.add_argument("--model", default=EMBEDDED, help="hub id, local directory or 'embedded' (default)")
         s.add_argument("--out", required=True, help="artifact path (.safetensors)")
         if kind == "weight_diff":
             s.add_argument("--questions", default=None,
@@ -661,7 +661,7 @@ def baseline_args(sub):
 
 
 def oracle_args(s):
-    s.add_argument("--model", required=True, help="hub id, local directory or 'embedded'")
+    s.add_argument("--model", default=EMBEDDED, help="hub id, local directory or 'embedded' (default)")
     s.add_argument("--out", required=True, help="artifact path (.safetensors)")
     s.add_argument("--dilemmas", default="data", help="'data' (our offline set, default), 'hf' or a CSV path; "
                                                       "only its tune half is read")

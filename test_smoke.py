@@ -2086,6 +2086,14 @@ def test_cli_writes_calibrated_artifacts(cli, tmp_path):
     assert set(load_artifact(tmp_path / "pca.safetensors")[0]) == {"layers.1", "layers.2"}
 
 
+def test_baselines_default_to_the_embedded_model(tiny, monkeypatch, tmp_path):
+    """Like every other script, baselines.py runs on the embedded model when --model is not given (it was required)."""
+    asked = []
+    monkeypatch.setattr(baselines, "load_model", lambda name, **kw: asked.append(name) or tiny)
+    baselines.main(["pca", "--out", str(tmp_path / "pca.safetensors"), "--max-pairs", "8"])
+    assert asked == ["embedded"]
+
+
 def test_bad_input_raises_and_writes_nothing(cli, tmp_path):
     model, tok = cli
     for layers in [(0, 9), (2, 2), (-1, 2)]:
