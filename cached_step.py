@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from transformers import DynamicCache
 
-from innerpissa import PairRunner, common_prefix, interleave, token_ids, wide
+from innerpissa import PairRunner, common_prefix, interleave, token_ids, wide, window_of
 
 
 class CachedPairRunner(PairRunner):
@@ -106,7 +106,7 @@ class CachedPairRunner(PairRunner):
             return logits, targets, rows, None
         own = torch.bincount(row[row >= 0], minlength=len(self.group)).tolist()      # [2p] tokens after the start
         kept = torch.bincount(rows, minlength=len(own)).tolist()                          # [2p] kept predictions
-        need = [max(0, lengths[r // 2] + 1 - own[r]) for r in range(len(own))]
+        need = [max(0, window_of(lengths, r) + 1 - own[r]) for r in range(len(own))]
         if not any(need):
             return logits, targets, rows, None
         ends = np.cumsum(self.reach).tolist()                 # where each start's kept predictions end
@@ -124,7 +124,7 @@ class CachedPairRunner(PairRunner):
         """self.reach [G]: how many of each start's last predictions the rows' loss windows read (the persona
         chats: all k, held for the run), and self.chat_targets [Σ reach], the tokens those predict. full: the
         rows' token ids, own: what follows their start."""
-        need = [max(0, self.windows[r // 2] + 1 - len(x)) if self.windows else 0 for r, x in enumerate(own)]
+        need = [max(0, window_of(self.windows, r) + 1 - len(x)) if self.windows else 0 for r, x in enumerate(own)]
         self.reach = [self.k] * 2 if not self.per_pair else [max(need[i:i + 2]) for i in range(0, len(need), 2)]
         first = [full[self.group.index(g)] for g in range(len(starts))]   # a row of each start: what comes next
         self.chat_targets = torch.tensor([t for x, s, n in zip(first, starts, self.reach)

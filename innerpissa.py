@@ -432,9 +432,9 @@ def suffix_lengths(tokenizer, pairs, template="authors"):
     """Per pair, the predictions of its reply window. Persona pairs (rows that open with the honest and the
     dishonest persona chat, make_pairs): the shared unfinished reply, the common tail of the two prompts less the
     tail the two chats already share (" person. " and the template's turn markers). Any other pair (--pairs):
-    every prediction from the first token where its rows differ to the end of the shorter row, so for one prompt
-    answered two ways the answer's tokens, however many (rows aligned from the end; answers of two lengths
-    are then read pairwise from their last tokens)."""
+    each row's every prediction from the first token where the rows differ to its end, so for one prompt
+    answered two ways each answer's own tokens, however many: one number when the two answers have one
+    length, else (positive row's, negative row's); see window_of."""
     def tail(a, b):
         return common_prefix([a[::-1], b[::-1]])
     chat_texts = [persona_chat(tokenizer, honest, template) for honest in (True, False)]
@@ -442,9 +442,19 @@ def suffix_lengths(tokenizer, pairs, template="authors"):
     lengths = []
     for p, q in pairs:
         a, b = token_ids(tokenizer, p), token_ids(tokenizer, q)
-        persona_pair = p.startswith(chat_texts[0]) and q.startswith(chat_texts[1])
-        lengths.append(max(tail(a, b) - tail(*chats) if persona_pair else min(len(a), len(b)) - common_prefix([a, b]), 1))
+        if p.startswith(chat_texts[0]) and q.startswith(chat_texts[1]):                  # a persona pair
+            lengths.append(max(tail(a, b) - tail(*chats), 1))
+            continue
+        own = [max(len(x) - common_prefix([a, b]), 1) for x in (a, b)]
+        lengths.append(own[0] if own[0] == own[1] else tuple(own))
     return lengths
+
+
+def window_of(lengths, r):
+    """The window of row r of interleaved pairs (row 2i: pair i's positive, 2i + 1 its negative) from per-pair
+    windows: a number for both rows, or (positive's, negative's) where the rows' replies differ in length."""
+    n = lengths[r // 2]
+    return n if isinstance(n, int) else n[r % 2]
 
 
 def row_windows(tokenizer, pairs):
@@ -505,7 +515,7 @@ def block_outputs(model, batch, layers, stop=True, inputs=False, **kwargs):
 class Pass:
     """One pass over a batch of pairs. h [2p, n, d_model]: the loss block's output at each row's last n
     tokens; the m predictions of the loss windows, row-major, so the positions of rows 2i and 2i+1 (the
-    same reply) line up: rows [m] the row of each; logits [u, vocab] and targets [u] the distinct
+    same reply, or two replies of one length) line up: rows [m] the row of each; logits [u, vocab] and targets [u] the distinct
     predictions, `at` [m] which one each window position reads (None: u = m, one each). The cached runner's
     persona-chat predictions, the same in every row of a side, are held once: per-position terms are
     computed on the u and spread with `per_position`."""
@@ -558,8 +568,8 @@ class PairRunner:
             if lengths is None:                                   # h only: stop after the loss block
                 h = block_outputs(self.model, batch, [self.layer])[0][self.layer]
                 return Pass(wide(h.flatten(0, 1)[last].unflatten(0, (-1, self.last_n))))
-            n = torch.tensor(lengths + [0], device=row.device).repeat_interleave(2)      # [2p + 2]: per row, pads last
-            n = n[:-1][row]                                       # [N] reply tokens of each position's row
+            n = torch.tensor([window_of(lengths, r) for r in range(2 * len(pairs))] + [0], device=row.device)
+            n = n[row]                                            # [N] window of each position's row (padding: 0)
             keep = row_major(row, (row >= 0) & (place >= end - 1 - n) & (place < end - 1))  # those predicting it
             head = self.model.get_output_embeddings().register_forward_pre_hook(
                 lambda module, args: (args[0].flatten(0, 1)[keep][None],))      # [1, m, d_model]: only those
@@ -597,9 +607,12 @@ def next_token_nll(logits, targets):
 
 
 def output_gap(p, nll):
-    """Per pair: mean over the shared reply of log p(tok | honest) − log p(tok | dishonest), [pairs]."""
-    pair, diff = p.honest(p.rows) // 2, p.dishonest(nll) - p.honest(nll)
-    total = nll.new_zeros(int(p.rows.max()) // 2 + 1).index_add(0, pair, diff)
+    """Per pair: mean over the shared reply of log p(tok | honest) − log p(tok | dishonest), [pairs]. Where a
+    pair's two windows differ in length (answers of two lengths), each row's mean over its own window."""
+    pair, other = p.honest(p.rows) // 2, p.dishonest(p.rows) // 2
+    if len(pair) != len(other) or bool((pair != other).any()):
+        return per_pair_mean(p.dishonest(nll), p.dishonest(p.rows)) - per_pair_mean(p.honest(nll), p.honest(p.rows))
+    total = nll.new_zeros(int(p.rows.max()) // 2 + 1).index_add(0, pair, p.dishonest(nll) - p.honest(nll))
     return total / torch.bincount(pair, minlength=len(total)).clamp(min=1)
 
 

@@ -379,24 +379,31 @@ def answer_like_pairs(tok, n=12, answers=(" Yes", " No")):
 
 
 def test_reply_windows_of_pairs_answered_in_several_tokens_read_every_answer_token(tiny):
-    """One prompt answered two ways in a sentence each: the reply window runs from the first token where the rows
-    differ (before: the common tail less the persona chats' shared tail, under one token here, so only the last
-    prediction, the shared "." after "them"/"myself"). Each row's window then holds its answer's last tokens, all of
-    the shorter answer, the Yes/No word included. Persona pairs keep their shared reply
-    (test_output_gap_reads_exactly_the_shared_reply)."""
+    """One prompt answered two ways in a sentence each: each row's reply window runs from the first token where the
+    rows differ to its own end (at first the common tail less the persona chats' shared tail, here only the last
+    prediction; then the shorter answer's length from each row's end, which missed the longer answer's first
+    tokens, its Yes/No word among them). The output gap is then the mean NLL of the negative
+    row's answer minus the positive row's, each over its own tokens, as a forward of each row alone gives it.
+    Persona pairs keep their shared reply (test_output_gap_reads_exactly_the_shared_reply)."""
     model, tok = tiny
     pairs = answer_like_pairs(tok, 4, LONG_ANSWERS)
     lengths = ip.suffix_lengths(tok, pairs)
-    p = ip.PairRunner(model, tok, None, pairs, 2, 3).run(pairs, 0.0, lengths)
+    assert all(isinstance(n, tuple) for n in lengths)                      # the two answers differ in length here
+    with torch.no_grad():
+        p = ip.PairRunner(model, tok, None, pairs, 2, 3).run(pairs, 0.0, lengths)
+        gap = ip.output_gap(p, p.per_position(ip.next_token_nll(p.logits, p.targets)))
     for i, (pos, neg) in enumerate(pairs):
         rows = [ip.token_ids(tok, pos), ip.token_ids(tok, neg)]
         start = ip.common_prefix(rows)
-        answers = [row[start:] for row in rows]                            # each answer's own tokens
-        assert lengths[i] == min(map(len, answers)) > 3
+        mean_nll = []
         for side, row in enumerate(rows):
-            assert p.per_position(p.targets)[p.rows == 2 * i + side].tolist() == row[len(row) - lengths[i]:]
-        shorter = min(answers, key=len)
-        assert tok.decode(shorter).split(",")[0].strip() in ("Yes", "No")   # the word that differs is read
+            assert ip.window_of(lengths, 2 * i + side) == len(row) - start > 3
+            assert p.per_position(p.targets)[p.rows == 2 * i + side].tolist() == row[start:]   # the whole answer
+            with torch.no_grad():
+                logp = model(torch.tensor([row])).logits[0, :-1].log_softmax(-1)          # this row alone
+            mean_nll.append(-logp[torch.arange(start - 1, len(row) - 1), torch.tensor(row[start:])].mean())
+        assert abs(float(gap[i]) - float(mean_nll[1] - mean_nll[0])) < 1e-4
+        assert [tok.decode(row[start:]).split(",")[0].strip() for row in rows] == ["Yes", "No"]  # both words read
 
 
 @pytest.mark.parametrize("window, answers", [("row", (" Yes", " No")), ("reply", (" Yes", " No")),
