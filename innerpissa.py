@@ -515,10 +515,10 @@ def block_outputs(model, batch, layers, stop=True, inputs=False, **kwargs):
 class Pass:
     """One pass over a batch of pairs. h [2p, n, d_model]: the loss block's output at each row's last n
     tokens; the m predictions of the loss windows, row-major, so the positions of rows 2i and 2i+1 (the
-    same reply, or two replies of one length) line up: rows [m] the row of each; logits [u, vocab] and targets [u] the distinct
-    predictions, `at` [m] which one each window position reads (None: u = m, one each). The cached runner's
-    persona-chat predictions, the same in every row of a side, are held once: per-position terms are
-    computed on the u and spread with `per_position`."""
+    same reply, or two replies of one length) line up: rows [m] the row of each; logits [u, vocab] and
+    targets [u] the distinct predictions, `at` [m] which one each window position reads (None: u = m, one
+    each). The cached runner's persona-chat predictions, the same in every row of a side, are held once:
+    per-position terms are computed on the u and spread with `per_position`."""
     h: torch.Tensor
     logits: torch.Tensor | None = None
     targets: torch.Tensor | None = None
