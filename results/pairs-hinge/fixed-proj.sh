@@ -9,7 +9,7 @@
 # Time on 2 cores: 35–56 min a seed, 55–66 with NULL=16.
 # Ran: SEEDS=0 NULL=0 at 8069301 (2026-12-06); SEEDS=1 NULL=16 at 8c70c94 (2026-12-07; training code as 8069301);
 # SEEDS=2 NULL=0 at c50261f and SEEDS=3 NULL=16 at 311dbd2 (2026-12-07, the same training code); WINDOWS=row SEEDS=0
-# NULL=0 at 311dbd2's code (2026-12-07, 79 min); SEEDS=4 NULL=0 at f6e07c2 (2026-12-07, the same training code).
+# NULL=0 at 311dbd2's code (2026-12-07, 79 min); SEEDS=4 and SEEDS=5 NULL=0 at f6e07c2 (2026-12-07, the same training code).
 set -euo pipefail
 PY=${PY:-.venv/bin/python} R=${RUN:-runs/pairs-hinge}
 mkdir -p $R
