@@ -610,7 +610,7 @@ def output_gap(p, nll):
     """Per pair: mean over the shared reply of log p(tok | honest) − log p(tok | dishonest), [pairs]. Where a
     pair's two windows differ in length (answers of two lengths), each row's mean over its own window."""
     pair, other = p.honest(p.rows) // 2, p.dishonest(p.rows) // 2
-    if len(pair) != len(other) or bool((pair != other).any()):
+    if len(pair) != len(other) or bool((pair != other).any()):   # else position by position, bitwise as recorded runs
         return per_pair_mean(p.dishonest(nll), p.dishonest(p.rows)) - per_pair_mean(p.honest(nll), p.honest(p.rows))
     total = nll.new_zeros(int(p.rows.max()) // 2 + 1).index_add(0, pair, p.dishonest(nll) - p.honest(nll))
     return total / torch.bincount(pair, minlength=len(total)).clamp(min=1)
