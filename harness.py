@@ -824,6 +824,7 @@ def train_main(argv=None):
     check_writable(args.out)
     sources = probe_sources(args.probes)
     given = load_pair_file(args.pairs, args.max_pairs, args.seed) if args.pairs else None   # checked before loading
+    resolve(train_config(args, 0 if args.layer is None else args.layer), None)    # the numbers, before loading too
     start = time.time()
     torch.manual_seed(args.seed)
     model, tok = load_model(args.model, device_map=args.device_map)

@@ -709,7 +709,9 @@ def deviations(names):
 
 
 # What each number of TrainConfig must be, checked by resolve once the recipe has filled the Nones.
-RANGES = {"lr": (lambda v: v >= 0, "at least 0"), "batch_pairs": (lambda v: v >= 1, "at least 1"),
+RANGES = {"steps": (lambda v: v >= 1, "at least 1"), "epochs": (lambda v: v is None or v > 0, "above 0"),
+          "patience": (lambda v: v is None or v >= 1, "at least 1"),
+          "lr": (lambda v: v >= 0, "at least 0"), "batch_pairs": (lambda v: v >= 1, "at least 1"),
           "micro_pairs": (lambda v: v is None or v >= 1, "at least 1"), "last_n": (lambda v: v >= 1, "at least 1"),
           "direction_pairs": (lambda v: v is None or v >= 1, "at least 1"),
           "check_every": (lambda v: v >= 1, "at least 1"), "warmup": (lambda v: 0 <= v < 1, "in [0, 1)"),
@@ -1132,11 +1134,8 @@ def train(model, tokenizer, adapter, pairs, cfg=None, progress=True, runner_type
     if n_hold < 1 or len(pairs) - n_hold < cfg.batch_pairs:
         raise InputError(f"{len(pairs)} pairs are too few for batches of {cfg.batch_pairs} plus a held-out slice")
     held, train_pairs = pairs[:n_hold], pairs[n_hold:]
-    if cfg.epochs is not None:
+    if cfg.epochs is not None:                                 # ≥ 1 step: epochs > 0 (resolve), pairs ≥ a batch
         cfg = replace(cfg, steps=math.ceil(cfg.epochs * len(train_pairs) / cfg.batch_pairs))
-    if cfg.steps < 1 or (cfg.patience is not None and cfg.patience < 1):
-        raise InputError(f"--steps/--epochs give {cfg.steps} steps and --patience is {cfg.patience}: "
-                         "train at least 1 step, with a patience of at least 1 check")
     torch.manual_seed(cfg.seed)
     with frozen_weights(model):                                          # only θ, λ learn: no weight grads
         runner = runner_type(model, tokenizer, adapter, pairs, cfg.layer, cfg.last_n)

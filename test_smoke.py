@@ -470,8 +470,8 @@ def test_epochs_set_the_steps_and_patience_stops_a_run_that_cannot_improve(tiny)
     stats = ip.train(model, tok, adapter, pairs, ip.TrainConfig(epochs=1, batch_pairs=4, direction_pairs=8),
                      progress=False)
     assert stats["steps"] == 3 and stats["pair_examples"] == 12                         # ⌈9 / 4⌉ steps
-    for bad in (dict(epochs=0), dict(steps=0), dict(steps=3, patience=0)):
-        with pytest.raises(ip.InputError, match="at least 1 step"):
+    for bad, named in ((dict(epochs=0), "epochs"), (dict(steps=0), "steps"), (dict(steps=3, patience=0), "patience")):
+        with pytest.raises(ip.InputError, match=f"^--{named} 0 must be"):
             ip.train(model, tok, adapter, pairs, ip.TrainConfig(batch_pairs=4, **bad), progress=False)
         assert all(p.requires_grad for p in model.parameters())             # refused before touching the model
     frozen = ip.TrainConfig(steps=10, lr=0.0, patience=1, check_every=1, batch_pairs=4, direction_pairs=8)
@@ -933,6 +933,23 @@ def test_cli_bad_input_is_one_line_and_writes_nothing(monkeypatch, capsys, tiny,
     text = run_main(monkeypatch, capsys, tiny, ["--out", str(out), "--steps", "1", *flags])
     assert message in text and "\n" not in text and text.startswith("error:")
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("flags, message", [(["--steps", "-3"], "--steps -3 must be at least 1"),
+                                            (["--epochs", "0"], "--epochs 0.0 must be above 0"),
+                                            (["--patience", "0"], "--patience 0 must be at least 1"),
+                                            (["--lr", "-1"], "--lr -1.0 must be at least 0"),
+                                            (["--warmup", "1"], "--warmup 1.0 must be in [0, 1)")])
+def test_cli_refuses_bad_training_numbers_before_it_loads_the_model(monkeypatch, capsys, tmp_path, flags, message):
+    """Before, these were checked inside train(), after the model had loaded (~20 s on the embedded model, more
+    for a hub model): a typo cost a model load before its one-line error."""
+    def load_model(name, **kw):
+        raise AssertionError("the model was loaded before the flags were checked")
+    monkeypatch.setattr(harness, "load_model", load_model)
+    with pytest.raises(SystemExit) as exit_info:
+        harness.run_cli(lambda: harness.train_main(["--out", str(tmp_path / "a.safetensors"), *flags]))
+    text = capsys.readouterr().err.strip()
+    assert exit_info.value.code == 2 and text == f"error: {message}" and list(tmp_path.iterdir()) == []
 
 
 def test_cli_unwritable_out_and_missing_model(tmp_path):
