@@ -824,7 +824,8 @@ def train_main(argv=None):
     check_writable(args.out)
     sources = probe_sources(args.probes)
     given = load_pair_file(args.pairs, args.max_pairs, args.seed) if args.pairs else None   # checked before loading
-    resolve(train_config(args, 0 if args.layer is None else args.layer), None)    # the numbers, before loading too
+    cfg = train_config(args, args.layer)
+    resolve(cfg, None)                                          # every training number checked before the model loads
     start = time.time()
     torch.manual_seed(args.seed)
     model, tok = load_model(args.model, device_map=args.device_map)
@@ -834,7 +835,7 @@ def train_main(argv=None):
                   **deviations(args.deviate)[0]}
     adapter = InnerPiSSA.attach(model, target=target, rank=args.rank, rotate_u=args.rotate_u, objective=args.objective,
                                 **adapter_kw)
-    cfg = train_config(args, layer)
+    cfg = dataclasses.replace(cfg, layer=layer)
     pairs = given or make_pairs(tok, n=args.max_pairs, seed=args.seed, template=cfg.template)
     runner_type = PairRunner if args.plain else CachedPairRunner
     if given and cfg.window == "row" and (note := window_note(tok, pairs)):

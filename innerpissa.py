@@ -721,7 +721,8 @@ RANGES = {"steps": (lambda v: v >= 1, "at least 1"), "epochs": (lambda v: v is N
 
 
 def resolve(cfg, model):
-    """A copy of cfg with each None taken from its objective's recipe; the caller's cfg is left as it is."""
+    """A copy of cfg with each None taken from its objective's recipe, every number checked (RANGES); the caller's
+    cfg is left as it is. Without a model (model None) the layer stays as given: the checks alone."""
     if cfg.objective not in OBJECTIVES:
         raise InputError(f"--objective {cfg.objective!r} must be one of {', '.join(OBJECTIVES)}")
     if cfg.reference not in ("pair", "mean") or cfg.subspace < 0 or cfg.rotations not in ("learn", "off"):
@@ -743,7 +744,7 @@ def resolve(cfg, model):
         raise InputError(f"--batch-pairs {cfg.batch_pairs} must be a multiple of the micro-batch ({micro} pairs): "
                          "set --micro-pairs to a divisor of it")
     cfg = replace(cfg, micro_pairs=micro)
-    return cfg if cfg.layer is not None else replace(cfg, layer=default_layer(model, cfg.objective))
+    return cfg if cfg.layer is not None or model is None else replace(cfg, layer=default_layer(model, cfg.objective))
 
 
 @dataclass
